@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+
+mod context;
+mod error;
+mod event;
+mod secret;
+mod status;
+mod traits;
+mod types;
+
+pub use context::{BuildMeta, Ctx, LogSink, NullSink, Stream};
+pub use error::{Error, ErrorKind, Result};
+pub use event::{Event, EventKind, StepId};
+pub use secret::{SecretMap, SecretRef, SecretValue};
+pub use status::{BuildStatus, ExitStatus, StepStatus};
+pub use traits::{
+    Resource, ResourceCapabilities, Runner, RunnerCapabilities, SecretSource, Service, TaskSpec,
+    Workspace,
+};
+pub use types::{Metadata, MetadataField, Params, Version, env_key, flatten_json};
+
+/// Re-exported so plug-in authors use the same cancellation token type as the engine.
+pub use tokio_util::sync::CancellationToken;

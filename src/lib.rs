@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Crates
+//!
+//! This facade re-exports the workspace's crates so an application can depend on one name:
+//!
+//! - [`core`]: domain types and the four plug-in traits (`Resource`, `Runner`, `Service`,
+//!   `SecretSource`).
+//! - [`config`] (feature `config`, on by default): the HCL pipeline language.
+
+pub use pipewright_core as core;
+
+#[cfg(feature = "config")]
+pub use pipewright_config as config;
