@@ -1,0 +1,146 @@
+//! The built-in plug-in names a loader accepts without a declaration and as
+//! `source = "pipewright://NAME"`.
+
+use std::collections::BTreeMap;
+
+/// What a built-in resource type can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceOps {
+    /// Has `check`/`get`.
+    pub get: bool,
+    /// Has `put`.
+    pub put: bool,
+}
+
+/// Parameters a built-in runner requires.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnerRule {
+    /// Params that must be set.
+    pub required: Vec<&'static str>,
+    /// Exactly one of these must be set (empty: no such rule).
+    pub exactly_one_of: Vec<&'static str>,
+}
+
+/// The built-ins of each kind. A binary that registers more plug-ins (or fewer) builds its own
+/// catalog; [`Catalog::default`] is the reference `pipewright` binary's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Built-in resource types.
+    pub resource_types: BTreeMap<String, ResourceOps>,
+    /// Built-in runners and the params they require.
+    pub runners: BTreeMap<String, RunnerRule>,
+    /// Built-in service types.
+    pub service_types: Vec<String>,
+    /// Built-in secret types.
+    pub secret_types: Vec<String>,
+    /// Built-in notification types.
+    pub notification_types: Vec<String>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        let rt = |get, put| ResourceOps { get, put };
+        Self {
+            resource_types: BTreeMap::from([
+                ("git".into(), rt(true, true)),
+                ("cron".into(), rt(true, false)),
+                ("fs".into(), rt(true, true)),
+                ("artifact".into(), rt(true, true)),
+            ]),
+            runners: BTreeMap::from([
+                (
+                    "exec".into(),
+                    RunnerRule {
+                        required: vec!["path"],
+                        exactly_one_of: vec![],
+                    },
+                ),
+                (
+                    "shell".into(),
+                    RunnerRule {
+                        required: vec![],
+                        exactly_one_of: vec!["cmd", "file"],
+                    },
+                ),
+                (
+                    "docker".into(),
+                    RunnerRule {
+                        required: vec!["image", "cmd"],
+                        exactly_one_of: vec![],
+                    },
+                ),
+            ]),
+            service_types: vec!["docker".into(), "nats".into(), "postgres".into()],
+            secret_types: vec!["env".into(), "file".into(), "vault".into()],
+            notification_types: vec![],
+        }
+    }
+}
+
+impl Catalog {
+    /// A catalog with no built-ins at all (every type must be declared inline or by path).
+    pub fn empty() -> Self {
+        Self {
+            resource_types: BTreeMap::new(),
+            runners: BTreeMap::new(),
+            service_types: vec![],
+            secret_types: vec![],
+            notification_types: vec![],
+        }
+    }
+
+    /// The built-in names of a block kind (`resource_type`, `runner_type`, …).
+    pub fn names(&self, kind: TypeKind) -> Vec<&str> {
+        match kind {
+            TypeKind::Resource => self.resource_types.keys().map(String::as_str).collect(),
+            TypeKind::Runner => self.runners.keys().map(String::as_str).collect(),
+            TypeKind::Service => self.service_types.iter().map(String::as_str).collect(),
+            TypeKind::Secret => self.secret_types.iter().map(String::as_str).collect(),
+            TypeKind::Notification => self.notification_types.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// True when `name` is a built-in of `kind`.
+    pub fn has(&self, kind: TypeKind, name: &str) -> bool {
+        self.names(kind).contains(&name)
+    }
+}
+
+/// The five kinds of type declarations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TypeKind {
+    /// `resource_type`
+    Resource,
+    /// `runner_type`
+    Runner,
+    /// `service_type`
+    Service,
+    /// `secret_type`
+    Secret,
+    /// `notification_type`
+    Notification,
+}
+
+impl TypeKind {
+    /// The block keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            TypeKind::Resource => "resource_type",
+            TypeKind::Runner => "runner_type",
+            TypeKind::Service => "service_type",
+            TypeKind::Secret => "secret_type",
+            TypeKind::Notification => "notification_type",
+        }
+    }
+
+    /// A short noun for messages (`resource type`, `runner`…).
+    pub fn noun(self) -> &'static str {
+        match self {
+            TypeKind::Resource => "resource type",
+            TypeKind::Runner => "runner",
+            TypeKind::Service => "service type",
+            TypeKind::Secret => "secret type",
+            TypeKind::Notification => "notification type",
+        }
+    }
+}

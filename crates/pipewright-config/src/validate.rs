@@ -1,0 +1,367 @@
+//! Cross-reference checks run once every declaration is known: undeclared types, resources,
+//! runners, notifications and jobs; `passed` constraints that can never hold; `passed` cycles;
+//! secret chains.
+
+use crate::catalog::TypeKind;
+use crate::diag::{Diagnostic, suggest};
+use crate::load::{Loader, Ref};
+use crate::model::{Pipeline, StepKind, secret_placeholders};
+use std::collections::BTreeMap;
+
+fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
+}
+
+pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
+    let refs = std::mem::take(&mut l.refs);
+    let catalog = l.opts.catalog.clone();
+    for (r, loc) in refs {
+        match r {
+            Ref::Type(kind, name) => {
+                let declared: Vec<&str> = match kind {
+                    TypeKind::Resource => p.resource_types.keys().map(String::as_str).collect(),
+                    TypeKind::Runner => p.runner_types.keys().map(String::as_str).collect(),
+                    TypeKind::Service => p.service_types.keys().map(String::as_str).collect(),
+                    TypeKind::Secret => p.secret_types.keys().map(String::as_str).collect(),
+                    TypeKind::Notification => p.notification_types.keys().map(String::as_str).collect(),
+                };
+                if declared.contains(&name.as_str()) || catalog.has(kind, &name) {
+                    continue;
+                }
+                let builtins = catalog.names(kind);
+                let help = did_you_mean(&name, declared.iter().copied().chain(builtins.iter().copied()))
+                    .unwrap_or_else(|| format!("declare it: `{} \"{name}\" {{ … }}`", kind.keyword()));
+                l.error(
+                    Diagnostic::error(format!("unknown {} `{name}`", kind.noun()), Some(loc))
+                        .label(format!("no {} named `{name}`", kind.noun()))
+                        .help(help),
+                );
+            }
+            Ref::Resource { id, op } => {
+                let Some(res) = p.resources.get(&id) else {
+                    let help = did_you_mean(&id, p.resources.keys().map(String::as_str)).unwrap_or_else(|| {
+                        let (t, n) = id.split_once('.').unwrap_or((&id, ""));
+                        format!("declare it: `resource \"{t}\" \"{n}\" {{ … }}`")
+                    });
+                    l.error(
+                        Diagnostic::error(format!("`{op}` of undeclared resource `{id}`"), Some(loc))
+                            .label("no such resource")
+                            .help(help),
+                    );
+                    continue;
+                };
+                let needs = if op == "get" { "pull" } else { "push" };
+                let can = match p.resource_types.get(&res.type_name) {
+                    Some(t) if matches!(t.source, crate::model::TypeSource::Builtin { .. }) => {
+                        builtin_can(&catalog, &t.name, op)
+                    }
+                    Some(t) if matches!(t.source, crate::model::TypeSource::Inline | crate::model::TypeSource::File { .. } | crate::model::TypeSource::Url { .. }) => {
+                        t.commands.contains_key(needs)
+                    }
+                    Some(_) => true,
+                    None => builtin_can(&catalog, &res.type_name, op),
+                };
+                if !can {
+                    l.error(
+                        Diagnostic::error(
+                            format!("resource type `{}` cannot {op}: it has no `{needs}` command", res.type_name),
+                            Some(loc),
+                        )
+                        .label(format!("`{op}` needs `{needs}`"))
+                        .related(res.loc, "resource declared here")
+                        .help(format!("add `{needs} \"exec\" {{ … }}` to resource_type `{}`", res.type_name)),
+                    );
+                }
+            }
+            Ref::Runner { name, params } => {
+                if p.runner_types.get(&name).is_some_and(|r| r.run.is_some()) {
+                    continue;
+                }
+                let declared_builtin = p.runner_types.get(&name).and_then(|r| match &r.source {
+                    crate::model::TypeSource::Builtin { name } => Some(name.clone()),
+                    _ => None,
+                });
+                let builtin = declared_builtin.as_deref().unwrap_or(&name);
+                let Some(rule) = catalog.runners.get(builtin) else {
+                    if p.runner_types.contains_key(&name) {
+                        continue;
+                    }
+                    let names: Vec<&str> = p
+                        .runner_types
+                        .keys()
+                        .map(String::as_str)
+                        .chain(catalog.runners.keys().map(String::as_str))
+                        .collect();
+                    let help = did_you_mean(&name, names.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                            "built-in runners: {}; or declare `runner_type \"{name}\" {{ run {{ … }} }}`",
+                            catalog.runners.keys().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                        )
+                    });
+                    l.error(
+                        Diagnostic::error(format!("unknown runner `{name}`"), Some(loc))
+                            .label("no such runner")
+                            .help(help),
+                    );
+                    continue;
+                };
+                for req in &rule.required {
+                    if !params.iter().any(|p| p == req) {
+                        l.error(
+                            Diagnostic::error(format!("the `{name}` runner needs `{req}`"), Some(loc))
+                                .label(format!("missing `{req}`"))
+                                .help(format!("add `{req} = \"…\"` to this block")),
+                        );
+                    }
+                }
+                if !rule.exactly_one_of.is_empty() {
+                    let given: Vec<&String> = rule.exactly_one_of.iter().filter(|o| params.iter().any(|p| p == *o)).map(|_| &name).collect();
+                    if given.len() != 1 {
+                        let opts = rule.exactly_one_of.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(" or ");
+                        l.error(
+                            Diagnostic::error(format!("the `{name}` runner needs exactly one of {opts}"), Some(loc))
+                                .label(if given.is_empty() { "neither given" } else { "both given" })
+                                .help(format!("set exactly one of {opts}")),
+                        );
+                    }
+                }
+            }
+            Ref::Notification(id) => {
+                if p.notifications.contains_key(&id) {
+                    continue;
+                }
+                let help = did_you_mean(&id, p.notifications.keys().map(String::as_str)).unwrap_or_else(|| {
+                    let (t, n) = id.split_once('.').unwrap_or((&id, ""));
+                    format!("declare it: `notification \"{t}\" \"{n}\" {{ … }}`")
+                });
+                l.error(
+                    Diagnostic::error(format!("unknown notification `{id}`"), Some(loc))
+                        .label("no such notification")
+                        .help(help),
+                );
+            }
+            Ref::Job { name, what } => {
+                if p.jobs.contains_key(&name) || p.groups.contains_key(&name) {
+                    continue;
+                }
+                let help = did_you_mean(&name, p.jobs.keys().chain(p.groups.keys()).map(String::as_str))
+                    .unwrap_or_else(|| "name a job declared in this pipeline".into());
+                l.error(
+                    Diagnostic::error(format!("`{what}` names unknown job `{name}`"), Some(loc))
+                        .label("no such job")
+                        .help(help),
+                );
+            }
+            Ref::Passed { job, upstream, resource } => {
+                let ups: Vec<String> = match p.groups.get(&upstream) {
+                    Some(members) => members.clone(),
+                    None => vec![upstream.clone()],
+                };
+                for up in ups {
+                    let Some(u) = p.jobs.get(&up) else { continue };
+                    let touches = u.all_steps().iter().any(|s| match &s.kind {
+                        StepKind::Get(g) => g.resource == resource,
+                        StepKind::Put(pt) => pt.resource == resource,
+                        _ => false,
+                    });
+                    if !touches {
+                        let d = Diagnostic::error(
+                            format!("job `{job}` gets `{resource}` passed `{up}`, but `{up}` never gets or puts `{resource}`"),
+                            Some(loc),
+                        )
+                        .label("this constraint can never be met")
+                        .related(u.loc, format!("`{up}` declared here"))
+                        .help(format!("add `get \"{}\" \"{}\" {{}}` to job `{up}`, or remove it from `passed`", resource.split_once('.').map_or("", |x| x.0), resource.split_once('.').map_or("", |x| x.1)));
+                        l.error(d);
+                    }
+                }
+            }
+        }
+    }
+    expand_groups(p);
+    passed_cycles(l, p);
+}
+
+fn builtin_can(catalog: &crate::Catalog, ty: &str, op: &str) -> bool {
+    catalog
+        .resource_types
+        .get(ty)
+        .is_none_or(|ops| if op == "get" { ops.get } else { ops.put })
+}
+
+/// Replaces group names in `passed` and notification filters with the group's instances.
+fn expand_groups(p: &mut Pipeline) {
+    let groups = p.groups.clone();
+    let expand = |names: &mut Vec<String>| {
+        let mut out = Vec::new();
+        for n in names.drain(..) {
+            match groups.get(&n) {
+                Some(members) if !members.contains(&n) => out.extend(members.iter().cloned()),
+                _ => out.push(n),
+            }
+        }
+        out.dedup();
+        *names = out;
+    };
+    for job in p.jobs.values_mut() {
+        fn walk(steps: &mut [crate::model::Step], f: &dyn Fn(&mut Vec<String>)) {
+            for s in steps {
+                match &mut s.kind {
+                    StepKind::Get(g) => f(&mut g.passed),
+                    StepKind::InParallel(par) => walk(&mut par.steps, f),
+                    StepKind::If(c) => {
+                        for b in &mut c.branches {
+                            walk(&mut b.steps, f);
+                        }
+                        if let Some(e) = &mut c.else_steps {
+                            walk(e, f);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        walk(&mut job.steps, &expand);
+    }
+    for n in p.notifications.values_mut() {
+        expand(&mut n.jobs);
+        expand(&mut n.exclude);
+    }
+}
+
+/// The job DAG induced by `passed`: an edge upstream → downstream for every constraint.
+pub(crate) fn passed_edges(p: &Pipeline) -> Vec<(String, String, String)> {
+    let mut edges = Vec::new();
+    for job in p.jobs.values() {
+        for g in job.gets() {
+            for up in &g.passed {
+                if p.jobs.contains_key(up) {
+                    edges.push((up.clone(), job.name.clone(), g.resource.clone()));
+                }
+            }
+        }
+    }
+    edges
+}
+
+fn passed_cycles(l: &mut Loader<'_>, p: &Pipeline) {
+    let mut g = petgraph::graphmap::DiGraphMap::<usize, ()>::new();
+    let names: Vec<&String> = p.jobs.keys().collect();
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    for i in 0..names.len() {
+        g.add_node(i);
+    }
+    for (up, down, _) in passed_edges(p) {
+        if let (Some(&a), Some(&b)) = (index.get(up.as_str()), index.get(down.as_str())) {
+            g.add_edge(a, b, ());
+        }
+    }
+    let mut sccs = petgraph::algo::tarjan_scc(&g);
+    sccs.iter_mut().for_each(|c| c.sort_unstable());
+    sccs.sort();
+    for scc in sccs {
+        let cyclic = scc.len() > 1 || g.contains_edge(scc[0], scc[0]);
+        if !cyclic {
+            continue;
+        }
+        // Walk one cycle through every member in declaration order where edges allow, so the
+        // message reads as a path.
+        let path = cycle_path(&g, &scc);
+        let chain = path.iter().map(|&i| format!("`{}`", names[i])).collect::<Vec<_>>().join(" → ");
+        let first = scc[0];
+        let job = &p.jobs[names[first]];
+        let mut d = Diagnostic::error(format!("`passed` constraints form a cycle: {chain}"), Some(job.loc))
+            .label("this job is on the cycle")
+            .help("a job cannot (even indirectly) require a version to have passed itself; remove one `passed` entry on the cycle");
+        for &i in scc.iter().skip(1) {
+            d = d.related(p.jobs[names[i]].loc, "also on the cycle");
+        }
+        l.error(d);
+    }
+}
+
+fn cycle_path(g: &petgraph::graphmap::DiGraphMap<usize, ()>, scc: &[usize]) -> Vec<usize> {
+    let start = scc[0];
+    // Breadth-first search inside the component for the shortest way back to `start`.
+    let mut prev: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        for m in g.neighbors(n) {
+            if !scc.contains(&m) {
+                continue;
+            }
+            if m == start {
+                let mut path = vec![start];
+                let mut cur = n;
+                while cur != start {
+                    path.push(cur);
+                    cur = prev[&cur];
+                }
+                path.push(start);
+                let len = path.len();
+                path[1..len - 1].reverse();
+                return path;
+            }
+            if let std::collections::btree_map::Entry::Vacant(e) = prev.entry(m) {
+                e.insert(n);
+                queue.push_back(m);
+            }
+        }
+    }
+    scc.to_vec()
+}
+
+/// Secret-backed variables whose `path`/`key` use other secret-backed variables: reject cycles
+/// and chains deeper than 10.
+pub(crate) fn secret_chains(l: &mut Loader<'_>, p: &Pipeline) {
+    const MAX_DEPTH: usize = 10;
+    let deps = |name: &str| -> Vec<String> {
+        p.variables
+            .get(name)
+            .and_then(|v| v.secret.as_ref().filter(|_| v.origin == crate::model::VarOrigin::Secret))
+            .map(|s| {
+                secret_placeholders(&s.path)
+                    .into_iter()
+                    .chain(secret_placeholders(&s.key))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for v in p.variables.values() {
+        // Depth-first from each variable; report a cycle only from its first member.
+        let mut stack = vec![(v.name.clone(), vec![v.name.clone()])];
+        while let Some((cur, path)) = stack.pop() {
+            for d in deps(&cur) {
+                if d == v.name {
+                    let mut cycle = path.clone();
+                    cycle.push(d);
+                    if cycle.iter().min() == Some(&v.name) {
+                        l.error(
+                            Diagnostic::error(
+                                format!("secret variables depend on each other: {}", cycle.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(" → ")),
+                                Some(v.loc),
+                            )
+                            .label("on the cycle")
+                            .help("a secret's `path` or `key` cannot (even indirectly) use its own value"),
+                        );
+                    }
+                    continue;
+                }
+                if path.contains(&d) {
+                    continue;
+                }
+                if path.len() >= MAX_DEPTH {
+                    l.error(
+                        Diagnostic::error(format!("secret chain from `{}` is deeper than {MAX_DEPTH}", v.name), Some(v.loc))
+                            .label("chain too deep"),
+                    );
+                    return;
+                }
+                let mut np = path.clone();
+                np.push(d.clone());
+                stack.push((d, np));
+            }
+        }
+    }
+}
