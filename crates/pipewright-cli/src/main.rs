@@ -1,7 +1,206 @@
-fn main() {
-    let path = std::env::args().nth(1).unwrap();
-    match pipewright_config::load_file(std::path::Path::new(&path), &Default::default()) {
-        Ok(l) => println!("{}", serde_json::to_string_pretty(&l.pipeline).unwrap()),
-        Err(e) => print!("{e}"),
+//! The `pipewright` command.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pipewright_config::{LoadError, LoadOptions, Loaded, Severity};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Pipewright: a CI/CD toolkit. Pipelines are HCL files of resources, jobs and steps.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipewright",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  pipewright validate examples/pipelines/hello.hcl\n  pipewright graph --format dot examples/pipelines/fan-out-fan-in.hcl\n\nThe pipeline language is described in docs/pipeline-language.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a pipeline file and report every problem with file:line:col and a suggested fix.
+    ///
+    /// Exits 0 when the pipeline is valid (warnings are printed but do not fail), 1 when it has
+    /// errors. Validation needs no credentials: secret-backed variables are not fetched.
+    ///
+    /// Example: pipewright validate examples/pipelines/hello.hcl --var greeting=hi
+    Validate {
+        /// The pipeline file.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// `text` for people, `json` for tools (the typed pipeline model, or the diagnostics).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        color: ColorArg,
+    },
+    /// Print the job graph: resources feed jobs, `passed` links jobs, puts feed resources.
+    ///
+    /// Example: pipewright graph --format dot pipeline.hcl | dot -Tsvg > pipeline.svg
+    Graph {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+        #[command(flatten)]
+        vars: VarArgs,
+        #[command(flatten)]
+        color: ColorArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct VarArgs {
+    /// Set a variable: `--var name=value` (repeatable; beats vars files, secrets and defaults).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Read variables from a file: JSON (`.json`) or HCL `name = value` lines (repeatable; later
+    /// files win).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    vars_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ColorArg {
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorArg {
+    fn enabled(&self) -> bool {
+        match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
+    let opts = LoadOptions {
+        vars: vars.vars.clone(),
+        vars_files: vars.vars_files.clone(),
+        ..LoadOptions::default()
+    };
+    pipewright_config::load_file(file, &opts)
+}
+
+fn report_failure(err: &LoadError, color: bool) {
+    eprint!("{}", err.render(color));
+    let n = err.error_count();
+    let w = err.diagnostics.len() - n;
+    let warn = if w > 0 { format!(", {w} warning{}", if w == 1 { "" } else { "s" }) } else { String::new() };
+    eprintln!("pipeline is invalid: {n} error{}{warn}", if n == 1 { "" } else { "s" });
+}
+
+fn diagnostics_json(diags: &[pipewright_config::Diagnostic], sources: &pipewright_config::Sources) -> serde_json::Value {
+    serde_json::Value::Array(
+        diags
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "severity": if d.severity == Severity::Error { "error" } else { "warning" },
+                    "message": d.message,
+                    "position": d.position(sources),
+                    "help": d.help,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIPEWRIGHT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { file, vars, output, color } => match (load(&file, &vars), output) {
+            (Ok(loaded), Output::Text) => {
+                if !loaded.warnings.is_empty() {
+                    eprint!("{}", pipewright_config::render(&loaded.warnings, &loaded.sources, color.enabled()));
+                }
+                let p = &loaded.pipeline;
+                println!(
+                    "{} is valid: {} job{}, {} resource{}, {} variable{}",
+                    file.display(),
+                    p.jobs.len(),
+                    if p.jobs.len() == 1 { "" } else { "s" },
+                    p.resources.len(),
+                    if p.resources.len() == 1 { "" } else { "s" },
+                    p.variables.len(),
+                    if p.variables.len() == 1 { "" } else { "s" },
+                );
+                ExitCode::SUCCESS
+            }
+            (Ok(loaded), Output::Json) => {
+                let out = serde_json::json!({
+                    "valid": true,
+                    "pipeline": loaded.pipeline,
+                    "diagnostics": diagnostics_json(&loaded.warnings, &loaded.sources),
+                });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            (Err(err), Output::Text) => {
+                report_failure(&err, color.enabled());
+                ExitCode::from(1)
+            }
+            (Err(err), Output::Json) => {
+                let out = serde_json::json!({
+                    "valid": false,
+                    "diagnostics": diagnostics_json(&err.diagnostics, &err.sources),
+                });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                ExitCode::from(1)
+            }
+        },
+        Command::Graph { file, format, vars, color } => match load(&file, &vars) {
+            Ok(loaded) => {
+                let text = match format {
+                    GraphFormat::Mermaid => pipewright_config::to_mermaid(&loaded.pipeline),
+                    GraphFormat::Dot => pipewright_config::to_dot(&loaded.pipeline),
+                };
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                report_failure(&err, color.enabled());
+                ExitCode::from(1)
+            }
+        },
     }
 }

@@ -751,7 +751,10 @@ impl<'o> Loader<'o> {
             start -= 1;
         }
         let msg = e.message().to_owned();
-        let help = if msg.contains("expected") && msg.contains('=') {
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let help = if text[line_start..start].contains("${") {
+            Some("`${…}` in a string is an HCL interpolation; write `$${` for a literal `${` (e.g. shell `$${VAR:-default}`)".to_owned())
+        } else if msg.contains("expected") && msg.contains('=') {
             Some("attributes are written `name = value`; blocks `name \"label\" { … }`".to_owned())
         } else if msg.contains("nesting") {
             Some("the file nests too deeply; flatten the structure".to_owned())
