@@ -419,7 +419,11 @@ impl<'o> Loader<'o> {
         use hcl::eval::ErrorKind as K;
         let expr_text = err.expr().map(|e| e.to_string());
         match err.kind() {
-            K::NoSuchKey(key) if expr_text.as_deref().is_some_and(|t| t.starts_with("var.")) => {
+            K::NoSuchKey(key)
+                if expr_text
+                    .as_deref()
+                    .is_some_and(|t| t.contains(&format!("var.{key}"))) =>
+            {
                 let help = match suggest(key, self.declared_vars.iter().map(String::as_str)) {
                     Some(s) => format!("did you mean `var.{s}`?"),
                     None => format!("declare it: `variable \"{key}\" {{ type = string }}`"),
@@ -614,9 +618,10 @@ impl<'o> Loader<'o> {
     pub(crate) fn params_of(&mut self, file: FileId, attrs: &[&Attribute], ctx: &Context<'_>) -> Params {
         let mut p = Params::new();
         for a in attrs {
-            if let Some(v) = self.json(file, a, ctx) {
-                p.insert(a.key.as_str(), v);
-            }
+            // A value that failed to evaluate was reported; keep the key so later checks
+            // ("runner needs `cmd`") do not pile a second, wrong error on top.
+            let v = self.json(file, a, ctx).unwrap_or(serde_json::Value::Null);
+            p.insert(a.key.as_str(), v);
         }
         p
     }
@@ -794,6 +799,7 @@ impl<'o> Loader<'o> {
             default: Option<serde_json::Value>,
             secret: Option<(String, Block, Loc)>,
             loc: Loc,
+            reported: bool,
         }
         let mut decls: Vec<Decl> = Vec::new();
         for b in blocks {
@@ -834,14 +840,18 @@ impl<'o> Loader<'o> {
             let default_attr = r.attr("default");
             let secret_blocks = r.blocks("secret");
             self.finish_reader(r);
+            let type_ok = ty.is_some();
             let ty = ty.unwrap_or(VarType::String);
             let mut default = None;
+            let mut default_reported = !type_ok;
             if let Some(a) = default_attr {
                 let ctx = self.base.clone();
                 if let Some(v) = self.eval(file, &a.value, &ctx) {
                     match coerce(&to_json(&v), ty) {
                         Ok(v) => default = Some(v),
+                        Err(()) if !type_ok => {}
                         Err(()) => {
+                            default_reported = true;
                             let d = Diagnostic::error(
                                 format!(
                                     "the default of variable `{name}` is {}, but its type is {}",
@@ -874,7 +884,7 @@ impl<'o> Loader<'o> {
                 }
             }
             self.declared_vars.push(name.clone());
-            decls.push(Decl { name, ty, default, secret, loc });
+            decls.push(Decl { name, ty, default, secret, loc, reported: default_reported });
         }
 
         // Values from vars files then --var (later wins).
@@ -944,6 +954,8 @@ impl<'o> Loader<'o> {
                 (serde_json::Value::String(secret_placeholder(&d.name)), VarOrigin::Secret)
             } else if let Some(v) = &d.default {
                 (v.clone(), VarOrigin::Default)
+            } else if d.reported {
+                continue;
             } else {
                 self.error(
                     Diagnostic::error(format!("variable `{}` has no value", d.name), Some(d.loc))
@@ -970,8 +982,13 @@ impl<'o> Loader<'o> {
 
         // `var` is visible everywhere after this point.
         let mut obj = hcl::Map::new();
-        for (k, v) in &p.variables {
-            obj.insert(k.clone(), hcl::to_value(&v.value).unwrap_or(hcl::Value::Null));
+        for d in &decls {
+            // Variables already reported as broken evaluate to "" so their uses do not pile up
+            // follow-on errors.
+            let v = p.variables.get(&d.name).map_or(hcl::Value::String(String::new()), |v| {
+                hcl::to_value(&v.value).unwrap_or(hcl::Value::Null)
+            });
+            obj.insert(d.name.clone(), v);
         }
         self.base.declare_var("var", hcl::Value::Object(obj));
 
@@ -1015,7 +1032,13 @@ impl<'o> Loader<'o> {
             "number" => Some(VarType::Number),
             "bool" => Some(VarType::Bool),
             _ => {
-                let help = match suggest(&raw, ["string", "number", "bool"]) {
+                let alias = match raw.as_str() {
+                    "int" | "integer" | "float" | "double" => Some("number"),
+                    "boolean" => Some("bool"),
+                    "str" | "text" => Some("string"),
+                    _ => None,
+                };
+                let help = match alias.or_else(|| suggest(&raw, ["string", "number", "bool"])) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "use `string`, `number` or `bool`".to_owned(),
                 };

@@ -1,0 +1,528 @@
+//! Snapshot tests of rendered diagnostics: one case per kind of mistake.
+
+use pipewright_config::{LoadOptions, load_str};
+
+fn render(src: &str) -> String {
+    render_with(src, &LoadOptions::default())
+}
+
+fn render_with(src: &str, opts: &LoadOptions) -> String {
+    match load_str("pipeline.hcl", src, opts) {
+        Ok(l) if l.warnings.is_empty() => panic!("expected diagnostics, the pipeline loaded cleanly"),
+        Ok(l) => pipewright_config::render(&l.warnings, &l.sources, false),
+        Err(e) => e.render(false),
+    }
+}
+
+macro_rules! case {
+    ($name:ident, $src:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(render($src));
+        }
+    };
+}
+
+case!(syntax_error, "job \"a\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"x\" \n}\n");
+
+case!(
+    unknown_attribute_typo,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+}
+job "test" {
+  get "git" "app" {
+    triggr = true
+  }
+}
+"#
+);
+
+case!(
+    unknown_block,
+    r#"
+job "test" {
+  taks "unit" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(unknown_top_level_block, "runner \"k8s\" {\n  run { path = \"kubectl\" }\n}\n");
+
+case!(top_level_attribute, "name = \"my pipeline\"\n");
+
+case!(
+    undeclared_resource,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+}
+job "test" {
+  get "git" "ap" { trigger = true }
+}
+"#
+);
+
+case!(
+    undeclared_resource_type,
+    r#"
+resource "gti" "app" {
+  params { url = "u" }
+}
+"#
+);
+
+case!(
+    unknown_runner,
+    r#"
+job "test" {
+  task "unit" {
+    run "dokcer" {
+      image = "alpine"
+      cmd   = "true"
+    }
+  }
+}
+"#
+);
+
+case!(
+    builtin_runner_missing_param,
+    r#"
+job "test" {
+  task "unit" {
+    run "shell" {
+      cmd  = "make"
+      file = "build.sh"
+    }
+  }
+  task "other" {
+    run "exec" {
+      args = ["x"]
+    }
+  }
+}
+"#
+);
+
+case!(
+    unknown_service_type,
+    r#"
+service_type "postgres" {
+  start "exec" { path = "pg_ctl" }
+  stop "exec" { path = "pg_ctl" }
+}
+job "test" {
+  service "postgresql" {}
+}
+"#
+);
+
+case!(
+    unknown_secret_type,
+    r#"
+variable "token" {
+  type = string
+  secret "valut" {
+    key = "token"
+  }
+}
+"#
+);
+
+case!(
+    unknown_passed_job,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+}
+job "build" {
+  get "git" "app" { trigger = true }
+}
+job "deploy" {
+  get "git" "app" {
+    passed = ["biuld"]
+  }
+}
+"#
+);
+
+case!(
+    passed_cycle,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+}
+job "a" {
+  get "git" "app" { passed = ["c"] }
+}
+job "b" {
+  get "git" "app" { passed = ["a"] }
+}
+job "c" {
+  get "git" "app" { passed = ["b"] }
+}
+"#
+);
+
+case!(
+    passed_job_without_resource,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+}
+job "lint" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+job "deploy" {
+  get "git" "app" { passed = ["lint"] }
+}
+"#
+);
+
+case!(
+    variable_type_mismatch,
+    r#"
+variable "replicas" {
+  type    = number
+  default = "three"
+}
+"#
+);
+
+case!(
+    variable_unknown_type,
+    r#"
+variable "replicas" {
+  type    = integer
+  default = 3
+}
+"#
+);
+
+case!(
+    variable_without_value,
+    r#"
+variable "region" {
+  type = string
+}
+"#
+);
+
+case!(
+    unknown_variable_reference,
+    r#"
+variable "region" {
+  type    = string
+  default = "eu"
+}
+job "test" {
+  task "t" {
+    run "shell" { cmd = "echo ${var.regoin}" }
+  }
+}
+"#
+);
+
+case!(
+    unknown_function,
+    r#"
+job "test" {
+  task "t" {
+    run "shell" { cmd = uper("x") }
+  }
+}
+"#
+);
+
+case!(
+    invalid_duration,
+    r#"
+job "test" {
+  timeout = "10 minutes"
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    invalid_cron,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+  check_interval = "61 * * * *"
+}
+"#
+);
+
+case!(
+    check_interval_too_short,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+  check_interval = "@every 5s"
+}
+"#
+);
+
+case!(
+    invalid_condition,
+    r#"
+job "test" {
+  if "main" {
+    condition = "$BRANCH = 'main'"
+    task "t" {
+      run "shell" { cmd = "true" }
+    }
+  }
+}
+"#
+);
+
+case!(
+    else_without_if,
+    r#"
+job "test" {
+  else {
+    task "t" {
+      run "shell" { cmd = "true" }
+    }
+  }
+}
+"#
+);
+
+case!(
+    duplicate_job,
+    r#"
+job "test" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+job "test" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    duplicate_attribute,
+    r#"
+job "test" {
+  concurrency = 1
+  concurrency = 2
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    wrong_label_count,
+    r#"
+resource "app" {
+  params { url = "u" }
+}
+"#
+);
+
+case!(
+    task_without_run,
+    r#"
+job "test" {
+  task "t" {
+    timeout = "5m"
+  }
+}
+"#
+);
+
+case!(
+    nested_in_parallel,
+    r#"
+job "test" {
+  in_parallel {
+    in_parallel {
+      task "t" {
+        run "shell" { cmd = "true" }
+      }
+    }
+  }
+}
+"#
+);
+
+case!(
+    source_and_inline,
+    r#"
+resource_type "git" {
+  source = "pipewright://git"
+  check "exec" { path = "true" }
+}
+"#
+);
+
+case!(
+    unknown_builtin_source,
+    r#"
+resource_type "repo" {
+  source = "pikoci://gti"
+}
+"#
+);
+
+case!(
+    put_without_push,
+    r#"
+resource_type "feed" {
+  check "exec" { path = "true" }
+  pull "exec" { path = "true" }
+}
+resource "feed" "news" {}
+job "publish" {
+  put "feed" "news" {}
+}
+"#
+);
+
+case!(
+    bad_slug_and_attempts,
+    r#"
+job "test" {
+  tags = ["Linux Box"]
+  task "t" {
+    run "shell" { cmd = "true" }
+    attempts = 0
+  }
+}
+"#
+);
+
+case!(
+    input_options_on_number,
+    r#"
+job "deploy" {
+  input "count" {
+    type    = number
+    options = ["1", "2"]
+  }
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    notification_filter_without_on,
+    r#"
+notification_type "chat" {
+  notify "shell" { cmd = "true" }
+}
+notification "chat" "team" {
+  jobs = ["build"]
+}
+job "build" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    secret_chain_cycle,
+    r#"
+variable "a" {
+  type = string
+  secret "env" {
+    key = "A_${var.b}"
+  }
+}
+variable "b" {
+  type = string
+  secret "env" {
+    key = "B_${var.a}"
+  }
+}
+"#
+);
+
+case!(
+    put_param_typo_warning,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+}
+job "push" {
+  put "git" "app" {
+    timout = "5m"
+  }
+}
+"#
+);
+
+case!(
+    each_outside_for_each,
+    r#"
+job "test" {
+  task "t" {
+    run "shell" { cmd = each.key }
+  }
+}
+"#
+);
+
+case!(
+    literal_dollar_brace_hint,
+    "job \"t\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"echo ${HOME:-/root}\" }\n  }\n}\n"
+);
+
+case!(
+    many_errors_in_one_pass,
+    r#"
+resource "git" "app" {
+  params { url = "u" }
+  check_intervall = "@every 1m"
+}
+job "test" {
+  get "git" "app" { trigger = "yes" }
+  task "t" {
+    run "shell" { cmd = "true" }
+    timeout = "soon"
+  }
+}
+job "deploy" {
+  get "git" "app" { passed = ["tests"] }
+}
+"#
+);
+
+#[test]
+fn cli_var_errors() {
+    let src = "variable \"replicas\" {\n  type = number\n  default = 1\n}\n";
+    let opts = LoadOptions {
+        vars: vec![("replicas".into(), "many".into()), ("replica".into(), "2".into())],
+        ..LoadOptions::default()
+    };
+    insta::assert_snapshot!(render_with(src, &opts));
+}
+
+#[test]
+fn seed_example_reports_only_what_it_leaves_undeclared() {
+    let src = include_str!("fixtures/seed.hcl");
+    let err = load_str("seed.hcl", src, &LoadOptions::default()).unwrap_err();
+    assert_eq!(err.error_count(), 2, "{}", err.render(false));
+    insta::assert_snapshot!(err.render(false));
+}
