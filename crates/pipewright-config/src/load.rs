@@ -1171,7 +1171,9 @@ impl<'o> Loader<'o> {
                     def_file = f;
                     loaded_body = Some(body);
                 }
-                None => {}
+                // Already reported; an empty built-in name keeps later checks quiet (the load
+                // fails, so this placeholder never reaches a caller).
+                None => source = TypeSource::Builtin { name: String::new() },
             }
             r.rest_attrs();
             r.blocks_of(&["check", "pull", "push", "runner", "start", "stop", "ready_check", "get", "notify", "run"]);
