@@ -21,7 +21,11 @@ fn generate(jobs: usize) -> String {
     }
     for j in 0..jobs {
         let r = j % 10;
-        let passed = if j >= 10 { format!("\n    passed  = [\"job{}\"]", j - 10) } else { String::new() };
+        let passed = if j >= 10 {
+            format!("\n    passed  = [\"job{}\"]", j - 10)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
             r#"job "job{j}" {{

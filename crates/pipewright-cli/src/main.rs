@@ -96,7 +96,9 @@ impl ColorArg {
         match self.color {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            Color::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 }
@@ -121,11 +123,21 @@ fn report_failure(err: &LoadError, color: bool) {
     eprint!("{}", err.render(color));
     let n = err.error_count();
     let w = err.diagnostics.len() - n;
-    let warn = if w > 0 { format!(", {w} warning{}", if w == 1 { "" } else { "s" }) } else { String::new() };
-    eprintln!("pipeline is invalid: {n} error{}{warn}", if n == 1 { "" } else { "s" });
+    let warn = if w > 0 {
+        format!(", {w} warning{}", if w == 1 { "" } else { "s" })
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "pipeline is invalid: {n} error{}{warn}",
+        if n == 1 { "" } else { "s" }
+    );
 }
 
-fn diagnostics_json(diags: &[pipewright_config::Diagnostic], sources: &pipewright_config::Sources) -> serde_json::Value {
+fn diagnostics_json(
+    diags: &[pipewright_config::Diagnostic],
+    sources: &pipewright_config::Sources,
+) -> serde_json::Value {
     serde_json::Value::Array(
         diags
             .iter()
@@ -148,10 +160,22 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { file, vars, output, color } => match (load(&file, &vars), output) {
+        Command::Validate {
+            file,
+            vars,
+            output,
+            color,
+        } => match (load(&file, &vars), output) {
             (Ok(loaded), Output::Text) => {
                 if !loaded.warnings.is_empty() {
-                    eprint!("{}", pipewright_config::render(&loaded.warnings, &loaded.sources, color.enabled()));
+                    eprint!(
+                        "{}",
+                        pipewright_config::render(
+                            &loaded.warnings,
+                            &loaded.sources,
+                            color.enabled()
+                        )
+                    );
                 }
                 let p = &loaded.pipeline;
                 println!(
@@ -188,7 +212,12 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Graph { file, format, vars, color } => match load(&file, &vars) {
+        Command::Graph {
+            file,
+            format,
+            vars,
+            color,
+        } => match load(&file, &vars) {
             Ok(loaded) => {
                 let text = match format {
                     GraphFormat::Mermaid => pipewright_config::to_mermaid(&loaded.pipeline),

@@ -12,7 +12,10 @@ fn examples() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run pipewright");
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run pipewright: {e}"),
+    };
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -49,7 +52,10 @@ fn invalid_pipeline_exits_1_with_positioned_errors() {
 
 #[test]
 fn json_output_for_tools() {
-    let (code, out, _) = run(bin().arg("validate").arg(examples().join("hello.hcl")).args(["--output", "json"]));
+    let (code, out, _) = run(bin()
+        .arg("validate")
+        .arg(examples().join("hello.hcl"))
+        .args(["--output", "json"]));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["valid"], true);
@@ -62,19 +68,35 @@ fn json_output_for_tools() {
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["valid"], false);
-    assert!(v["diagnostics"][0]["position"].as_str().unwrap().ends_with("bad.hcl:2:17"));
+    assert!(
+        v["diagnostics"][0]["position"]
+            .as_str()
+            .unwrap()
+            .ends_with("bad.hcl:2:17")
+    );
 }
 
 #[test]
 fn vars_flags() {
     let hello = examples().join("hello.hcl");
-    let (code, out, _) = run(bin().arg("validate").arg(&hello).args(["--var", "greeting=hi", "--output", "json"]));
+    let (code, out, _) =
+        run(bin()
+            .arg("validate")
+            .arg(&hello)
+            .args(["--var", "greeting=hi", "--output", "json"]));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["pipeline"]["variables"]["greeting"]["value"], "hi");
-    assert_eq!(v["pipeline"]["variables"]["greeting"]["origin"]["kind"], "cli");
+    assert_eq!(
+        v["pipeline"]["variables"]["greeting"]["origin"]["kind"],
+        "cli"
+    );
 
-    let (code, _, err) = run(bin().arg("validate").arg(&hello).args(["--var", "greting=hi", "--color", "never"]));
+    let (code, _, err) =
+        run(bin()
+            .arg("validate")
+            .arg(&hello)
+            .args(["--var", "greting=hi", "--color", "never"]));
     assert_eq!(code, 1);
     assert!(err.contains("did you mean `greeting`?"), "{err}");
 
@@ -89,7 +111,10 @@ fn graph_formats() {
     let (code, out, _) = run(bin().arg("graph").arg(&f));
     assert_eq!(code, 0);
     assert!(out.starts_with("graph LR\n"));
-    assert!(out.contains("j_build -->|artifact.binary| j_deploy"), "{out}");
+    assert!(
+        out.contains("j_build -->|artifact.binary| j_deploy"),
+        "{out}"
+    );
     let (code, out, _) = run(bin().arg("graph").arg(&f).args(["--format", "dot"]));
     assert_eq!(code, 0);
     assert!(out.starts_with("digraph pipeline {"));
@@ -107,5 +132,8 @@ fn missing_file_is_a_clear_error() {
 fn help_is_there() {
     let (code, out, _) = run(bin().arg("--help"));
     assert_eq!(code, 0);
-    assert!(out.contains("validate") && out.contains("graph") && out.contains("Examples:"), "{out}");
+    assert!(
+        out.contains("validate") && out.contains("graph") && out.contains("Examples:"),
+        "{out}"
+    );
 }

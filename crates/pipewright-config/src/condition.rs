@@ -123,10 +123,7 @@ fn tokenize(s: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
             }
             b'&' | b'|' => {
                 if b.get(i + 1) != Some(&c) {
-                    return Err(err(
-                        format!("`{}` must be doubled: `{0}{0}`", c as char),
-                        i,
-                    ));
+                    return Err(err(format!("`{}` must be doubled: `{0}{0}`", c as char), i));
                 }
                 out.push((if c == b'&' { Tok::And } else { Tok::Or }, i));
                 i += 2;
@@ -168,10 +165,7 @@ fn tokenize(s: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
                 i += end + 2;
             }
             b'"' => {
-                return Err(err(
-                    "use single quotes for strings in conditions".into(),
-                    i,
-                ));
+                return Err(err("use single quotes for strings in conditions".into(), i));
             }
             _ => {
                 // A bare word runs to the next space, parenthesis or operator character; `${…}`
@@ -188,8 +182,19 @@ fn tokenize(s: &str) -> Result<Vec<(Tok, usize)>, ConditionError> {
                     }
                     if matches!(
                         d,
-                        b' ' | b'\t' | b'\n' | b'\r' | b'(' | b')' | b'=' | b'!' | b'<' | b'>'
-                            | b'&' | b'|' | b'\'' | b'"'
+                        b' ' | b'\t'
+                            | b'\n'
+                            | b'\r'
+                            | b'('
+                            | b')'
+                            | b'='
+                            | b'!'
+                            | b'<'
+                            | b'>'
+                            | b'&'
+                            | b'|'
+                            | b'\''
+                            | b'"'
                     ) {
                         break;
                     }
@@ -273,7 +278,10 @@ impl Parser {
                             self.pos += 1;
                             Ok(Condition::Compare(Operand(left), op, Operand(right)))
                         }
-                        Some(t) => self.err(format!("expected a value after `{}`, found {t}", op_str(op))),
+                        Some(t) => self.err(format!(
+                            "expected a value after `{}`, found {t}",
+                            op_str(op)
+                        )),
                         None => self.err(format!("expected a value after `{}`", op_str(op))),
                     }
                 } else {
@@ -333,7 +341,11 @@ impl Condition {
             }
             Condition::Compare(a, op, b) => {
                 let (a, b) = (substitute(&a.0, lookup), substitute(&b.0, lookup));
-                let nums = a.trim().parse::<f64>().ok().zip(b.trim().parse::<f64>().ok());
+                let nums = a
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .zip(b.trim().parse::<f64>().ok());
                 match op {
                     CmpOp::Eq => nums.map_or(a == b, |(x, y)| x == y),
                     CmpOp::Ne => nums.map_or(a != b, |(x, y)| x != y),
@@ -412,9 +424,17 @@ mod tests {
     fn operators() {
         let e = env(&[("A", "10"), ("B", "9"), ("S", "feature/x")]);
         assert!(Condition::parse("$A > $B").unwrap().eval(&e)); // numeric, not string order
-        assert!(Condition::parse("${S} contains 'feature/'").unwrap().eval(&e));
+        assert!(
+            Condition::parse("${S} contains 'feature/'")
+                .unwrap()
+                .eval(&e)
+        );
         assert!(Condition::parse("$S !contains main").unwrap().eval(&e));
-        assert!(Condition::parse("($A == 1 || $A == 10) && $B != 3").unwrap().eval(&e));
+        assert!(
+            Condition::parse("($A == 1 || $A == 10) && $B != 3")
+                .unwrap()
+                .eval(&e)
+        );
         assert!(!Condition::parse("$MISSING").unwrap().eval(&e));
         assert!(Condition::parse("$A").unwrap().eval(&e));
     }

@@ -59,7 +59,10 @@ impl Sources {
 
     /// A file's name.
     pub fn name(&self, id: FileId) -> &str {
-        self.files.get(id).map(|f| f.0.as_str()).unwrap_or("<unknown>")
+        self.files
+            .get(id)
+            .map(|f| f.0.as_str())
+            .unwrap_or("<unknown>")
     }
 
     /// A file's text.

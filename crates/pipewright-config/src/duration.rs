@@ -46,7 +46,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("missing unit after `{}`", &s[..s.len() - rest.len()])),
+            "" => {
+                return Err(format!(
+                    "missing unit after `{}`",
+                    &s[..s.len() - rest.len()]
+                ));
+            }
             other => return Err(format!("unknown unit `{other}`")),
         };
         total += num * scale;
@@ -64,7 +69,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut secs = d.as_secs();
@@ -149,7 +154,11 @@ mod tests {
             Schedule::parse("@every 1m").unwrap(),
             Schedule::Every(Duration::from_secs(60))
         );
-        assert!(Schedule::parse("@every 5s").unwrap_err().contains("minimum"));
+        assert!(
+            Schedule::parse("@every 5s")
+                .unwrap_err()
+                .contains("minimum")
+        );
         assert!(Schedule::parse("*/5 * * * *").is_ok());
         assert!(Schedule::parse("@hourly").is_ok());
         assert!(Schedule::parse("61 * * * *").is_err());

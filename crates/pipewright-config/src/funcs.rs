@@ -163,7 +163,9 @@ fn join(a: FuncArgs) -> R {
     let sep = s(&a, 0)?;
     let mut parts = Vec::new();
     for list in a.iter().skip(1) {
-        let list = list.as_array().ok_or("join takes lists after the separator")?;
+        let list = list
+            .as_array()
+            .ok_or("join takes lists after the separator")?;
         for v in list {
             parts.push(to_str(v)?);
         }
@@ -256,7 +258,9 @@ fn chunklist(a: FuncArgs) -> R {
         return Ok(Value::Array(vec![Value::Array(list.clone())]));
     }
     Ok(Value::Array(
-        list.chunks(size).map(|c| Value::Array(c.to_vec())).collect(),
+        list.chunks(size)
+            .map(|c| Value::Array(c.to_vec()))
+            .collect(),
     ))
 }
 fn coalesce(a: FuncArgs) -> R {
@@ -324,7 +328,9 @@ fn flatten(a: FuncArgs) -> R {
 fn keys(a: FuncArgs) -> R {
     let mut k: Vec<&String> = obj(&a, 0)?.keys().collect();
     k.sort();
-    Ok(Value::Array(k.into_iter().map(|k| k.clone().into()).collect()))
+    Ok(Value::Array(
+        k.into_iter().map(|k| k.clone().into()).collect(),
+    ))
 }
 fn values(a: FuncArgs) -> R {
     let m = obj(&a, 0)?;
@@ -395,7 +401,10 @@ fn slice(a: FuncArgs) -> R {
     let list = arr(&a, 0)?;
     let (from, to) = (idx(n(&a, 1)?, "start")?, idx(n(&a, 2)?, "end")?);
     if from > to || to > list.len() {
-        return Err(format!("slice: {from}..{to} is out of range for a list of {}", list.len()));
+        return Err(format!(
+            "slice: {from}..{to} is out of range for a list of {}",
+            list.len()
+        ));
     }
     Ok(Value::Array(list[from..to].to_vec()))
 }
@@ -603,7 +612,8 @@ fn timestamp(_a: FuncArgs) -> R {
         .into())
 }
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
-    chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
 }
 fn timeadd(a: FuncArgs) -> R {
     let t = parse_time(s(&a, 0)?)?;
@@ -612,7 +622,8 @@ fn timeadd(a: FuncArgs) -> R {
     let dur = crate::parse_duration(d)?;
     let delta = chrono::Duration::from_std(dur).map_err(|e| e.to_string())?;
     let t = if neg { t - delta } else { t + delta };
-    Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).into())
+    Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        .into())
 }
 fn formatdate(a: FuncArgs) -> R {
     let spec = s(&a, 0)?;
@@ -740,7 +751,11 @@ fn setproduct(a: FuncArgs) -> R {
 }
 fn set_args(a: &FuncArgs) -> Result<Vec<Vec<Value>>, String> {
     a.iter()
-        .map(|v| v.as_array().map(|l| sorted_distinct(l)).ok_or("set functions take lists".to_owned()))
+        .map(|v| {
+            v.as_array()
+                .map(|l| sorted_distinct(l))
+                .ok_or("set functions take lists".to_owned())
+        })
         .collect()
 }
 fn setintersection(a: FuncArgs) -> R {
@@ -784,12 +799,11 @@ fn tostring(a: FuncArgs) -> R {
 }
 fn tonumber(a: FuncArgs) -> R {
     match a.first() {
-        Some(Value::Number(n)) => Ok(Value::Number(n.clone())),
-        Some(Value::String(s)) => num(
-            s.trim()
-                .parse::<f64>()
-                .map_err(|_| format!("tonumber: `{s}` is not a number"))?,
-        ),
+        Some(Value::Number(n)) => Ok(Value::Number(*n)),
+        Some(Value::String(s)) => num(s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("tonumber: `{s}` is not a number"))?),
         Some(Value::Null) => Ok(Value::Null),
         _ => Err("tonumber takes a number or a string".into()),
     }
@@ -896,7 +910,10 @@ fn table() -> Vec<(&'static str, FuncDef)> {
         ("regexreplace", f(regexreplace, vec![Str, Str, Str])),
         ("toset", f(toset, vec![list()])),
         ("setproduct", var(setproduct, vec![], list())),
-        ("setintersection", var(setintersection, vec![list()], list())),
+        (
+            "setintersection",
+            var(setintersection, vec![list()], list()),
+        ),
         ("setunion", var(setunion, vec![list()], list())),
         ("setsubtract", f(setsubtract, vec![list(), list()])),
         (
@@ -945,7 +962,7 @@ mod tests {
         assert_eq!(ok(r#"split(",", "a,b")"#), r#"["a","b"]"#);
         assert_eq!(ok(r#"substr("hello", 1, 3)"#), r#""ell""#);
         assert_eq!(ok(r#"replace("a-b-c", "-", "_")"#), r#""a_b_c""#);
-        assert_eq!(ok(r#"replace("a1b22", "/[0-9]+/", "#")"#), r##""a#b#""##);
+        assert_eq!(ok(r##"replace("a1b22", "/[0-9]+/", "#")"##), r##""a#b#""##);
         assert_eq!(ok(r#"title("hello world")"#), r#""Hello World""#);
         assert_eq!(ok(r#"trim("?!hi!?", "!?")"#), r#""hi""#);
         assert_eq!(ok(r#"indent(2, "a\nb")"#), r#""a\n  b""#);
@@ -965,7 +982,10 @@ mod tests {
         assert_eq!(ok(r#"zipmap(["a"], [1])"#), r#"{"a":1}"#);
         assert_eq!(ok("sum([1, 2.5])"), "3.5");
         assert_eq!(ok("length(\"héllo\")"), "5");
-        assert_eq!(ok(r#"transpose({a = ["x"], b = ["x", "y"]})"#), r#"{"x":["a","b"],"y":["b"]}"#);
+        assert_eq!(
+            ok(r#"transpose({a = ["x"], b = ["x", "y"]})"#),
+            r#"{"x":["a","b"],"y":["b"]}"#
+        );
         assert!(eval("element([], 0)").is_err());
     }
 
@@ -976,16 +996,28 @@ mod tests {
         assert_eq!(ok(r#"base64decode(base64encode("hi"))"#), r#""hi""#);
         assert_eq!(ok(r#"urlencode("a b/c")"#), r#""a%20b%2Fc""#);
         assert_eq!(ok(r#"jsondecode("{\"a\": [1]}")"#), r#"{"a":[1]}"#);
-        assert_eq!(ok(r#"csvdecode("a,b\n1,\"x,y\"\n")"#), r#"[{"a":"1","b":"x,y"}]"#);
-        assert_eq!(ok(r#"timeadd("2024-01-01T00:00:00Z", "90m")"#), r#""2024-01-01T01:30:00Z""#);
-        assert_eq!(ok(r#"formatdate("YYYY-MM-DD hh:mm", "2024-03-05T07:08:09Z")"#), r#""2024-03-05 07:08""#);
+        assert_eq!(
+            ok(r#"csvdecode("a,b\n1,\"x,y\"\n")"#),
+            r#"[{"a":"1","b":"x,y"}]"#
+        );
+        assert_eq!(
+            ok(r#"timeadd("2024-01-01T00:00:00Z", "90m")"#),
+            r#""2024-01-01T01:30:00Z""#
+        );
+        assert_eq!(
+            ok(r#"formatdate("YYYY-MM-DD hh:mm", "2024-03-05T07:08:09Z")"#),
+            r#""2024-03-05 07:08""#
+        );
         assert_eq!(ok(r#"regex("v([0-9]+)", "release v12")"#), r#"["12"]"#);
         assert_eq!(ok(r#"regexall("[0-9]", "a1b2")"#), r#"["1","2"]"#);
         assert_eq!(ok(r#"toset(["b", "a", "b"])"#), r#"["a","b"]"#);
         assert_eq!(ok(r#"setunion(["a"], ["b", "a"])"#), r#"["a","b"]"#);
         assert_eq!(ok(r#"setintersection(["a", "b"], ["b"])"#), r#"["b"]"#);
         assert_eq!(ok(r#"setsubtract(["a", "b"], ["b"])"#), r#"["a"]"#);
-        assert_eq!(ok(r#"setsymmetricdifference(["a", "b"], ["b", "c"])"#), r#"["a","c"]"#);
+        assert_eq!(
+            ok(r#"setsymmetricdifference(["a", "b"], ["b", "c"])"#),
+            r#"["a","c"]"#
+        );
         assert_eq!(ok(r#"setproduct(["a"], [1, 2])"#), r#"[["a",1],["a",2]]"#);
         assert_eq!(ok(r#"tonumber("42")"#), "42");
         assert_eq!(ok(r#"tostring(true)"#), r#""true""#);

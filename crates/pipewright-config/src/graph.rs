@@ -10,9 +10,20 @@ use std::fmt::Write as _;
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Edge {
-    Feeds { resource: String, job: String, trigger: bool },
-    Passed { from: String, to: String, resource: String },
-    Puts { job: String, resource: String },
+    Feeds {
+        resource: String,
+        job: String,
+        trigger: bool,
+    },
+    Passed {
+        from: String,
+        to: String,
+        resource: String,
+    },
+    Puts {
+        job: String,
+        resource: String,
+    },
 }
 
 fn edges(p: &Pipeline) -> BTreeSet<Edge> {
@@ -21,15 +32,26 @@ fn edges(p: &Pipeline) -> BTreeSet<Edge> {
         for s in job.all_steps() {
             match &s.kind {
                 StepKind::Get(g) if g.passed.is_empty() => {
-                    out.insert(Edge::Feeds { resource: g.resource.clone(), job: job.name.clone(), trigger: g.trigger });
+                    out.insert(Edge::Feeds {
+                        resource: g.resource.clone(),
+                        job: job.name.clone(),
+                        trigger: g.trigger,
+                    });
                 }
                 StepKind::Get(g) => {
                     for up in &g.passed {
-                        out.insert(Edge::Passed { from: up.clone(), to: job.name.clone(), resource: g.resource.clone() });
+                        out.insert(Edge::Passed {
+                            from: up.clone(),
+                            to: job.name.clone(),
+                            resource: g.resource.clone(),
+                        });
                     }
                 }
                 StepKind::Put(pt) => {
-                    out.insert(Edge::Puts { job: job.name.clone(), resource: pt.resource.clone() });
+                    out.insert(Edge::Puts {
+                        job: job.name.clone(),
+                        resource: pt.resource.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -40,7 +62,10 @@ fn edges(p: &Pipeline) -> BTreeSet<Edge> {
 
 fn id(prefix: &str, name: &str) -> String {
     let mut s = String::from(prefix);
-    s.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
+    s.extend(
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
     s
 }
 
@@ -59,14 +84,28 @@ pub fn to_mermaid(p: &Pipeline) -> String {
         })
         .collect();
     for r in p.resources.keys().filter(|r| used.contains(*r)) {
-        let _ = writeln!(out, "  {}([\"{}\"])", id("r_", r), quote(r).replace('"', "#quot;"));
+        let _ = writeln!(
+            out,
+            "  {}([\"{}\"])",
+            id("r_", r),
+            quote(r).replace('"', "#quot;")
+        );
     }
     for j in p.jobs.keys() {
-        let _ = writeln!(out, "  {}[\"{}\"]", id("j_", j), quote(j).replace('"', "#quot;"));
+        let _ = writeln!(
+            out,
+            "  {}[\"{}\"]",
+            id("j_", j),
+            quote(j).replace('"', "#quot;")
+        );
     }
     for e in edges(p) {
         let _ = match e {
-            Edge::Feeds { resource, job, trigger } => writeln!(
+            Edge::Feeds {
+                resource,
+                job,
+                trigger,
+            } => writeln!(
                 out,
                 "  {} {} {}",
                 id("r_", &resource),
@@ -90,7 +129,8 @@ pub fn to_mermaid(p: &Pipeline) -> String {
 
 /// Graphviz DOT (`digraph pipeline`).
 pub fn to_dot(p: &Pipeline) -> String {
-    let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
+    let mut out =
+        String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
     let used: BTreeSet<String> = edges(p)
         .iter()
         .filter_map(|e| match e {
@@ -99,14 +139,28 @@ pub fn to_dot(p: &Pipeline) -> String {
         })
         .collect();
     for r in p.resources.keys().filter(|r| used.contains(*r)) {
-        let _ = writeln!(out, "  \"r:{}\" [label=\"{}\", shape=ellipse, style=filled, fillcolor=\"#eef\"];", quote(r), quote(r));
+        let _ = writeln!(
+            out,
+            "  \"r:{}\" [label=\"{}\", shape=ellipse, style=filled, fillcolor=\"#eef\"];",
+            quote(r),
+            quote(r)
+        );
     }
     for j in p.jobs.keys() {
-        let _ = writeln!(out, "  \"j:{}\" [label=\"{}\", shape=box];", quote(j), quote(j));
+        let _ = writeln!(
+            out,
+            "  \"j:{}\" [label=\"{}\", shape=box];",
+            quote(j),
+            quote(j)
+        );
     }
     for e in edges(p) {
         let _ = match e {
-            Edge::Feeds { resource, job, trigger } => writeln!(
+            Edge::Feeds {
+                resource,
+                job,
+                trigger,
+            } => writeln!(
                 out,
                 "  \"r:{}\" -> \"j:{}\"{};",
                 quote(&resource),

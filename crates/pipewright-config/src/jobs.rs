@@ -34,7 +34,8 @@ enum Scope {
 
 impl Loader<'_> {
     pub(crate) fn job_block(&mut self, file: FileId, b: &Block, p: &mut Pipeline) {
-        let Some(labels) = self.labels(file, b, &["name"], "job \"test\" { task \"unit\" { … } }") else {
+        let Some(labels) = self.labels(file, b, &["name"], "job \"test\" { task \"unit\" { … } }")
+        else {
             return;
         };
         let group = labels[0].to_owned();
@@ -52,25 +53,35 @@ impl Loader<'_> {
         let expanded = for_each.is_some() || matrix.is_some();
         if let (Some(_), Some(m)) = (for_each, matrix) {
             self.error(
-                Diagnostic::error(format!("job `{group}` has both `for_each` and `matrix`"), Some(header_loc(file, m)))
-                    .label("second expansion")
-                    .help("use one: `matrix` is shorthand for a `for_each` over every combination"),
+                Diagnostic::error(
+                    format!("job `{group}` has both `for_each` and `matrix`"),
+                    Some(header_loc(file, m)),
+                )
+                .label("second expansion")
+                .help("use one: `matrix` is shorthand for a `for_each` over every combination"),
             );
             return;
         }
         if let Some(a) = for_each {
-            let Some(v) = self.eval(file, &a.value, &base) else { return };
+            let Some(v) = self.eval(file, &a.value, &base) else {
+                return;
+            };
             match v {
-                hcl::Value::Object(m) => instances.extend(m.into_iter()),
+                hcl::Value::Object(m) => instances.extend(m),
                 hcl::Value::Array(items) => {
                     for it in items {
                         match crate::funcs::to_str(&it) {
-                            Ok(s) if !instances.iter().any(|(k, _)| k == &s) => instances.push((s.clone(), hcl::Value::String(s))),
+                            Ok(s) if !instances.iter().any(|(k, _)| k == &s) => {
+                                instances.push((s.clone(), hcl::Value::String(s)))
+                            }
                             Ok(s) => {
                                 self.error(
-                                    Diagnostic::error(format!("`for_each` lists `{s}` twice"), Some(loc_of(file, a.value.span())))
-                                        .label("duplicate key")
-                                        .help("wrap the list in `toset(…)` to drop duplicates"),
+                                    Diagnostic::error(
+                                        format!("`for_each` lists `{s}` twice"),
+                                        Some(loc_of(file, a.value.span())),
+                                    )
+                                    .label("duplicate key")
+                                    .help("wrap the list in `toset(…)` to drop duplicates"),
                                 );
                             }
                             Err(_) => {
@@ -86,9 +97,14 @@ impl Loader<'_> {
                 }
                 _ => {
                     self.error(
-                        Diagnostic::error("`for_each` must be a set of strings or a map", Some(loc_of(file, a.value.span())))
-                            .label("not a set or map")
-                            .help("write `for_each = toset([\"a\", \"b\"])` or a map `{ key = value }`"),
+                        Diagnostic::error(
+                            "`for_each` must be a set of strings or a map",
+                            Some(loc_of(file, a.value.span())),
+                        )
+                        .label("not a set or map")
+                        .help(
+                            "write `for_each = toset([\"a\", \"b\"])` or a map `{ key = value }`",
+                        ),
                     );
                     return;
                 }
@@ -101,12 +117,17 @@ impl Loader<'_> {
             self.finish_reader(r);
             let mut combos: Vec<Vec<(String, hcl::Value)>> = vec![vec![]];
             for a in axes {
-                let Some(v) = self.eval(file, &a.value, &base) else { return };
+                let Some(v) = self.eval(file, &a.value, &base) else {
+                    return;
+                };
                 let Some(vals) = v.as_array().filter(|l| !l.is_empty()) else {
                     self.error(
-                        Diagnostic::error(format!("matrix axis `{}` must be a non-empty list", a.key.as_str()), Some(loc_of(file, a.value.span())))
-                            .label("not a list")
-                            .help(format!("write `{} = [\"a\", \"b\"]`", a.key.as_str())),
+                        Diagnostic::error(
+                            format!("matrix axis `{}` must be a non-empty list", a.key.as_str()),
+                            Some(loc_of(file, a.value.span())),
+                        )
+                        .label("not a list")
+                        .help(format!("write `{} = [\"a\", \"b\"]`", a.key.as_str())),
                     );
                     return;
                 };
@@ -121,8 +142,11 @@ impl Loader<'_> {
                 combos = next;
                 if combos.len() > 256 {
                     self.error(
-                        Diagnostic::error("the matrix expands to more than 256 jobs", Some(header_loc(file, m)))
-                            .label("too many combinations"),
+                        Diagnostic::error(
+                            "the matrix expands to more than 256 jobs",
+                            Some(header_loc(file, m)),
+                        )
+                        .label("too many combinations"),
                     );
                     return;
                 }
@@ -163,8 +187,11 @@ impl Loader<'_> {
         }
         if p.jobs.contains_key(&group) || p.groups.contains_key(&group) {
             self.error(
-                Diagnostic::error(format!("job group `{group}` collides with a job or group of the same name"), Some(loc))
-                    .label("name taken"),
+                Diagnostic::error(
+                    format!("job group `{group}` collides with a job or group of the same name"),
+                    Some(loc),
+                )
+                .label("name taken"),
             );
         }
         p.groups.insert(group, names);
@@ -173,28 +200,56 @@ impl Loader<'_> {
     fn insert_job(&mut self, job: Job, p: &mut Pipeline) {
         if let Some(first) = p.jobs.get(&job.name) {
             self.error(
-                Diagnostic::error(format!("job `{}` is declared twice", job.name), Some(job.loc))
-                    .label("declared again")
-                    .related(first.loc, "first declared here")
-                    .help("rename one of them (for_each instances are named `<job>--<key>`)"),
+                Diagnostic::error(
+                    format!("job `{}` is declared twice", job.name),
+                    Some(job.loc),
+                )
+                .label("declared again")
+                .related(first.loc, "first declared here")
+                .help("rename one of them (for_each instances are named `<job>--<key>`)"),
             );
             return;
         }
         p.jobs.insert(job.name.clone(), job);
     }
 
-    fn job_body(&mut self, file: FileId, b: &Block, name: &str, group: Option<&str>, ctx: &Context<'_>) -> Option<Job> {
+    fn job_body(
+        &mut self,
+        file: FileId,
+        b: &Block,
+        name: &str,
+        group: Option<&str>,
+        ctx: &Context<'_>,
+    ) -> Option<Job> {
         let loc = header_loc(file, b);
         let mut r = Reader::new(&b.body, format!("job `{}`", group.unwrap_or(name)), file);
         r.attr("for_each");
         r.blocks("matrix");
-        let concurrency = r.attr("concurrency").and_then(|a| self.uint(file, a, ctx, 0)).unwrap_or(0);
-        let serial_groups = r.attr("serial_groups").map(|a| self.slugs(file, a, ctx)).unwrap_or_default();
+        let concurrency = r
+            .attr("concurrency")
+            .and_then(|a| self.uint(file, a, ctx, 0))
+            .unwrap_or(0);
+        let serial_groups = r
+            .attr("serial_groups")
+            .map(|a| self.slugs(file, a, ctx))
+            .unwrap_or_default();
         let timeout = r.attr("timeout").and_then(|a| self.duration(file, a, ctx));
-        let tags = r.attr("tags").map(|a| self.slugs(file, a, ctx)).unwrap_or_default();
-        let allow_failure = r.attr("allow_failure").and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false);
-        let interruptible = r.attr("interruptible").and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false);
-        let disable_retry = r.attr("disable_retry").and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false);
+        let tags = r
+            .attr("tags")
+            .map(|a| self.slugs(file, a, ctx))
+            .unwrap_or_default();
+        let allow_failure = r
+            .attr("allow_failure")
+            .and_then(|a| self.boolean(file, a, ctx))
+            .unwrap_or(false);
+        let interruptible = r
+            .attr("interruptible")
+            .and_then(|a| self.boolean(file, a, ctx))
+            .unwrap_or(false);
+        let disable_retry = r
+            .attr("disable_retry")
+            .and_then(|a| self.boolean(file, a, ctx))
+            .unwrap_or(false);
         let inputs = self.job_inputs(file, &mut r, ctx);
         let approve = self.approval(file, &mut r, ctx);
         let step_blocks = r.blocks_of(&STEP_KEYWORDS);
@@ -221,7 +276,11 @@ impl Loader<'_> {
         for g in job.gets() {
             for up in &g.passed {
                 self.refs.push((
-                    Ref::Passed { job: job.name.clone(), upstream: up.clone(), resource: g.resource.clone() },
+                    Ref::Passed {
+                        job: job.name.clone(),
+                        upstream: up.clone(),
+                        resource: g.resource.clone(),
+                    },
                     loc,
                 ));
             }
@@ -237,14 +296,17 @@ impl Loader<'_> {
                 continue;
             }
             if let Some((_, _, first)) = seen.iter().find(|(k, n, _)| *k == kw && *n == s.name) {
-                let d = Diagnostic::error(format!("job `{}` has two `{kw}` steps named `{}`", job.name, s.name), Some(s.loc))
-                    .label("second step with this name")
-                    .related(*first, "first here")
-                    .help(format!(
-                        "step names must be unique within a job: their exports are `{}_{}_*`",
-                        kw.to_uppercase(),
-                        pipewright_core::env_key(&s.name).to_uppercase()
-                    ));
+                let d = Diagnostic::error(
+                    format!("job `{}` has two `{kw}` steps named `{}`", job.name, s.name),
+                    Some(s.loc),
+                )
+                .label("second step with this name")
+                .related(*first, "first here")
+                .help(format!(
+                    "step names must be unique within a job: their exports are `{}_{}_*`",
+                    kw.to_uppercase(),
+                    pipewright_core::env_key(&s.name).to_uppercase()
+                ));
                 self.error(d);
                 continue;
             }
@@ -256,21 +318,43 @@ impl Loader<'_> {
         let mut out: Vec<JobInput> = Vec::new();
         let blocks = r.blocks("input");
         if blocks.len() > 20 {
-            self.error(Diagnostic::error("a job takes at most 20 inputs", Some(header_loc(file, blocks[20]))).label("21st input"));
+            self.error(
+                Diagnostic::error(
+                    "a job takes at most 20 inputs",
+                    Some(header_loc(file, blocks[20])),
+                )
+                .label("21st input"),
+            );
         }
         for b in blocks {
-            let Some(l) = self.labels(file, b, &["name"], "input \"environment\" { type = string default = \"staging\" }") else { continue };
+            let Some(l) = self.labels(
+                file,
+                b,
+                &["name"],
+                "input \"environment\" { type = string default = \"staging\" }",
+            ) else {
+                continue;
+            };
             let name = l[0].to_owned();
             let loc = header_loc(file, b);
             if !is_ident(&name) {
                 self.error(
-                    Diagnostic::error(format!("input name `{name}` is not usable as an environment variable"), Some(loc))
-                        .label("invalid name")
-                        .help(format!("inputs are exported as `INPUT_<name>`; try `{}`", pipewright_core::env_key(&name))),
+                    Diagnostic::error(
+                        format!("input name `{name}` is not usable as an environment variable"),
+                        Some(loc),
+                    )
+                    .label("invalid name")
+                    .help(format!(
+                        "inputs are exported as `INPUT_<name>`; try `{}`",
+                        pipewright_core::env_key(&name)
+                    )),
                 );
             }
             if out.iter().any(|i| i.name == name) {
-                self.error(Diagnostic::error(format!("input `{name}` is declared twice"), Some(loc)).label("duplicate"));
+                self.error(
+                    Diagnostic::error(format!("input `{name}` is declared twice"), Some(loc))
+                        .label("duplicate"),
+                );
                 continue;
             }
             let mut ir = Reader::new(&b.body, format!("input `{name}`"), file);
@@ -287,9 +371,12 @@ impl Loader<'_> {
                         "bool" => VarType::Bool,
                         _ => {
                             self.error(
-                                Diagnostic::error("unsupported input type", Some(loc_of(file, a.value.span())))
-                                    .label("not a type")
-                                    .help("use `string`, `number` or `bool`"),
+                                Diagnostic::error(
+                                    "unsupported input type",
+                                    Some(loc_of(file, a.value.span())),
+                                )
+                                .label("not a type")
+                                .help("use `string`, `number` or `bool`"),
                             );
                             VarType::String
                         }
@@ -297,11 +384,17 @@ impl Loader<'_> {
                 }
                 None => VarType::String,
             };
-            let description = ir.attr("description").and_then(|a| self.string(file, a, ctx));
+            let description = ir
+                .attr("description")
+                .and_then(|a| self.string(file, a, ctx));
             let options_attr = ir.attr("options");
-            let options = options_attr.and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
+            let options = options_attr
+                .and_then(|a| self.string_list(file, a, ctx))
+                .unwrap_or_default();
             let multiple_attr = ir.attr("multiple");
-            let multiple = multiple_attr.and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false);
+            let multiple = multiple_attr
+                .and_then(|a| self.boolean(file, a, ctx))
+                .unwrap_or(false);
             let default_attr = ir.attr("default");
             let default = default_attr.and_then(|a| self.json(file, a, ctx));
             self.finish_reader(ir);
@@ -309,9 +402,12 @@ impl Loader<'_> {
                 && ty != VarType::String
             {
                 self.error(
-                    Diagnostic::error("`options` is only allowed on string inputs", Some(loc_of(file, a.key.span())))
-                        .label("not a string input")
-                        .help("remove `options` or make the input `type = string`"),
+                    Diagnostic::error(
+                        "`options` is only allowed on string inputs",
+                        Some(loc_of(file, a.key.span())),
+                    )
+                    .label("not a string input")
+                    .help("remove `options` or make the input `type = string`"),
                 );
             }
             if let Some(a) = multiple_attr
@@ -319,43 +415,91 @@ impl Loader<'_> {
                 && options.is_empty()
             {
                 self.error(
-                    Diagnostic::error("`multiple` needs `options` to choose from", Some(loc_of(file, a.key.span())))
-                        .label("nothing to choose")
-                        .help("add `options = [\"a\", \"b\"]`"),
+                    Diagnostic::error(
+                        "`multiple` needs `options` to choose from",
+                        Some(loc_of(file, a.key.span())),
+                    )
+                    .label("nothing to choose")
+                    .help("add `options = [\"a\", \"b\"]`"),
                 );
             }
             if let (Some(a), Some(d)) = (default_attr, &default) {
                 let ok = match crate::load::coerce(d, ty) {
                     Ok(v) => {
-                        options.is_empty() || v.as_str().is_some_and(|s| options.iter().any(|o| o == s))
+                        options.is_empty()
+                            || v.as_str().is_some_and(|s| options.iter().any(|o| o == s))
                             || (multiple && d.as_array().is_some())
                     }
-                    Err(()) => multiple && d.as_array().is_some_and(|l| l.iter().all(|x| x.as_str().is_some_and(|s| options.iter().any(|o| o == s)))),
+                    Err(()) => {
+                        multiple
+                            && d.as_array().is_some_and(|l| {
+                                l.iter().all(|x| {
+                                    x.as_str().is_some_and(|s| options.iter().any(|o| o == s))
+                                })
+                            })
+                    }
                 };
                 if !ok {
                     self.error(
-                        Diagnostic::error(format!("the default of input `{name}` does not match its type or options"), Some(loc_of(file, a.value.span())))
-                            .label("invalid default")
-                            .help(if options.is_empty() { format!("give a {}", ty.as_str()) } else { format!("pick one of {}", options.join(", ")) }),
+                        Diagnostic::error(
+                            format!(
+                                "the default of input `{name}` does not match its type or options"
+                            ),
+                            Some(loc_of(file, a.value.span())),
+                        )
+                        .label("invalid default")
+                        .help(if options.is_empty() {
+                            format!("give a {}", ty.as_str())
+                        } else {
+                            format!("pick one of {}", options.join(", "))
+                        }),
                     );
                 }
             }
-            out.push(JobInput { name, ty, description, default, options, multiple });
+            out.push(JobInput {
+                name,
+                ty,
+                description,
+                default,
+                options,
+                multiple,
+            });
         }
         out
     }
 
-    fn approval(&mut self, file: FileId, r: &mut Reader<'_>, ctx: &Context<'_>) -> Option<Approval> {
+    fn approval(
+        &mut self,
+        file: FileId,
+        r: &mut Reader<'_>,
+        ctx: &Context<'_>,
+    ) -> Option<Approval> {
         let blocks = r.blocks("approve");
         let mut out = None;
         for (i, b) in blocks.iter().enumerate() {
             if i > 0 {
-                self.error(Diagnostic::error("a job has at most one `approve` gate", Some(header_loc(file, b))).label("second gate"));
+                self.error(
+                    Diagnostic::error(
+                        "a job has at most one `approve` gate",
+                        Some(header_loc(file, b)),
+                    )
+                    .label("second gate"),
+                );
                 continue;
             }
-            let Some(l) = self.labels(file, b, &["label"], "approve \"production\" { approvals = 2 }") else { continue };
+            let Some(l) = self.labels(
+                file,
+                b,
+                &["label"],
+                "approve \"production\" { approvals = 2 }",
+            ) else {
+                continue;
+            };
             let mut ar = Reader::new(&b.body, format!("approve `{}`", l[0]), file);
-            let approvals = ar.attr("approvals").and_then(|a| self.uint(file, a, ctx, 1)).unwrap_or(1);
+            let approvals = ar
+                .attr("approvals")
+                .and_then(|a| self.uint(file, a, ctx, 1))
+                .unwrap_or(1);
             let timeout = ar.attr("timeout").and_then(|a| self.duration(file, a, ctx));
             let mut notify = Vec::new();
             for nb in ar.blocks("notify") {
@@ -366,13 +510,24 @@ impl Loader<'_> {
                 }
             }
             self.finish_reader(ar);
-            out = Some(Approval { label: l[0].to_owned(), approvals, timeout, notify });
+            out = Some(Approval {
+                label: l[0].to_owned(),
+                approvals,
+                timeout,
+                notify,
+            });
         }
         out
     }
 
     /// Parses a list of step blocks in order, joining `if`/`else_if`/`else` chains.
-    fn steps(&mut self, file: FileId, blocks: &[&Block], ctx: &Context<'_>, scope: Scope) -> Vec<Step> {
+    fn steps(
+        &mut self,
+        file: FileId,
+        blocks: &[&Block],
+        ctx: &Context<'_>,
+        scope: Scope,
+    ) -> Vec<Step> {
         let mut out: Vec<Step> = Vec::new();
         // Whether the previous block was part of an open if-chain (and not yet closed by `else`).
         let mut chain_open = false;
@@ -381,11 +536,18 @@ impl Loader<'_> {
             match kw {
                 "else_if" | "else" => {
                     let last_if = out.last_mut().filter(|_| chain_open);
-                    let Some(Step { kind: StepKind::If(chain), .. }) = last_if else {
+                    let Some(Step {
+                        kind: StepKind::If(chain),
+                        ..
+                    }) = last_if
+                    else {
                         self.error(
-                            Diagnostic::error(format!("`{kw}` must directly follow an `if` or `else_if` block"), Some(header_loc(file, b)))
-                                .label("no `if` before this")
-                                .help("start the chain with `if \"label\" { condition = \"…\" … }`"),
+                            Diagnostic::error(
+                                format!("`{kw}` must directly follow an `if` or `else_if` block"),
+                                Some(header_loc(file, b)),
+                            )
+                            .label("no `if` before this")
+                            .help("start the chain with `if \"label\" { condition = \"…\" … }`"),
                         );
                         continue;
                     };
@@ -401,32 +563,47 @@ impl Loader<'_> {
                     } else if let Some(br) = self.branch(file, b, ctx) {
                         chain.branches.push(br);
                     }
-                    if let Some(Step { kind: StepKind::If(c), .. }) = out.last_mut() {
+                    if let Some(Step {
+                        kind: StepKind::If(c),
+                        ..
+                    }) = out.last_mut()
+                    {
                         *c = chain;
                     }
                 }
                 _ => {
                     if kw == "in_parallel" && scope == Scope::Parallel {
                         self.error(
-                            Diagnostic::error("`in_parallel` cannot be nested", Some(header_loc(file, b)))
-                                .label("nested in_parallel")
-                                .help("move these steps into the outer `in_parallel`"),
+                            Diagnostic::error(
+                                "`in_parallel` cannot be nested",
+                                Some(header_loc(file, b)),
+                            )
+                            .label("nested in_parallel")
+                            .help("move these steps into the outer `in_parallel`"),
                         );
                         continue;
                     }
                     if kw == "service" && scope != Scope::Job && scope != Scope::Branch {
                         self.error(
-                            Diagnostic::error("a `service` step must be at the top of a job (or in an if branch)", Some(header_loc(file, b)))
-                                .label("service not allowed here")
-                                .help("start the service before the `in_parallel` or hook that needs it"),
+                            Diagnostic::error(
+                                "a `service` step must be at the top of a job (or in an if branch)",
+                                Some(header_loc(file, b)),
+                            )
+                            .label("service not allowed here")
+                            .help(
+                                "start the service before the `in_parallel` or hook that needs it",
+                            ),
                         );
                         continue;
                     }
                     if (kw == "in_parallel" || kw == "if") && scope == Scope::Hook {
                         self.error(
-                            Diagnostic::error(format!("`{kw}` is not allowed inside a hook"), Some(header_loc(file, b)))
-                                .label("not allowed in hooks")
-                                .help("hooks hold `get`, `task`, `put` and `notify` steps"),
+                            Diagnostic::error(
+                                format!("`{kw}` is not allowed inside a hook"),
+                                Some(header_loc(file, b)),
+                            )
+                            .label("not allowed in hooks")
+                            .help("hooks hold `get`, `task`, `put` and `notify` steps"),
                         );
                         continue;
                     }
@@ -442,7 +619,12 @@ impl Loader<'_> {
 
     fn branch(&mut self, file: FileId, b: &Block, ctx: &Context<'_>) -> Option<Branch> {
         let kw = b.ident.as_str();
-        let l = self.labels(file, b, &["label"], &format!("{kw} \"main-branch\" {{ condition = \"$BRANCH == 'main'\" … }}"))?;
+        let l = self.labels(
+            file,
+            b,
+            &["label"],
+            &format!("{kw} \"main-branch\" {{ condition = \"$BRANCH == 'main'\" … }}"),
+        )?;
         let label = l[0].to_owned();
         let mut r = Reader::new(&b.body, format!("`{kw} \"{label}\"`"), file);
         let cond_attr = r.attr("condition");
@@ -451,19 +633,31 @@ impl Loader<'_> {
         self.finish_reader(r);
         let Some(a) = cond_attr else {
             self.error(
-                Diagnostic::error(format!("`{kw} \"{label}\"` has no `condition`"), Some(header_loc(file, b)))
-                    .label("missing `condition`")
-                    .help("add `condition = \"$TASK_TEST_RESULT == 'ok'\"`"),
+                Diagnostic::error(
+                    format!("`{kw} \"{label}\"` has no `condition`"),
+                    Some(header_loc(file, b)),
+                )
+                .label("missing `condition`")
+                .help("add `condition = \"$TASK_TEST_RESULT == 'ok'\"`"),
             );
             return None;
         };
         let text = self.string(file, a, ctx)?;
         match Condition::parse(&text) {
-            Ok(condition) => Some(Branch { label, condition_text: text, condition, steps }),
+            Ok(condition) => Some(Branch {
+                label,
+                condition_text: text,
+                condition,
+                steps,
+            }),
             Err(e) => {
                 // Point into the string literal when the offsets line up with the source.
                 let span = a.value.span().unwrap_or(0..0);
-                let exact = self.sources.text(file).get(span.clone()).is_some_and(|s| s == format!("\"{text}\""));
+                let exact = self
+                    .sources
+                    .text(file)
+                    .get(span.clone())
+                    .is_some_and(|s| s == format!("\"{text}\""));
                 let loc = if exact {
                     let at = span.start + 1 + e.offset;
                     Loc::new(file, at..(at + 1).min(span.end - 1).max(at))
@@ -493,18 +687,31 @@ impl Loader<'_> {
                 (l[1].to_owned(), vec![l[0].to_owned(), l[1].to_owned()])
             }
             "task" => {
-                let l = self.labels(file, b, &["name"], "task \"unit-tests\" { run \"shell\" { cmd = \"make test\" } }")?;
+                let l = self.labels(
+                    file,
+                    b,
+                    &["name"],
+                    "task \"unit-tests\" { run \"shell\" { cmd = \"make test\" } }",
+                )?;
                 (l[0].to_owned(), vec![])
             }
             "service" => {
-                let l = self.labels(file, b, &["service type"], "service \"postgres\" { port = \"5432\" }")?;
+                let l = self.labels(
+                    file,
+                    b,
+                    &["service type"],
+                    "service \"postgres\" { port = \"5432\" }",
+                )?;
                 (l[0].to_owned(), vec![l[0].to_owned()])
             }
             "if" => {
                 let br = self.branch(file, b, ctx)?;
                 return Some(Step {
                     name: br.label.clone(),
-                    kind: StepKind::If(IfChain { branches: vec![br], else_steps: None }),
+                    kind: StepKind::If(IfChain {
+                        branches: vec![br],
+                        else_steps: None,
+                    }),
                     timeout: None,
                     attempts: 1,
                     hooks: Hooks::default(),
@@ -518,27 +725,53 @@ impl Loader<'_> {
         };
         let mut r = Reader::new(&b.body, format!("{kw} step `{name}`"), file);
         let timeout = r.attr("timeout").and_then(|a| self.duration(file, a, ctx));
-        let attempts = r.attr("attempts").and_then(|a| self.uint(file, a, ctx, 1)).unwrap_or(1);
-        let hooks = if scope == Scope::Hook { Hooks::default() } else { self.hooks(file, &mut r, ctx) };
+        let attempts = r
+            .attr("attempts")
+            .and_then(|a| self.uint(file, a, ctx, 1))
+            .unwrap_or(1);
+        let hooks = if scope == Scope::Hook {
+            Hooks::default()
+        } else {
+            self.hooks(file, &mut r, ctx)
+        };
         let kind = match kw {
             "get" => {
                 let id = format!("{}.{}", kind_labels[0], kind_labels[1]);
-                self.refs.push((Ref::Resource { id: id.clone(), op: "get" }, loc));
-                let trigger = r.attr("trigger").and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false);
+                self.refs.push((
+                    Ref::Resource {
+                        id: id.clone(),
+                        op: "get",
+                    },
+                    loc,
+                ));
+                let trigger = r
+                    .attr("trigger")
+                    .and_then(|a| self.boolean(file, a, ctx))
+                    .unwrap_or(false);
                 let passed_attr = r.attr("passed");
-                let passed = passed_attr.and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
+                let passed = passed_attr
+                    .and_then(|a| self.string_list(file, a, ctx))
+                    .unwrap_or_default();
                 if let Some(a) = passed_attr {
                     for j in &passed {
-                        self.refs.push((Ref::Job { name: j.clone(), what: "passed" }, loc_of(file, a.value.span())));
+                        self.refs.push((
+                            Ref::Job {
+                                name: j.clone(),
+                                what: "passed",
+                            },
+                            loc_of(file, a.value.span()),
+                        ));
                     }
                 }
                 let version = match r.attr("version") {
                     Some(a) => match self.eval(file, &a.value, ctx) {
                         Some(hcl::Value::String(s)) if s == "latest" => VersionPolicy::Latest,
                         Some(hcl::Value::String(s)) if s == "every" => VersionPolicy::Every,
-                        Some(hcl::Value::Object(m)) => VersionPolicy::Pinned(Version::from_pairs(
-                            m.iter().map(|(k, v)| (k.clone(), crate::funcs::to_str(v).unwrap_or_default())),
-                        )),
+                        Some(hcl::Value::Object(m)) => {
+                            VersionPolicy::Pinned(Version::from_pairs(m.iter().map(|(k, v)| {
+                                (k.clone(), crate::funcs::to_str(v).unwrap_or_default())
+                            })))
+                        }
                         Some(_) => {
                             self.error(
                                 Diagnostic::error("`version` must be \"latest\", \"every\" or a map of version fields", Some(loc_of(file, a.value.span())))
@@ -552,16 +785,31 @@ impl Loader<'_> {
                     None => VersionPolicy::Latest,
                 };
                 let params = self.params_block(file, &mut r, ctx);
-                StepKind::Get(GetStep { resource: id, trigger, passed, version, params })
+                StepKind::Get(GetStep {
+                    resource: id,
+                    trigger,
+                    passed,
+                    version,
+                    params,
+                })
             }
             "put" => {
                 let id = format!("{}.{}", kind_labels[0], kind_labels[1]);
-                self.refs.push((Ref::Resource { id: id.clone(), op: "put" }, loc));
+                self.refs.push((
+                    Ref::Resource {
+                        id: id.clone(),
+                        op: "put",
+                    },
+                    loc,
+                ));
                 let mut params = self.params_block(file, &mut r, ctx);
                 let rest = r.rest_attrs();
                 self.warn_typos(file, &rest, &["timeout", "attempts", "params"]);
                 params.0.extend(self.params_of(file, &rest, ctx).0);
-                StepKind::Put(PutStep { resource: id, params })
+                StepKind::Put(PutStep {
+                    resource: id,
+                    params,
+                })
             }
             "notify" => {
                 let id = format!("{}.{}", kind_labels[0], kind_labels[1]);
@@ -570,19 +818,38 @@ impl Loader<'_> {
                 let rest = r.rest_attrs();
                 self.warn_typos(file, &rest, &["timeout", "attempts", "message"]);
                 let params = self.params_of(file, &rest, ctx);
-                StepKind::Notify(NotifyStep { notification: id, message, params })
+                StepKind::Notify(NotifyStep {
+                    notification: id,
+                    message,
+                    params,
+                })
             }
             "service" => {
-                self.refs.push((Ref::Type(crate::catalog::TypeKind::Service, name.clone()), loc));
+                self.refs.push((
+                    Ref::Type(crate::catalog::TypeKind::Service, name.clone()),
+                    loc,
+                ));
                 let rest = r.rest_attrs();
                 let params = self.params_of(file, &rest, ctx);
-                StepKind::Service(ServiceStep { service_type: name.clone(), params })
+                StepKind::Service(ServiceStep {
+                    service_type: name.clone(),
+                    params,
+                })
             }
             "task" => {
                 let runs = r.blocks("run");
-                let inputs = r.attr("inputs").and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
-                let outputs = r.attr("outputs").and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
-                let caches = r.attr("caches").and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
+                let inputs = r
+                    .attr("inputs")
+                    .and_then(|a| self.string_list(file, a, ctx))
+                    .unwrap_or_default();
+                let outputs = r
+                    .attr("outputs")
+                    .and_then(|a| self.string_list(file, a, ctx))
+                    .unwrap_or_default();
+                let caches = r
+                    .attr("caches")
+                    .and_then(|a| self.string_list(file, a, ctx))
+                    .unwrap_or_default();
                 let env = match r.attr("env") {
                     Some(a) => match self.eval(file, &a.value, ctx) {
                         Some(hcl::Value::Object(m)) => {
@@ -590,9 +857,14 @@ impl Loader<'_> {
                             for (k, v) in m {
                                 if !is_ident(&k) {
                                     self.error(
-                                        Diagnostic::error(format!("`{k}` is not a valid environment variable name"), Some(loc_of(file, a.value.span())))
-                                            .label("invalid name")
-                                            .help(format!("try `{}`", pipewright_core::env_key(&k))),
+                                        Diagnostic::error(
+                                            format!(
+                                                "`{k}` is not a valid environment variable name"
+                                            ),
+                                            Some(loc_of(file, a.value.span())),
+                                        )
+                                        .label("invalid name")
+                                        .help(format!("try `{}`", pipewright_core::env_key(&k))),
                                     );
                                 }
                                 match crate::funcs::to_str(&v) {
@@ -600,8 +872,11 @@ impl Loader<'_> {
                                         env.insert(k, s);
                                     }
                                     Err(_) => self.error(
-                                        Diagnostic::error(format!("env value `{k}` must be a string"), Some(loc_of(file, a.value.span())))
-                                            .label("not a string"),
+                                        Diagnostic::error(
+                                            format!("env value `{k}` must be a string"),
+                                            Some(loc_of(file, a.value.span())),
+                                        )
+                                        .label("not a string"),
                                     ),
                                 }
                             }
@@ -609,9 +884,15 @@ impl Loader<'_> {
                         }
                         Some(v) => {
                             self.error(
-                                Diagnostic::error(format!("`env` must be a map, found {}", serde_json::to_string(&to_json(&v)).unwrap_or_default()), Some(loc_of(file, a.value.span())))
-                                    .label("not a map")
-                                    .help("write `env = { NAME = \"value\" }`"),
+                                Diagnostic::error(
+                                    format!(
+                                        "`env` must be a map, found {}",
+                                        serde_json::to_string(&to_json(&v)).unwrap_or_default()
+                                    ),
+                                    Some(loc_of(file, a.value.span())),
+                                )
+                                .label("not a map")
+                                .help("write `env = { NAME = \"value\" }`"),
                             );
                             IndexMap::new()
                         }
@@ -631,38 +912,72 @@ impl Loader<'_> {
                     }
                     [_, second, ..] => {
                         self.error(
-                            Diagnostic::error(format!("task `{name}` has more than one `run` block"), Some(header_loc(file, second)))
-                                .label("second `run`")
-                                .help("split it into two tasks"),
+                            Diagnostic::error(
+                                format!("task `{name}` has more than one `run` block"),
+                                Some(header_loc(file, second)),
+                            )
+                            .label("second `run`")
+                            .help("split it into two tasks"),
                         );
                         None
                     }
                 };
                 let run = run?;
-                StepKind::Task(TaskStep { run, inputs, outputs, env, caches })
+                StepKind::Task(TaskStep {
+                    run,
+                    inputs,
+                    outputs,
+                    env,
+                    caches,
+                })
             }
             _ => {
-                let limit = r.attr("limit").and_then(|a| self.uint(file, a, ctx, 0)).unwrap_or(0);
-                let fail_fast = r.attr("fail_fast").and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false);
+                let limit = r
+                    .attr("limit")
+                    .and_then(|a| self.uint(file, a, ctx, 0))
+                    .unwrap_or(0);
+                let fail_fast = r
+                    .attr("fail_fast")
+                    .and_then(|a| self.boolean(file, a, ctx))
+                    .unwrap_or(false);
                 let inner = r.blocks_of(&STEP_KEYWORDS);
                 let steps = self.steps(file, &inner, ctx, Scope::Parallel);
-                StepKind::InParallel(InParallel { limit, fail_fast, steps })
+                StepKind::InParallel(InParallel {
+                    limit,
+                    fail_fast,
+                    steps,
+                })
             }
         };
         self.finish_reader(r);
-        Some(Step { name, kind, timeout, attempts, hooks, loc })
+        Some(Step {
+            name,
+            kind,
+            timeout,
+            attempts,
+            hooks,
+            loc,
+        })
     }
 
     /// In blocks whose extra attributes are params, a name one typo away from a real attribute is
     /// almost always that attribute.
-    fn warn_typos(&mut self, file: FileId, attrs: &[&hcl_edit::structure::Attribute], known: &[&str]) {
+    fn warn_typos(
+        &mut self,
+        file: FileId,
+        attrs: &[&hcl_edit::structure::Attribute],
+        known: &[&str],
+    ) {
         for a in attrs {
             let n = a.key.as_str();
             if let Some(s) = suggest(n, known.iter().copied()) {
                 self.error(
-                    Diagnostic::warning(format!("`{n}` is passed as a parameter; did you mean `{s}`?"), Some(loc_of(file, a.key.span())))
-                        .label("passed as a param")
-                        .help(format!("rename it to `{s}` if that is what you meant")),
+                    Diagnostic::warning(
+                        format!("`{n}` is passed as a parameter; did you mean `{s}`?"),
+                        Some(loc_of(file, a.key.span())),
+                    )
+                    .label("passed as a param")
+                    .help(format!("rename it to `{s}` if that is what you meant")),
                 );
             }
         }
@@ -673,7 +988,10 @@ impl Loader<'_> {
         for b in r.blocks_of(&HOOKS) {
             let kw = b.ident.as_str();
             let actions = match b.labels.len() {
-                1 => self.command(file, b, ctx, &[]).map(|c| vec![HookAction::Command(c.0)]).unwrap_or_default(),
+                1 => self
+                    .command(file, b, ctx, &[])
+                    .map(|c| vec![HookAction::Command(c.0)])
+                    .unwrap_or_default(),
                 0 => {
                     let mut hr = Reader::new(&b.body, format!("an `{kw}` hook"), file);
                     let inner = hr.blocks_of(&STEP_KEYWORDS);
@@ -681,15 +999,28 @@ impl Loader<'_> {
                     let steps = self.steps(file, &inner, ctx, Scope::Hook);
                     if steps.is_empty() && inner.is_empty() {
                         self.error(
-                            Diagnostic::warning(format!("the `{kw}` hook is empty"), Some(header_loc(file, b)))
-                                .label("does nothing")
-                                .help(format!("add steps, or use the command form `{kw} \"exec\" {{ path = … }}`")),
+                            Diagnostic::warning(
+                                format!("the `{kw}` hook is empty"),
+                                Some(header_loc(file, b)),
+                            )
+                            .label("does nothing")
+                            .help(format!(
+                                "add steps, or use the command form `{kw} \"exec\" {{ path = … }}`"
+                            )),
                         );
                     }
-                    steps.into_iter().map(|s| HookAction::Step(Box::new(s))).collect()
+                    steps
+                        .into_iter()
+                        .map(|s| HookAction::Step(Box::new(s)))
+                        .collect()
                 }
                 _ => {
-                    self.labels(file, b, &["runner"], &format!("{kw} \"exec\" {{ path = \"…\" }}"));
+                    self.labels(
+                        file,
+                        b,
+                        &["runner"],
+                        &format!("{kw} \"exec\" {{ path = \"…\" }}"),
+                    );
                     vec![]
                 }
             };
@@ -704,4 +1035,3 @@ impl Loader<'_> {
         h
     }
 }
-

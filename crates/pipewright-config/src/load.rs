@@ -37,7 +37,10 @@ pub struct LoadOptions {
 impl std::fmt::Debug for LoadOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadOptions")
-            .field("vars", &self.vars.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "vars",
+                &self.vars.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("vars_files", &self.vars_files)
             .field("catalog", &self.catalog)
             .field("fetcher", &self.fetcher.is_some())
@@ -104,11 +107,24 @@ const TOP_LEVEL: [&str; 9] = [
 #[derive(Debug, Clone)]
 pub(crate) enum Ref {
     Type(TypeKind, String),
-    Resource { id: String, op: &'static str },
-    Runner { name: String, params: Vec<String> },
+    Resource {
+        id: String,
+        op: &'static str,
+    },
+    Runner {
+        name: String,
+        params: Vec<String>,
+    },
     Notification(String),
-    Job { name: String, what: &'static str },
-    Passed { job: String, upstream: String, resource: String },
+    Job {
+        name: String,
+        what: &'static str,
+    },
+    Passed {
+        job: String,
+        upstream: String,
+        resource: String,
+    },
 }
 
 pub(crate) struct Loader<'o> {
@@ -313,7 +329,11 @@ impl<'o> Loader<'o> {
         if let Some(h) = unsupported_hint(name) {
             return h.to_owned();
         }
-        let (same, other) = if is_attr { (attrs, blocks) } else { (blocks, attrs) };
+        let (same, other) = if is_attr {
+            (attrs, blocks)
+        } else {
+            (blocks, attrs)
+        };
         fn uniq<'a>(v: &[&'a str]) -> Vec<&'a str> {
             let mut v: Vec<&str> = v.to_vec();
             v.sort_unstable();
@@ -365,7 +385,11 @@ impl<'o> Loader<'o> {
             let labels: Vec<&str> = b.labels.iter().map(|l| l.as_str()).collect();
             if let Some((i, _)) = labels.iter().enumerate().find(|(_, l)| l.is_empty()) {
                 let d = Diagnostic::error(
-                    format!("the {} of a `{}` block is empty", names[i], b.ident.as_str()),
+                    format!(
+                        "the {} of a `{}` block is empty",
+                        names[i],
+                        b.ident.as_str()
+                    ),
                     Some(loc_of(file, b.labels[i].span())),
                 )
                 .label("empty label")
@@ -438,8 +462,7 @@ impl<'o> Loader<'o> {
             )
             .label("not in a for_each job"),
             K::UndefinedVar(name) => {
-                let help = if suggest(name.as_str(), ["var"]).is_some() || name.as_str() == "vars"
-                {
+                let help = if suggest(name.as_str(), ["var"]).is_some() || name.as_str() == "vars" {
                     "variables are written `var.<name>`".to_owned()
                 } else {
                     format!(
@@ -482,7 +505,12 @@ impl<'o> Loader<'o> {
         self.error(d);
     }
 
-    pub(crate) fn string(&mut self, file: FileId, a: &Attribute, ctx: &Context<'_>) -> Option<String> {
+    pub(crate) fn string(
+        &mut self,
+        file: FileId,
+        a: &Attribute,
+        ctx: &Context<'_>,
+    ) -> Option<String> {
         let v = self.eval(file, &a.value, ctx)?;
         match funcs::to_str(&v) {
             Ok(s) if !v.is_null() => Some(s),
@@ -493,7 +521,12 @@ impl<'o> Loader<'o> {
         }
     }
 
-    pub(crate) fn boolean(&mut self, file: FileId, a: &Attribute, ctx: &Context<'_>) -> Option<bool> {
+    pub(crate) fn boolean(
+        &mut self,
+        file: FileId,
+        a: &Attribute,
+        ctx: &Context<'_>,
+    ) -> Option<bool> {
         let v = self.eval(file, &a.value, ctx)?;
         match &v {
             hcl::Value::Bool(b) => Some(*b),
@@ -506,7 +539,13 @@ impl<'o> Loader<'o> {
         }
     }
 
-    pub(crate) fn uint(&mut self, file: FileId, a: &Attribute, ctx: &Context<'_>, min: u32) -> Option<u32> {
+    pub(crate) fn uint(
+        &mut self,
+        file: FileId,
+        a: &Attribute,
+        ctx: &Context<'_>,
+        min: u32,
+    ) -> Option<u32> {
         let v = self.eval(file, &a.value, ctx)?;
         let n = match &v {
             hcl::Value::Number(n) => n.as_f64(),
@@ -519,7 +558,10 @@ impl<'o> Loader<'o> {
             }
             Some(n) => {
                 let d = Diagnostic::error(
-                    format!("`{}` must be a whole number ≥ {min}, found {n}", a.key.as_str()),
+                    format!(
+                        "`{}` must be a whole number ≥ {min}, found {n}",
+                        a.key.as_str()
+                    ),
                     Some(loc_of(file, a.value.span())),
                 )
                 .label("out of range");
@@ -579,7 +621,12 @@ impl<'o> Loader<'o> {
         Some(out)
     }
 
-    pub(crate) fn json(&mut self, file: FileId, a: &Attribute, ctx: &Context<'_>) -> Option<serde_json::Value> {
+    pub(crate) fn json(
+        &mut self,
+        file: FileId,
+        a: &Attribute,
+        ctx: &Context<'_>,
+    ) -> Option<serde_json::Value> {
         let v = self.eval(file, &a.value, ctx)?;
         Some(to_json(&v))
     }
@@ -593,7 +640,11 @@ impl<'o> Loader<'o> {
         if list.len() > 10 {
             self.error(
                 Diagnostic::error(
-                    format!("`{}` has {} entries; at most 10 are allowed", a.key.as_str(), list.len()),
+                    format!(
+                        "`{}` has {} entries; at most 10 are allowed",
+                        a.key.as_str(),
+                        list.len()
+                    ),
                     Some(loc),
                 )
                 .label("too many"),
@@ -615,7 +666,12 @@ impl<'o> Loader<'o> {
     }
 
     /// `params { k = v }` or the rest of a body's attributes, evaluated to JSON.
-    pub(crate) fn params_of(&mut self, file: FileId, attrs: &[&Attribute], ctx: &Context<'_>) -> Params {
+    pub(crate) fn params_of(
+        &mut self,
+        file: FileId,
+        attrs: &[&Attribute],
+        ctx: &Context<'_>,
+    ) -> Params {
         let mut p = Params::new();
         for a in attrs {
             // A value that failed to evaluate was reported; keep the key so later checks
@@ -627,15 +683,23 @@ impl<'o> Loader<'o> {
     }
 
     /// Reads a `params { … }` block (attributes only).
-    pub(crate) fn params_block(&mut self, file: FileId, r: &mut Reader<'_>, ctx: &Context<'_>) -> Params {
+    pub(crate) fn params_block(
+        &mut self,
+        file: FileId,
+        r: &mut Reader<'_>,
+        ctx: &Context<'_>,
+    ) -> Params {
         let mut p = Params::new();
         let blocks = r.blocks("params");
         for (i, b) in blocks.iter().enumerate() {
             if i > 0 {
                 self.error(
-                    Diagnostic::error(format!("`params` is given twice in {}", r.what), Some(header_loc(file, b)))
-                        .label("second block")
-                        .help("merge the two blocks"),
+                    Diagnostic::error(
+                        format!("`params` is given twice in {}", r.what),
+                        Some(header_loc(file, b)),
+                    )
+                    .label("second block")
+                    .help("merge the two blocks"),
                 );
             }
             self.labels(file, b, &[], "params { key = \"value\" }");
@@ -656,7 +720,12 @@ impl<'o> Loader<'o> {
         extra: &[&'static str],
     ) -> Option<(RunnerCommand, Vec<(&'static str, Attribute)>)> {
         let op = b.ident.as_str().to_owned();
-        let labels = self.labels(file, b, &["runner"], &format!("{op} \"exec\" {{ path = \"/bin/sh\" args = [\"-ec\", \"echo hi\"] }}"))?;
+        let labels = self.labels(
+            file,
+            b,
+            &["runner"],
+            &format!("{op} \"exec\" {{ path = \"/bin/sh\" args = [\"-ec\", \"echo hi\"] }}"),
+        )?;
         let runner = labels[0].to_owned();
         let mut r = Reader::new(&b.body, format!("`{op} \"{runner}\"`"), file);
         let mut extras = Vec::new();
@@ -720,7 +789,11 @@ impl<'o> Loader<'o> {
         r.rest_attrs();
         self.finish_reader(r);
 
-        let vars: Vec<&Block> = blocks.iter().copied().filter(|b| b.ident.as_str() == "variable").collect();
+        let vars: Vec<&Block> = blocks
+            .iter()
+            .copied()
+            .filter(|b| b.ident.as_str() == "variable")
+            .collect();
         self.variables(file, &vars, &mut p);
 
         for b in &blocks {
@@ -766,9 +839,12 @@ impl<'o> Loader<'o> {
         } else {
             None
         };
-        let d = Diagnostic::error(format!("HCL syntax error: {msg}"), Some(Loc::new(file, start..end)))
-            .label("here")
-            .maybe_help(help);
+        let d = Diagnostic::error(
+            format!("HCL syntax error: {msg}"),
+            Some(Loc::new(file, start..end)),
+        )
+        .label("here")
+        .maybe_help(help);
         self.error(d);
     }
 
@@ -803,7 +879,9 @@ impl<'o> Loader<'o> {
         }
         let mut decls: Vec<Decl> = Vec::new();
         for b in blocks {
-            let Some(labels) = self.labels(file, b, &["name"], "variable \"region\" { type = string }") else {
+            let Some(labels) =
+                self.labels(file, b, &["name"], "variable \"region\" { type = string }")
+            else {
                 continue;
             };
             let name = labels[0].to_owned();
@@ -861,7 +939,10 @@ impl<'o> Loader<'o> {
                                 Some(loc_of(file, a.value.span())),
                             )
                             .label(format!("not a {}", ty.as_str()))
-                            .help(format!("change the default or the type (`type = {}`)", json_type(&to_json(&v))));
+                            .help(format!(
+                                "change the default or the type (`type = {}`)",
+                                json_type(&to_json(&v))
+                            ));
                             self.error(d);
                         }
                     }
@@ -877,18 +958,32 @@ impl<'o> Loader<'o> {
                     );
                     continue;
                 }
-                if let Some(l) = self.labels(file, sb, &["secret type"], "secret \"vault\" { path = \"secret/data/db\" key = \"password\" }") {
+                if let Some(l) = self.labels(
+                    file,
+                    sb,
+                    &["secret type"],
+                    "secret \"vault\" { path = \"secret/data/db\" key = \"password\" }",
+                ) {
                     let sloc = header_loc(file, sb);
-                    self.refs.push((Ref::Type(TypeKind::Secret, l[0].to_owned()), sloc));
+                    self.refs
+                        .push((Ref::Type(TypeKind::Secret, l[0].to_owned()), sloc));
                     secret = Some((l[0].to_owned(), (*sb).clone(), sloc));
                 }
             }
             self.declared_vars.push(name.clone());
-            decls.push(Decl { name, ty, default, secret, loc, reported: default_reported });
+            decls.push(Decl {
+                name,
+                ty,
+                default,
+                secret,
+                loc,
+                reported: default_reported,
+            });
         }
 
         // Values from vars files then --var (later wins).
-        let mut supplied: IndexMap<String, (serde_json::Value, VarOrigin, Option<Loc>)> = IndexMap::new();
+        let mut supplied: IndexMap<String, (serde_json::Value, VarOrigin, Option<Loc>)> =
+            IndexMap::new();
         for path in self.opts.vars_files.clone() {
             for (k, v, loc) in self.read_vars_file(&path) {
                 if !decls.iter().any(|d| d.name == k) {
@@ -896,9 +991,12 @@ impl<'o> Loader<'o> {
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| "remove it or declare the variable".into());
                     self.error(
-                        Diagnostic::warning(format!("vars file sets `{k}`, which the pipeline does not declare"), loc)
-                            .label("unused value")
-                            .help(help),
+                        Diagnostic::warning(
+                            format!("vars file sets `{k}`, which the pipeline does not declare"),
+                            loc,
+                        )
+                        .label("unused value")
+                        .help(help),
                     );
                     continue;
                 }
@@ -910,7 +1008,8 @@ impl<'o> Loader<'o> {
                 let help = suggest(k, decls.iter().map(|d| d.name.as_str()))
                     .map(|s| format!("did you mean `{s}`?"))
                     .unwrap_or_else(|| {
-                        let names: Vec<String> = decls.iter().map(|d| format!("`{}`", d.name)).collect();
+                        let names: Vec<String> =
+                            decls.iter().map(|d| format!("`{}`", d.name)).collect();
                         if names.is_empty() {
                             "the pipeline declares no variables".into()
                         } else {
@@ -918,11 +1017,15 @@ impl<'o> Loader<'o> {
                         }
                     });
                 self.error(
-                    Diagnostic::error(format!("--var `{k}`: no variable `{k}` is declared"), None).help(help),
+                    Diagnostic::error(format!("--var `{k}`: no variable `{k}` is declared"), None)
+                        .help(help),
                 );
                 continue;
             }
-            supplied.insert(k.clone(), (serde_json::Value::String(v.clone()), VarOrigin::Cli, None));
+            supplied.insert(
+                k.clone(),
+                (serde_json::Value::String(v.clone()), VarOrigin::Cli, None),
+            );
         }
 
         for d in &decls {
@@ -937,7 +1040,12 @@ impl<'o> Loader<'o> {
                         };
                         self.error(
                             Diagnostic::error(
-                                format!("variable `{}` is a {}, but {from} gives {}", d.name, d.ty.as_str(), v),
+                                format!(
+                                    "variable `{}` is a {}, but {from} gives {}",
+                                    d.name,
+                                    d.ty.as_str(),
+                                    v
+                                ),
                                 *loc,
                             )
                             .label(format!("not a {}", d.ty.as_str()))
@@ -951,7 +1059,10 @@ impl<'o> Loader<'o> {
                     }
                 }
             } else if d.secret.is_some() {
-                (serde_json::Value::String(secret_placeholder(&d.name)), VarOrigin::Secret)
+                (
+                    serde_json::Value::String(secret_placeholder(&d.name)),
+                    VarOrigin::Secret,
+                )
             } else if let Some(v) = &d.default {
                 (v.clone(), VarOrigin::Default)
             } else if d.reported {
@@ -985,9 +1096,12 @@ impl<'o> Loader<'o> {
         for d in &decls {
             // Variables already reported as broken evaluate to "" so their uses do not pile up
             // follow-on errors.
-            let v = p.variables.get(&d.name).map_or(hcl::Value::String(String::new()), |v| {
-                hcl::to_value(&v.value).unwrap_or(hcl::Value::Null)
-            });
+            let v = p
+                .variables
+                .get(&d.name)
+                .map_or(hcl::Value::String(String::new()), |v| {
+                    hcl::to_value(&v.value).unwrap_or(hcl::Value::Null)
+                });
             obj.insert(d.name.clone(), v);
         }
         self.base.declare_var("var", hcl::Value::Object(obj));
@@ -995,16 +1109,28 @@ impl<'o> Loader<'o> {
         // Secret bindings may reference other variables (chained secrets).
         let ctx = self.base.clone();
         for d in &decls {
-            let Some((ty, block, _)) = &d.secret else { continue };
-            let mut r = Reader::new(&block.body, format!("the secret of variable `{}`", d.name), file);
-            let path = r.attr("path").and_then(|a| self.string(file, a, &ctx)).unwrap_or_default();
+            let Some((ty, block, _)) = &d.secret else {
+                continue;
+            };
+            let mut r = Reader::new(
+                &block.body,
+                format!("the secret of variable `{}`", d.name),
+                file,
+            );
+            let path = r
+                .attr("path")
+                .and_then(|a| self.string(file, a, &ctx))
+                .unwrap_or_default();
             let key = match r.attr("key") {
                 Some(a) => self.string(file, a, &ctx),
                 None => {
                     self.error(
-                        Diagnostic::error(format!("the secret of variable `{}` has no `key`", d.name), Some(header_loc(file, block)))
-                            .label("missing `key`")
-                            .help("add `key = \"…\"`: the entry to read at `path`"),
+                        Diagnostic::error(
+                            format!("the secret of variable `{}` has no `key`", d.name),
+                            Some(header_loc(file, block)),
+                        )
+                        .label("missing `key`")
+                        .help("add `key = \"…\"`: the entry to read at `path`"),
                     );
                     None
                 }
@@ -1043,9 +1169,12 @@ impl<'o> Loader<'o> {
                     None => "use `string`, `number` or `bool`".to_owned(),
                 };
                 self.error(
-                    Diagnostic::error("unsupported variable type", Some(loc_of(file, a.value.span())))
-                        .label("not a type")
-                        .help(help),
+                    Diagnostic::error(
+                        "unsupported variable type",
+                        Some(loc_of(file, a.value.span())),
+                    )
+                    .label("not a type")
+                    .help(help),
                 );
                 None
             }
@@ -1057,8 +1186,11 @@ impl<'o> Loader<'o> {
             Ok(t) => t,
             Err(e) => {
                 self.error(
-                    Diagnostic::error(format!("cannot read vars file `{}`: {e}", path.display()), None)
-                        .help("check the path given to --vars-file"),
+                    Diagnostic::error(
+                        format!("cannot read vars file `{}`: {e}", path.display()),
+                        None,
+                    )
+                    .help("check the path given to --vars-file"),
                 );
                 return vec![];
             }
@@ -1066,21 +1198,27 @@ impl<'o> Loader<'o> {
         let file = self.sources.add(path.display().to_string(), text.clone());
         let is_json = path.extension().is_some_and(|e| e == "json");
         if is_json {
-            let parsed: Result<serde_json::Map<String, serde_json::Value>, _> = serde_json::from_str(&text);
+            let parsed: Result<serde_json::Map<String, serde_json::Value>, _> =
+                serde_json::from_str(&text);
             match parsed {
                 Ok(map) => map
                     .into_iter()
                     .map(|(k, v)| {
-                        let loc = text.find(&format!("\"{k}\"")).map(|i| Loc::new(file, i..i + k.len() + 2));
+                        let loc = text
+                            .find(&format!("\"{k}\""))
+                            .map(|i| Loc::new(file, i..i + k.len() + 2));
                         (k, v, loc)
                     })
                     .collect(),
                 Err(e) => {
                     let off = line_col_offset(&text, e.line(), e.column());
                     self.error(
-                        Diagnostic::error(format!("invalid JSON vars file: {e}"), Some(Loc::new(file, off..off)))
-                            .label("here")
-                            .help("a JSON vars file is one object: {\"name\": \"value\", …}"),
+                        Diagnostic::error(
+                            format!("invalid JSON vars file: {e}"),
+                            Some(Loc::new(file, off..off)),
+                        )
+                        .label("here")
+                        .help("a JSON vars file is one object: {\"name\": \"value\", …}"),
                     );
                     vec![]
                 }
@@ -1099,12 +1237,19 @@ impl<'o> Loader<'o> {
                 match s {
                     Structure::Attribute(a) => {
                         if let Some(v) = self.eval(file, &a.value, &ctx) {
-                            out.push((a.key.as_str().to_owned(), to_json(&v), Some(loc_of(file, a.key.span()))));
+                            out.push((
+                                a.key.as_str().to_owned(),
+                                to_json(&v),
+                                Some(loc_of(file, a.key.span())),
+                            ));
                         }
                     }
                     Structure::Block(b) => self.error(
-                        Diagnostic::error("a vars file holds only `name = value` lines", Some(header_loc(file, b)))
-                            .label("block not allowed"),
+                        Diagnostic::error(
+                            "a vars file holds only `name = value` lines",
+                            Some(header_loc(file, b)),
+                        )
+                        .label("block not allowed"),
                     ),
                 }
             }
@@ -1116,7 +1261,8 @@ impl<'o> Loader<'o> {
 
     fn type_block(&mut self, file: FileId, b: &Block, kind: TypeKind, p: &mut Pipeline) {
         let kw = kind.keyword();
-        let Some(labels) = self.labels(file, b, &["name"], &format!("{kw} \"name\" {{ … }}")) else {
+        let Some(labels) = self.labels(file, b, &["name"], &format!("{kw} \"name\" {{ … }}"))
+        else {
             return;
         };
         let name = labels[0].to_owned();
@@ -1152,7 +1298,9 @@ impl<'o> Loader<'o> {
             // Anything else in a block with `source` would be silently ignored: refuse it.
             for s in b.body.iter() {
                 let (n, l) = match s {
-                    Structure::Attribute(a) => (a.key.as_str().to_owned(), loc_of(file, a.key.span())),
+                    Structure::Attribute(a) => {
+                        (a.key.as_str().to_owned(), loc_of(file, a.key.span()))
+                    }
                     Structure::Block(bl) => (bl.ident.as_str().to_owned(), header_loc(file, bl)),
                 };
                 if n != "source" && n != "sha256" {
@@ -1166,24 +1314,46 @@ impl<'o> Loader<'o> {
             }
             match self.resolve_source(src, sha.as_deref(), kind, sloc) {
                 Some(Resolved::Builtin(n)) => source = TypeSource::Builtin { name: n },
-                Some(Resolved::Def { source: s, file: f, body }) => {
+                Some(Resolved::Def {
+                    source: s,
+                    file: f,
+                    body,
+                }) => {
                     source = s;
                     def_file = f;
                     loaded_body = Some(body);
                 }
                 // Already reported; an empty built-in name keeps later checks quiet (the load
                 // fails, so this placeholder never reaches a caller).
-                None => source = TypeSource::Builtin { name: String::new() },
+                None => {
+                    source = TypeSource::Builtin {
+                        name: String::new(),
+                    }
+                }
             }
             r.rest_attrs();
-            r.blocks_of(&["check", "pull", "push", "runner", "start", "stop", "ready_check", "get", "notify", "run"]);
+            r.blocks_of(&[
+                "check",
+                "pull",
+                "push",
+                "runner",
+                "start",
+                "stop",
+                "ready_check",
+                "get",
+                "notify",
+                "run",
+            ]);
             self.finish_reader(r);
         } else {
             if let Some(a) = sha_attr {
                 self.error(
-                    Diagnostic::error("`sha256` pins a `source`, but there is none", Some(loc_of(file, a.key.span())))
-                        .label("nothing to pin")
-                        .help("remove `sha256` or add `source = \"…\"`"),
+                    Diagnostic::error(
+                        "`sha256` pins a `source`, but there is none",
+                        Some(loc_of(file, a.key.span())),
+                    )
+                    .label("nothing to pin")
+                    .help("remove `sha256` or add `source = \"…\"`"),
                 );
             }
             self.finish_type_body(file, &name, kind, loc, source, r, &ctx, p);
@@ -1191,7 +1361,11 @@ impl<'o> Loader<'o> {
         }
         if let Some(body) = loaded_body {
             // The fetched file holds one block of the same keyword; its label may differ.
-            let mut outer = Reader::new(&body, format!("`{}`", self.sources.name(def_file)), def_file);
+            let mut outer = Reader::new(
+                &body,
+                format!("`{}`", self.sources.name(def_file)),
+                def_file,
+            );
             let defs = outer.blocks(kw);
             outer.rest_attrs();
             self.finish_reader(outer);
@@ -1202,7 +1376,11 @@ impl<'o> Loader<'o> {
                 }
                 _ => self.error(
                     Diagnostic::error(
-                        format!("`{}` must define exactly one `{kw}` block, found {}", self.sources.name(def_file), defs.len()),
+                        format!(
+                            "`{}` must define exactly one `{kw}` block, found {}",
+                            self.sources.name(def_file),
+                            defs.len()
+                        ),
                         source_attr.map(|a| loc_of(file, a.value.span())),
                     )
                     .label("loaded from here"),
@@ -1228,20 +1406,39 @@ impl<'o> Loader<'o> {
         ctx: &Context<'_>,
         p: &mut Pipeline,
     ) {
-        let inline = source == TypeSource::Inline || matches!(source, TypeSource::File { .. } | TypeSource::Url { .. });
+        let inline = source == TypeSource::Inline
+            || matches!(source, TypeSource::File { .. } | TypeSource::Url { .. });
         if kind == TypeKind::Runner {
             let mut run = None;
             for (i, b) in r.blocks("run").into_iter().enumerate() {
                 if i > 0 {
-                    self.error(Diagnostic::error("`run` is given twice", Some(header_loc(file, b))).label("second `run`"));
+                    self.error(
+                        Diagnostic::error("`run` is given twice", Some(header_loc(file, b)))
+                            .label("second `run`"),
+                    );
                     continue;
                 }
-                self.labels(file, b, &[], "run { path = \"docker\" args = [\"run\", \"$image\"] }");
-                let mut rr = Reader::new(&b.body, format!("the `run` block of runner_type `{name}`"), file);
+                self.labels(
+                    file,
+                    b,
+                    &[],
+                    "run { path = \"docker\" args = [\"run\", \"$image\"] }",
+                );
+                let mut rr = Reader::new(
+                    &b.body,
+                    format!("the `run` block of runner_type `{name}`"),
+                    file,
+                );
                 let path = rr.attr("path").and_then(|a| self.string(file, a, ctx));
-                let args = rr.attr("args").and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
+                let args = rr
+                    .attr("args")
+                    .and_then(|a| self.string_list(file, a, ctx))
+                    .unwrap_or_default();
                 self.finish_reader(rr);
-                run = Some(RunTemplate { path: path.unwrap_or_default(), args });
+                run = Some(RunTemplate {
+                    path: path.unwrap_or_default(),
+                    args,
+                });
             }
             self.finish_reader(r);
             if inline && run.is_none() {
@@ -1253,13 +1450,23 @@ impl<'o> Loader<'o> {
             }
             p.runner_types.insert(
                 name.to_owned(),
-                RunnerType { name: name.to_owned(), source, run, loc },
+                RunnerType {
+                    name: name.to_owned(),
+                    source,
+                    run,
+                    loc,
+                },
             );
             return;
         }
-        let params = r.attr("params").and_then(|a| self.string_list(file, a, ctx)).unwrap_or_default();
+        let params = r
+            .attr("params")
+            .and_then(|a| self.string_list(file, a, ctx))
+            .unwrap_or_default();
         let cache = if kind == TypeKind::Resource {
-            r.attr("cache").and_then(|a| self.boolean(file, a, ctx)).unwrap_or(false)
+            r.attr("cache")
+                .and_then(|a| self.boolean(file, a, ctx))
+                .unwrap_or(false)
         } else {
             false
         };
@@ -1274,7 +1481,13 @@ impl<'o> Loader<'o> {
         for op in ops {
             for (i, b) in r.blocks(op).into_iter().enumerate() {
                 if i > 0 {
-                    self.error(Diagnostic::error(format!("`{op}` is given twice"), Some(header_loc(file, b))).label("second definition"));
+                    self.error(
+                        Diagnostic::error(
+                            format!("`{op}` is given twice"),
+                            Some(header_loc(file, b)),
+                        )
+                        .label("second definition"),
+                    );
                     continue;
                 }
                 if let Some((c, _)) = self.command(file, b, ctx, &[]) {
@@ -1319,9 +1532,14 @@ impl<'o> Loader<'o> {
             for op in required {
                 if !commands.contains_key(*op) {
                     self.error(
-                        Diagnostic::error(format!("{} `{name}` has no `{op}` command", kind.keyword()), Some(loc))
-                            .label(format!("missing `{op}`"))
-                            .help(format!("add `{op} \"exec\" {{ path = \"…\" args = [...] }}`")),
+                        Diagnostic::error(
+                            format!("{} `{name}` has no `{op}` command", kind.keyword()),
+                            Some(loc),
+                        )
+                        .label(format!("missing `{op}`"))
+                        .help(format!(
+                            "add `{op} \"exec\" {{ path = \"…\" args = [...] }}`"
+                        )),
                     );
                 }
             }
@@ -1346,8 +1564,16 @@ impl<'o> Loader<'o> {
         map.insert(name.to_owned(), decl);
     }
 
-    fn resolve_source(&mut self, src: &str, sha: Option<&str>, kind: TypeKind, loc: Loc) -> Option<Resolved> {
-        let builtin = src.strip_prefix("pipewright://").or_else(|| src.strip_prefix("pikoci://"));
+    fn resolve_source(
+        &mut self,
+        src: &str,
+        sha: Option<&str>,
+        kind: TypeKind,
+        loc: Loc,
+    ) -> Option<Resolved> {
+        let builtin = src
+            .strip_prefix("pipewright://")
+            .or_else(|| src.strip_prefix("pikoci://"));
         if let Some(n) = builtin {
             if self.opts.catalog.has(kind, n) {
                 return Some(Resolved::Builtin(n.to_owned()));
@@ -1355,17 +1581,27 @@ impl<'o> Loader<'o> {
             let names = self.opts.catalog.names(kind);
             let help = match suggest(n, names.iter().copied()) {
                 Some(s) => format!("did you mean `pipewright://{s}`?"),
-                None if names.is_empty() => format!("this build has no built-in {}s; define the type inline", kind.noun()),
+                None if names.is_empty() => format!(
+                    "this build has no built-in {}s; define the type inline",
+                    kind.noun()
+                ),
                 None => format!(
                     "built-in {}s: {}",
                     kind.noun(),
-                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             self.error(
-                Diagnostic::error(format!("there is no built-in {} `{n}`", kind.noun()), Some(loc))
-                    .label("unknown built-in")
-                    .help(help),
+                Diagnostic::error(
+                    format!("there is no built-in {} `{n}`", kind.noun()),
+                    Some(loc),
+                )
+                .label("unknown built-in")
+                .help(help),
             );
             return None;
         }
@@ -1379,16 +1615,37 @@ impl<'o> Loader<'o> {
                 return None;
             };
             match fetcher.fetch(src) {
-                Ok(t) => (t, TypeSource::Url { url: src.to_owned(), sha256: sha.map(str::to_owned) }, src.to_owned()),
+                Ok(t) => (
+                    t,
+                    TypeSource::Url {
+                        url: src.to_owned(),
+                        sha256: sha.map(str::to_owned),
+                    },
+                    src.to_owned(),
+                ),
                 Err(e) => {
-                    self.error(Diagnostic::error(format!("cannot fetch `{src}`: {e}"), Some(loc)).label("fetch failed"));
+                    self.error(
+                        Diagnostic::error(format!("cannot fetch `{src}`: {e}"), Some(loc))
+                            .label("fetch failed"),
+                    );
                     return None;
                 }
             }
         } else {
-            let path = if Path::new(src).is_absolute() { PathBuf::from(src) } else { self.dir.join(src) };
+            let path = if Path::new(src).is_absolute() {
+                PathBuf::from(src)
+            } else {
+                self.dir.join(src)
+            };
             match std::fs::read_to_string(&path) {
-                Ok(t) => (t, TypeSource::File { path: path.clone(), sha256: sha.map(str::to_owned) }, path.display().to_string()),
+                Ok(t) => (
+                    t,
+                    TypeSource::File {
+                        path: path.clone(),
+                        sha256: sha.map(str::to_owned),
+                    },
+                    path.display().to_string(),
+                ),
                 Err(e) => {
                     self.error(
                         Diagnostic::error(format!("cannot read type definition `{}`: {e}", path.display()), Some(loc))
@@ -1403,9 +1660,14 @@ impl<'o> Loader<'o> {
             let got = hex(&sha2::Sha256::digest(text.as_bytes()));
             if !want.eq_ignore_ascii_case(&got) {
                 self.error(
-                    Diagnostic::error(format!("`{name}` does not match its pinned sha256"), Some(loc))
-                        .label("hash mismatch")
-                        .help(format!("expected {want}, got {got}; update `sha256` if the change is intended")),
+                    Diagnostic::error(
+                        format!("`{name}` does not match its pinned sha256"),
+                        Some(loc),
+                    )
+                    .label("hash mismatch")
+                    .help(format!(
+                        "expected {want}, got {got}; update `sha256` if the change is intended"
+                    )),
                 );
                 return None;
             }
@@ -1423,7 +1685,12 @@ impl<'o> Loader<'o> {
     // ---- resources and notifications ----
 
     fn resource(&mut self, file: FileId, b: &Block, p: &mut Pipeline) {
-        let Some(labels) = self.labels(file, b, &["type", "name"], "resource \"git\" \"app\" { params { url = \"…\" } }") else {
+        let Some(labels) = self.labels(
+            file,
+            b,
+            &["type", "name"],
+            "resource \"git\" \"app\" { params { url = \"…\" } }",
+        ) else {
             return;
         };
         let (ty, name) = (labels[0].to_owned(), labels[1].to_owned());
@@ -1438,7 +1705,8 @@ impl<'o> Loader<'o> {
             );
             return;
         }
-        self.refs.push((Ref::Type(TypeKind::Resource, ty.clone()), loc));
+        self.refs
+            .push((Ref::Type(TypeKind::Resource, ty.clone()), loc));
         let ctx = self.base.clone();
         let mut r = Reader::new(&b.body, format!("resource `{id}`"), file);
         let params = self.params_block(file, &mut r, &ctx);
@@ -1457,16 +1725,33 @@ impl<'o> Loader<'o> {
             }
         });
         let cache = r.attr("cache").and_then(|a| self.boolean(file, a, &ctx));
-        let tags = r.attr("tags").map(|a| self.slugs(file, a, &ctx)).unwrap_or_default();
+        let tags = r
+            .attr("tags")
+            .map(|a| self.slugs(file, a, &ctx))
+            .unwrap_or_default();
         self.finish_reader(r);
         p.resources.insert(
             id.clone(),
-            Resource { id, type_name: ty, name, params, check_interval, cache, tags, loc },
+            Resource {
+                id,
+                type_name: ty,
+                name,
+                params,
+                check_interval,
+                cache,
+                tags,
+                loc,
+            },
         );
     }
 
     fn notification(&mut self, file: FileId, b: &Block, p: &mut Pipeline) {
-        let Some(labels) = self.labels(file, b, &["type", "name"], "notification \"slack\" \"team\" { on = [\"failure\"] }") else {
+        let Some(labels) = self.labels(
+            file,
+            b,
+            &["type", "name"],
+            "notification \"slack\" \"team\" { on = [\"failure\"] }",
+        ) else {
             return;
         };
         let (ty, name) = (labels[0].to_owned(), labels[1].to_owned());
@@ -1480,17 +1765,24 @@ impl<'o> Loader<'o> {
             );
             return;
         }
-        self.refs.push((Ref::Type(TypeKind::Notification, ty.clone()), loc));
+        self.refs
+            .push((Ref::Type(TypeKind::Notification, ty.clone()), loc));
         let ctx = self.base.clone();
         let mut r = Reader::new(&b.body, format!("notification `{id}`"), file);
         let params = self.params_block(file, &mut r, &ctx);
         let message = r.attr("message").and_then(|a| self.string(file, a, &ctx));
         let on_attr = r.attr("on");
-        let on = on_attr.and_then(|a| self.string_list(file, a, &ctx)).unwrap_or_default();
+        let on = on_attr
+            .and_then(|a| self.string_list(file, a, &ctx))
+            .unwrap_or_default();
         let jobs_attr = r.attr("jobs");
         let exclude_attr = r.attr("exclude");
-        let jobs = jobs_attr.and_then(|a| self.string_list(file, a, &ctx)).unwrap_or_default();
-        let exclude = exclude_attr.and_then(|a| self.string_list(file, a, &ctx)).unwrap_or_default();
+        let jobs = jobs_attr
+            .and_then(|a| self.string_list(file, a, &ctx))
+            .unwrap_or_default();
+        let exclude = exclude_attr
+            .and_then(|a| self.string_list(file, a, &ctx))
+            .unwrap_or_default();
         self.finish_reader(r);
         if let Some(a) = on_attr {
             let l = loc_of(file, a.value.span());
@@ -1499,7 +1791,11 @@ impl<'o> Loader<'o> {
                     let help = suggest(o, ["success", "failure", "cancel", "all"])
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| "use `success`, `failure`, `cancel` or `all`".into());
-                    self.error(Diagnostic::error(format!("unknown outcome `{o}` in `on`"), Some(l)).label("unknown outcome").help(help));
+                    self.error(
+                        Diagnostic::error(format!("unknown outcome `{o}` in `on`"), Some(l))
+                            .label("unknown outcome")
+                            .help(help),
+                    );
                 }
             }
             if on.len() > 1 && on.iter().any(|o| o == "all") {
@@ -1512,9 +1808,12 @@ impl<'o> Loader<'o> {
         }
         if let (Some(_), Some(e)) = (jobs_attr, exclude_attr) {
             self.error(
-                Diagnostic::error("`jobs` and `exclude` cannot both be set", Some(loc_of(file, e.key.span())))
-                    .label("second filter")
-                    .help("keep one: `jobs` lists the jobs to notify for, `exclude` the ones to skip"),
+                Diagnostic::error(
+                    "`jobs` and `exclude` cannot both be set",
+                    Some(loc_of(file, e.key.span())),
+                )
+                .label("second filter")
+                .help("keep one: `jobs` lists the jobs to notify for, `exclude` the ones to skip"),
             );
         }
         for (attr, names) in [(jobs_attr, &jobs), (exclude_attr, &exclude)] {
@@ -1522,23 +1821,49 @@ impl<'o> Loader<'o> {
                 let l = loc_of(file, a.value.span());
                 if on.is_empty() {
                     self.error(
-                        Diagnostic::error(format!("`{}` needs `on`", a.key.as_str()), Some(loc_of(file, a.key.span())))
-                            .label("filter without dispatch")
-                            .help("add `on = [\"failure\"]` (or success, cancel, all)"),
+                        Diagnostic::error(
+                            format!("`{}` needs `on`", a.key.as_str()),
+                            Some(loc_of(file, a.key.span())),
+                        )
+                        .label("filter without dispatch")
+                        .help("add `on = [\"failure\"]` (or success, cancel, all)"),
                     );
                 }
                 for n in names {
-                    self.refs.push((Ref::Job { name: n.clone(), what: "notification filter" }, l));
+                    self.refs.push((
+                        Ref::Job {
+                            name: n.clone(),
+                            what: "notification filter",
+                        },
+                        l,
+                    ));
                 }
             }
         }
-        p.notifications.insert(id.clone(), Notification { id, type_name: ty, name, params, message, on, jobs, exclude, loc });
+        p.notifications.insert(
+            id.clone(),
+            Notification {
+                id,
+                type_name: ty,
+                name,
+                params,
+                message,
+                on,
+                jobs,
+                exclude,
+                loc,
+            },
+        );
     }
 }
 
 pub(crate) enum Resolved {
     Builtin(String),
-    Def { source: TypeSource, file: FileId, body: Body },
+    Def {
+        source: TypeSource,
+        file: FileId,
+        body: Body,
+    },
 }
 
 pub(crate) fn to_json(v: &hcl::Value) -> serde_json::Value {
@@ -1607,14 +1932,16 @@ fn hex(bytes: &[u8]) -> String {
 
 pub(crate) fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 pub(crate) fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

@@ -23,14 +23,19 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                     TypeKind::Runner => p.runner_types.keys().map(String::as_str).collect(),
                     TypeKind::Service => p.service_types.keys().map(String::as_str).collect(),
                     TypeKind::Secret => p.secret_types.keys().map(String::as_str).collect(),
-                    TypeKind::Notification => p.notification_types.keys().map(String::as_str).collect(),
+                    TypeKind::Notification => {
+                        p.notification_types.keys().map(String::as_str).collect()
+                    }
                 };
                 if declared.contains(&name.as_str()) || catalog.has(kind, &name) {
                     continue;
                 }
                 let builtins = catalog.names(kind);
-                let help = did_you_mean(&name, declared.iter().copied().chain(builtins.iter().copied()))
-                    .unwrap_or_else(|| format!("declare it: `{} \"{name}\" {{ … }}`", kind.keyword()));
+                let help = did_you_mean(
+                    &name,
+                    declared.iter().copied().chain(builtins.iter().copied()),
+                )
+                .unwrap_or_else(|| format!("declare it: `{} \"{name}\" {{ … }}`", kind.keyword()));
                 l.error(
                     Diagnostic::error(format!("unknown {} `{name}`", kind.noun()), Some(loc))
                         .label(format!("no {} named `{name}`", kind.noun()))
@@ -39,14 +44,18 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
             }
             Ref::Resource { id, op } => {
                 let Some(res) = p.resources.get(&id) else {
-                    let help = did_you_mean(&id, p.resources.keys().map(String::as_str)).unwrap_or_else(|| {
-                        let (t, n) = id.split_once('.').unwrap_or((&id, ""));
-                        format!("declare it: `resource \"{t}\" \"{n}\" {{ … }}`")
-                    });
+                    let help = did_you_mean(&id, p.resources.keys().map(String::as_str))
+                        .unwrap_or_else(|| {
+                            let (t, n) = id.split_once('.').unwrap_or((&id, ""));
+                            format!("declare it: `resource \"{t}\" \"{n}\" {{ … }}`")
+                        });
                     l.error(
-                        Diagnostic::error(format!("`{op}` of undeclared resource `{id}`"), Some(loc))
-                            .label("no such resource")
-                            .help(help),
+                        Diagnostic::error(
+                            format!("`{op}` of undeclared resource `{id}`"),
+                            Some(loc),
+                        )
+                        .label("no such resource")
+                        .help(help),
                     );
                     continue;
                 };
@@ -55,7 +64,14 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                     Some(t) if matches!(t.source, crate::model::TypeSource::Builtin { .. }) => {
                         builtin_can(&catalog, &t.name, op)
                     }
-                    Some(t) if matches!(t.source, crate::model::TypeSource::Inline | crate::model::TypeSource::File { .. } | crate::model::TypeSource::Url { .. }) => {
+                    Some(t)
+                        if matches!(
+                            t.source,
+                            crate::model::TypeSource::Inline
+                                | crate::model::TypeSource::File { .. }
+                                | crate::model::TypeSource::Url { .. }
+                        ) =>
+                    {
                         t.commands.contains_key(needs)
                     }
                     Some(_) => true,
@@ -64,12 +80,18 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                 if !can {
                     l.error(
                         Diagnostic::error(
-                            format!("resource type `{}` cannot {op}: it has no `{needs}` command", res.type_name),
+                            format!(
+                                "resource type `{}` cannot {op}: it has no `{needs}` command",
+                                res.type_name
+                            ),
                             Some(loc),
                         )
                         .label(format!("`{op}` needs `{needs}`"))
                         .related(res.loc, "resource declared here")
-                        .help(format!("add `{needs} \"exec\" {{ … }}` to resource_type `{}`", res.type_name)),
+                        .help(format!(
+                            "add `{needs} \"exec\" {{ … }}` to resource_type `{}`",
+                            res.type_name
+                        )),
                     );
                 }
             }
@@ -108,20 +130,40 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                 for req in &rule.required {
                     if !params.iter().any(|p| p == req) {
                         l.error(
-                            Diagnostic::error(format!("the `{name}` runner needs `{req}`"), Some(loc))
-                                .label(format!("missing `{req}`"))
-                                .help(format!("add `{req} = \"…\"` to this block")),
+                            Diagnostic::error(
+                                format!("the `{name}` runner needs `{req}`"),
+                                Some(loc),
+                            )
+                            .label(format!("missing `{req}`"))
+                            .help(format!("add `{req} = \"…\"` to this block")),
                         );
                     }
                 }
                 if !rule.exactly_one_of.is_empty() {
-                    let given: Vec<&String> = rule.exactly_one_of.iter().filter(|o| params.iter().any(|p| p == *o)).map(|_| &name).collect();
+                    let given: Vec<&String> = rule
+                        .exactly_one_of
+                        .iter()
+                        .filter(|o| params.iter().any(|p| p == *o))
+                        .map(|_| &name)
+                        .collect();
                     if given.len() != 1 {
-                        let opts = rule.exactly_one_of.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(" or ");
+                        let opts = rule
+                            .exactly_one_of
+                            .iter()
+                            .map(|o| format!("`{o}`"))
+                            .collect::<Vec<_>>()
+                            .join(" or ");
                         l.error(
-                            Diagnostic::error(format!("the `{name}` runner needs exactly one of {opts}"), Some(loc))
-                                .label(if given.is_empty() { "neither given" } else { "both given" })
-                                .help(format!("set exactly one of {opts}")),
+                            Diagnostic::error(
+                                format!("the `{name}` runner needs exactly one of {opts}"),
+                                Some(loc),
+                            )
+                            .label(if given.is_empty() {
+                                "neither given"
+                            } else {
+                                "both given"
+                            })
+                            .help(format!("set exactly one of {opts}")),
                         );
                     }
                 }
@@ -130,10 +172,11 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                 if p.notifications.contains_key(&id) {
                     continue;
                 }
-                let help = did_you_mean(&id, p.notifications.keys().map(String::as_str)).unwrap_or_else(|| {
-                    let (t, n) = id.split_once('.').unwrap_or((&id, ""));
-                    format!("declare it: `notification \"{t}\" \"{n}\" {{ … }}`")
-                });
+                let help = did_you_mean(&id, p.notifications.keys().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        let (t, n) = id.split_once('.').unwrap_or((&id, ""));
+                        format!("declare it: `notification \"{t}\" \"{n}\" {{ … }}`")
+                    });
                 l.error(
                     Diagnostic::error(format!("unknown notification `{id}`"), Some(loc))
                         .label("no such notification")
@@ -144,15 +187,22 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                 if p.jobs.contains_key(&name) || p.groups.contains_key(&name) {
                     continue;
                 }
-                let help = did_you_mean(&name, p.jobs.keys().chain(p.groups.keys()).map(String::as_str))
-                    .unwrap_or_else(|| "name a job declared in this pipeline".into());
+                let help = did_you_mean(
+                    &name,
+                    p.jobs.keys().chain(p.groups.keys()).map(String::as_str),
+                )
+                .unwrap_or_else(|| "name a job declared in this pipeline".into());
                 l.error(
                     Diagnostic::error(format!("`{what}` names unknown job `{name}`"), Some(loc))
                         .label("no such job")
                         .help(help),
                 );
             }
-            Ref::Passed { job, upstream, resource } => {
+            Ref::Passed {
+                job,
+                upstream,
+                resource,
+            } => {
                 let ups: Vec<String> = match p.groups.get(&upstream) {
                     Some(members) => members.clone(),
                     None => vec![upstream.clone()],
@@ -247,7 +297,11 @@ pub(crate) fn passed_edges(p: &Pipeline) -> Vec<(String, String, String)> {
 fn passed_cycles(l: &mut Loader<'_>, p: &Pipeline) {
     let mut g = petgraph::graphmap::DiGraphMap::<usize, ()>::new();
     let names: Vec<&String> = p.jobs.keys().collect();
-    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     for i in 0..names.len() {
         g.add_node(i);
     }
@@ -267,7 +321,11 @@ fn passed_cycles(l: &mut Loader<'_>, p: &Pipeline) {
         // Walk one cycle through every member in declaration order where edges allow, so the
         // message reads as a path.
         let path = cycle_path(&g, &scc);
-        let chain = path.iter().map(|&i| format!("`{}`", names[i])).collect::<Vec<_>>().join(" → ");
+        let chain = path
+            .iter()
+            .map(|&i| format!("`{}`", names[i]))
+            .collect::<Vec<_>>()
+            .join(" → ");
         let first = scc[0];
         let job = &p.jobs[names[first]];
         let mut d = Diagnostic::error(format!("`passed` constraints form a cycle: {chain}"), Some(job.loc))
@@ -318,7 +376,11 @@ pub(crate) fn secret_chains(l: &mut Loader<'_>, p: &Pipeline) {
     let deps = |name: &str| -> Vec<String> {
         p.variables
             .get(name)
-            .and_then(|v| v.secret.as_ref().filter(|_| v.origin == crate::model::VarOrigin::Secret))
+            .and_then(|v| {
+                v.secret
+                    .as_ref()
+                    .filter(|_| v.origin == crate::model::VarOrigin::Secret)
+            })
             .map(|s| {
                 secret_placeholders(&s.path)
                     .into_iter()
@@ -353,8 +415,11 @@ pub(crate) fn secret_chains(l: &mut Loader<'_>, p: &Pipeline) {
                 }
                 if path.len() >= MAX_DEPTH {
                     l.error(
-                        Diagnostic::error(format!("secret chain from `{}` is deeper than {MAX_DEPTH}", v.name), Some(v.loc))
-                            .label("chain too deep"),
+                        Diagnostic::error(
+                            format!("secret chain from `{}` is deeper than {MAX_DEPTH}", v.name),
+                            Some(v.loc),
+                        )
+                        .label("chain too deep"),
                     );
                     return;
                 }

@@ -8,7 +8,9 @@ fn render(src: &str) -> String {
 
 fn render_with(src: &str, opts: &LoadOptions) -> String {
     match load_str("pipeline.hcl", src, opts) {
-        Ok(l) if l.warnings.is_empty() => panic!("expected diagnostics, the pipeline loaded cleanly"),
+        Ok(l) if l.warnings.is_empty() => {
+            panic!("expected diagnostics, the pipeline loaded cleanly")
+        }
         Ok(l) => pipewright_config::render(&l.warnings, &l.sources, false),
         Err(e) => e.render(false),
     }
@@ -23,7 +25,10 @@ macro_rules! case {
     };
 }
 
-case!(syntax_error, "job \"a\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"x\" \n}\n");
+case!(
+    syntax_error,
+    "job \"a\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"x\" \n}\n"
+);
 
 case!(
     unknown_attribute_typo,
@@ -50,7 +55,10 @@ job "test" {
 "#
 );
 
-case!(unknown_top_level_block, "runner \"k8s\" {\n  run { path = \"kubectl\" }\n}\n");
+case!(
+    unknown_top_level_block,
+    "runner \"k8s\" {\n  run { path = \"kubectl\" }\n}\n"
+);
 
 case!(top_level_attribute, "name = \"my pipeline\"\n");
 
@@ -513,7 +521,10 @@ job "deploy" {
 fn cli_var_errors() {
     let src = "variable \"replicas\" {\n  type = number\n  default = 1\n}\n";
     let opts = LoadOptions {
-        vars: vec![("replicas".into(), "many".into()), ("replica".into(), "2".into())],
+        vars: vec![
+            ("replicas".into(), "many".into()),
+            ("replica".into(), "2".into()),
+        ],
         ..LoadOptions::default()
     };
     insta::assert_snapshot!(render_with(src, &opts));

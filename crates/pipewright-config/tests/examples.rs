@@ -11,7 +11,11 @@ fn examples_dir() -> PathBuf {
 fn load(name: &str) -> Pipeline {
     match load_file(&examples_dir().join(name), &LoadOptions::default()) {
         Ok(l) => {
-            assert!(l.warnings.is_empty(), "{}", render(&l.warnings, &l.sources, false));
+            assert!(
+                l.warnings.is_empty(),
+                "{}",
+                render(&l.warnings, &l.sources, false)
+            );
             l.pipeline
         }
         Err(e) => panic!("{name}:\n{}", e.render(false)),
@@ -52,7 +56,9 @@ fn hello() {
     assert_eq!(p.variables["greeting"].value, "hello");
     assert_eq!(p.variables["greeting"].origin, VarOrigin::Default);
     let job = &p.jobs["hello"];
-    let StepKind::Task(t) = &job.steps[0].kind else { panic!("not a task") };
+    let StepKind::Task(t) = &job.steps[0].kind else {
+        panic!("not a task")
+    };
     assert_eq!(t.run.runner, "shell");
     assert_eq!(
         t.run.params.get_str("cmd").unwrap(),
@@ -68,8 +74,16 @@ fn hello_with_var_override() {
     };
     let l = load_file(&examples_dir().join("hello.hcl"), &opts).unwrap();
     assert_eq!(l.pipeline.variables["greeting"].origin, VarOrigin::Cli);
-    let StepKind::Task(t) = &l.pipeline.jobs["hello"].steps[0].kind else { panic!() };
-    assert!(t.run.params.get_str("cmd").unwrap().starts_with("echo \"hi from"));
+    let StepKind::Task(t) = &l.pipeline.jobs["hello"].steps[0].kind else {
+        panic!()
+    };
+    assert!(
+        t.run
+            .params
+            .get_str("cmd")
+            .unwrap()
+            .starts_with("echo \"hi from")
+    );
 }
 
 #[test]
@@ -80,8 +94,14 @@ fn four_abstractions() {
         TypeSource::Builtin { name: "git".into() }
     );
     let r = &p.resources["git.my-app"];
-    assert_eq!(r.params.get_str("url").unwrap(), "https://github.com/org/app");
-    assert_eq!(r.check_interval, Some(Schedule::Every(Duration::from_secs(60))));
+    assert_eq!(
+        r.params.get_str("url").unwrap(),
+        "https://github.com/org/app"
+    );
+    assert_eq!(
+        r.check_interval,
+        Some(Schedule::Every(Duration::from_secs(60)))
+    );
     let v = &p.variables["db_password"];
     assert_eq!(v.origin, VarOrigin::Secret);
     assert_eq!(v.value, "((secret:db_password))");
@@ -97,17 +117,32 @@ fn four_abstractions() {
     assert_eq!(svc.params, ["version", "port", "password"]);
     assert_eq!(svc.commands.keys().collect::<Vec<_>>(), ["start", "stop"]);
     let rc = svc.ready_check.as_ref().unwrap();
-    assert_eq!((rc.interval, rc.timeout), (Duration::from_secs(2), Duration::from_secs(30)));
-    assert_eq!(p.runner_types["docker-cli"].run.as_ref().unwrap().path, "docker");
+    assert_eq!(
+        (rc.interval, rc.timeout),
+        (Duration::from_secs(2), Duration::from_secs(30))
+    );
+    assert_eq!(
+        p.runner_types["docker-cli"].run.as_ref().unwrap().path,
+        "docker"
+    );
 
     let job = &p.jobs["test"];
     let kinds: Vec<&str> = job.steps.iter().map(|s| s.kind.keyword()).collect();
     assert_eq!(kinds, ["get", "service", "task"]);
-    let StepKind::Get(g) = &job.steps[0].kind else { panic!() };
+    let StepKind::Get(g) = &job.steps[0].kind else {
+        panic!()
+    };
     assert!(g.trigger);
-    let StepKind::Service(s) = &job.steps[1].kind else { panic!() };
-    assert_eq!(s.params.get_str("password").unwrap(), "((secret:db_password))");
-    let StepKind::Task(t) = &job.steps[2].kind else { panic!() };
+    let StepKind::Service(s) = &job.steps[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        s.params.get_str("password").unwrap(),
+        "((secret:db_password))"
+    );
+    let StepKind::Task(t) = &job.steps[2].kind else {
+        panic!()
+    };
     assert_eq!(t.run.args, ["-v", "/cache/go:/root/go/pkg/mod"]);
     assert_eq!(t.env["PGPASSWORD"], "((secret:db_password))");
 }
@@ -117,28 +152,58 @@ fn fan_out_fan_in() {
     let p = load("fan-out-fan-in.hcl");
     assert_eq!(
         p.groups["test"],
-        ["test--linux-stable", "test--linux-1-88", "test--macos-stable", "test--macos-1-88"]
+        [
+            "test--linux-stable",
+            "test--linux-1-88",
+            "test--macos-stable",
+            "test--macos-1-88"
+        ]
     );
-    assert_eq!(p.groups["integration"], ["integration--postgres", "integration--sqlite"]);
+    assert_eq!(
+        p.groups["integration"],
+        ["integration--postgres", "integration--sqlite"]
+    );
     let t = &p.jobs["test--macos-1-88"];
     assert_eq!(t.tags, ["macos"]);
     assert_eq!(t.group.as_deref(), Some("test"));
-    let StepKind::Task(unit) = &step(t, "unit").kind else { panic!() };
-    assert_eq!(unit.run.params.get_str("cmd").unwrap(), "cd app && cargo +1.88 test");
+    let StepKind::Task(unit) = &step(t, "unit").kind else {
+        panic!()
+    };
+    assert_eq!(
+        unit.run.params.get_str("cmd").unwrap(),
+        "cd app && cargo +1.88 test"
+    );
     assert_eq!(step(t, "unit").attempts, 2);
-    let StepKind::Task(suite) = &step(&p.jobs["integration--sqlite"], "suite").kind else { panic!() };
-    assert!(suite.run.params.get_str("cmd").unwrap().contains("DB=sqlite"));
+    let StepKind::Task(suite) = &step(&p.jobs["integration--sqlite"], "suite").kind else {
+        panic!()
+    };
+    assert!(
+        suite
+            .run
+            .params
+            .get_str("cmd")
+            .unwrap()
+            .contains("DB=sqlite")
+    );
 
     let build = &p.jobs["build"];
-    let StepKind::InParallel(par) = &build.steps[0].kind else { panic!() };
-    let StepKind::Get(g) = &par.steps[0].kind else { panic!() };
+    let StepKind::InParallel(par) = &build.steps[0].kind else {
+        panic!()
+    };
+    let StepKind::Get(g) = &par.steps[0].kind else {
+        panic!()
+    };
     // Group names in `passed` expand to every instance (fan-in needs all of them).
     assert_eq!(g.passed.len(), 7);
     assert!(g.passed.contains(&"integration--postgres".to_string()));
     assert_eq!(build.serial_groups, ["release"]);
-    let StepKind::Task(compile) = &build.steps[1].kind else { panic!() };
+    let StepKind::Task(compile) = &build.steps[1].kind else {
+        panic!()
+    };
     assert_eq!(compile.outputs, ["out/app"]);
-    let StepKind::Put(put) = &build.steps[2].kind else { panic!() };
+    let StepKind::Put(put) = &build.steps[2].kind else {
+        panic!()
+    };
     assert_eq!(put.resource, "artifact.binary");
     assert_eq!(put.params.get_str("from").unwrap(), "out");
 
@@ -148,8 +213,14 @@ fn fan_out_fan_in() {
     assert_eq!(deploy.timeout, Some(Duration::from_secs(1800)));
     assert_eq!(deploy.inputs[0].options, ["staging", "production"]);
     let approve = deploy.approve.as_ref().unwrap();
-    assert_eq!((approve.label.as_str(), approve.approvals), ("production", 2));
-    assert_eq!(p.resources["cron.nightly"].check_interval, Some(Schedule::Cron("0 3 * * *".into())));
+    assert_eq!(
+        (approve.label.as_str(), approve.approvals),
+        ("production", 2)
+    );
+    assert_eq!(
+        p.resources["cron.nightly"].check_interval,
+        Some(Schedule::Cron("0 3 * * *".into()))
+    );
 
     let edges = passed_edges(&p);
     assert!(edges.contains(&("build".into(), "deploy".into(), "artifact.binary".into())));
@@ -166,16 +237,28 @@ fn hooks_and_conditions() {
     let n = &p.notifications["webhook.team"];
     assert_eq!(n.on, ["failure", "cancel"]);
     assert_eq!(n.jobs, ["release"]);
-    assert_eq!(p.notification_types["webhook"].commands["notify"].runner, "shell");
+    assert_eq!(
+        p.notification_types["webhook"].commands["notify"].runner,
+        "shell"
+    );
 
     let job = &p.jobs["release"];
     assert_eq!(job.timeout, Some(Duration::from_secs(3600)));
     let get = step(job, "src");
-    assert_eq!((get.attempts, get.timeout), (3, Some(Duration::from_secs(120))));
-
-    let StepKind::If(chain) = &job.steps[2].kind else { panic!("not an if") };
     assert_eq!(
-        chain.branches.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(),
+        (get.attempts, get.timeout),
+        (3, Some(Duration::from_secs(120)))
+    );
+
+    let StepKind::If(chain) = &job.steps[2].kind else {
+        panic!("not an if")
+    };
+    assert_eq!(
+        chain
+            .branches
+            .iter()
+            .map(|b| b.label.as_str())
+            .collect::<Vec<_>>(),
         ["stable", "beta"]
     );
     let env = |k: &str| match k {
@@ -190,12 +273,18 @@ fn hooks_and_conditions() {
     assert_eq!(publish.attempts, 3);
     assert!(matches!(&publish.hooks.on_failure[0], HookAction::Command(c) if c.runner == "shell"));
 
-    let StepKind::InParallel(par) = &job.steps[3].kind else { panic!() };
+    let StepKind::InParallel(par) = &job.steps[3].kind else {
+        panic!()
+    };
     assert_eq!((par.limit, par.fail_fast, par.steps.len()), (2, true, 3));
     assert_eq!(job.steps[3].hooks.ensure.len(), 1);
 
-    let HookAction::Step(s) = &job.hooks.on_success[0] else { panic!() };
-    let StepKind::Notify(ns) = &s.kind else { panic!() };
+    let HookAction::Step(s) = &job.hooks.on_success[0] else {
+        panic!()
+    };
+    let StepKind::Notify(ns) = &s.kind else {
+        panic!()
+    };
     assert_eq!(ns.message.as_deref(), Some("released"));
     assert_eq!(job.hooks.on_failure.len(), 1);
     assert_eq!(job.hooks.on_cancel.len(), 1);
@@ -206,19 +295,37 @@ fn hooks_and_conditions() {
 fn custom_types() {
     let p = load("custom-types.hcl");
     let http = &p.resource_types["http-file"];
-    assert!(matches!(&http.source, TypeSource::File { path, sha256: None } if path.ends_with("types/http-file.hcl")));
+    assert!(
+        matches!(&http.source, TypeSource::File { path, sha256: None } if path.ends_with("types/http-file.hcl"))
+    );
     assert!(http.cache);
     assert_eq!(http.params, ["url", "name"]);
     assert_eq!(http.commands.keys().collect::<Vec<_>>(), ["check", "pull"]);
 
     let semver = &p.resource_types["semver"];
-    assert_eq!(semver.commands.keys().collect::<Vec<_>>(), ["check", "pull", "push"]);
+    assert_eq!(
+        semver.commands.keys().collect::<Vec<_>>(),
+        ["check", "pull", "push"]
+    );
     assert_eq!(semver.runner.as_ref().unwrap().runner, "docker");
     assert!(semver.commands["check"].args[1].contains("${version_number:-$param_initial}"));
 
-    assert_eq!(p.runner_types["nice"].run.as_ref().unwrap().args, ["-n", "10", "$path", "$args"]);
-    assert_eq!(p.secret_types["pass"].config.get_str("store").unwrap(), "~/.password-store");
-    assert_eq!(p.service_types["redis"].ready_check.as_ref().unwrap().interval, Duration::from_millis(500));
+    assert_eq!(
+        p.runner_types["nice"].run.as_ref().unwrap().args,
+        ["-n", "10", "$path", "$args"]
+    );
+    assert_eq!(
+        p.secret_types["pass"].config.get_str("store").unwrap(),
+        "~/.password-store"
+    );
+    assert_eq!(
+        p.service_types["redis"]
+            .ready_check
+            .as_ref()
+            .unwrap()
+            .interval,
+        Duration::from_millis(500)
+    );
 
     // Chained secret: the path carries the other secret's placeholder, resolved at run time.
     let token = p.variables["deploy_token"].secret.as_ref().unwrap();
@@ -228,9 +335,13 @@ fn custom_types() {
     assert_eq!(p.variables["dry_run"].value, true);
 
     let job = &p.jobs["package"];
-    let StepKind::Get(v) = &step(job, "version").kind else { panic!() };
+    let StepKind::Get(v) = &step(job, "version").kind else {
+        panic!()
+    };
     assert_eq!(v.version, VersionPolicy::Every);
-    let StepKind::Task(t) = &step(job, "bundle").kind else { panic!() };
+    let StepKind::Task(t) = &step(job, "bundle").kind else {
+        panic!()
+    };
     assert_eq!(t.run.runner, "nice");
     assert_eq!(t.run.args[1], "echo 2 replicas, dry run true");
     assert_eq!(t.env["TEAM"], "PLATFORM");
@@ -244,18 +355,31 @@ fn pinned_sources_are_verified() {
     let def = "resource_type \"x\" {\n  check \"exec\" { path = \"true\" }\n}\n";
     std::fs::write(dir.path().join("x.hcl"), def).unwrap();
     let good = "6d5d1c1b1a0f3c9c7f6e8d2b7e0c8a1f4b3e2d1c0b9a8f7e6d5c4b3a29180706";
-    let pipeline = format!("resource_type \"x\" {{\n  source = \"./x.hcl\"\n  sha256 = \"{good}\"\n}}\n");
+    let pipeline =
+        format!("resource_type \"x\" {{\n  source = \"./x.hcl\"\n  sha256 = \"{good}\"\n}}\n");
     std::fs::write(dir.path().join("p.hcl"), &pipeline).unwrap();
     let err = load_file(&dir.path().join("p.hcl"), &LoadOptions::default()).unwrap_err();
     let text = err.render(false);
     assert!(text.contains("does not match its pinned sha256"), "{text}");
     assert!(text.contains(good), "names the expected hash: {text}");
     // The help names the real hash; pinning it makes the pipeline load.
-    let actual = text.split("got ").nth(1).unwrap().split(';').next().unwrap().trim().to_owned();
+    let actual = text
+        .split("got ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(actual.len(), 64);
     std::fs::write(dir.path().join("p.hcl"), pipeline.replace(good, &actual)).unwrap();
     let ok = load_file(&dir.path().join("p.hcl"), &LoadOptions::default()).unwrap();
-    assert!(ok.pipeline.resource_types["x"].commands.contains_key("check"));
+    assert!(
+        ok.pipeline.resource_types["x"]
+            .commands
+            .contains_key("check")
+    );
 }
 
 #[test]
@@ -282,7 +406,9 @@ variable "flag" {
         vars: vec![("n".into(), "7".into())],
         ..LoadOptions::default()
     };
-    let p = load_file(&dir.path().join("p.hcl"), &opts).unwrap().pipeline;
+    let p = load_file(&dir.path().join("p.hcl"), &opts)
+        .unwrap()
+        .pipeline;
     assert_eq!(p.variables["a"].value, "hcl");
     assert!(matches!(&p.variables["a"].origin, VarOrigin::VarsFile(f) if f.ends_with("v.hcl")));
     assert_eq!(p.variables["n"].value, 7);
@@ -303,13 +429,30 @@ fn url_sources_go_through_the_fetcher() {
         }
     }
     let src = "runner_type \"k8s\" {\n  source = \"https://types.example.com/ok.hcl\"\n}\nrunner_type \"bad\" {\n  source = \"https://types.example.com/missing.hcl\"\n}\n";
-    let opts = LoadOptions { fetcher: Some(std::sync::Arc::new(Fixed)), ..LoadOptions::default() };
+    let opts = LoadOptions {
+        fetcher: Some(std::sync::Arc::new(Fixed)),
+        ..LoadOptions::default()
+    };
     let err = load_str("p.hcl", src, &opts).unwrap_err();
     assert_eq!(err.error_count(), 1);
-    assert!(err.render(false).contains("cannot fetch `https://types.example.com/missing.hcl`: 404 Not Found"));
-    let ok = load_str("p.hcl", &src[..src.find("runner_type \"bad\"").unwrap()], &opts).unwrap();
-    assert_eq!(ok.pipeline.runner_types["k8s"].run.as_ref().unwrap().path, "kubectl");
+    assert!(
+        err.render(false)
+            .contains("cannot fetch `https://types.example.com/missing.hcl`: 404 Not Found")
+    );
+    let ok = load_str(
+        "p.hcl",
+        &src[..src.find("runner_type \"bad\"").unwrap()],
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        ok.pipeline.runner_types["k8s"].run.as_ref().unwrap().path,
+        "kubectl"
+    );
     // Without a fetcher the error says what to do instead.
     let err = load_str("p.hcl", src, &LoadOptions::default()).unwrap_err();
-    assert!(err.render(false).contains("download the file and set `source` to its path"));
+    assert!(
+        err.render(false)
+            .contains("download the file and set `source` to its path")
+    );
 }

@@ -23,14 +23,17 @@ fn check(src: &str) {
             let _ = pipewright_config::render(&l.warnings, &l.sources, false);
             let _ = pipewright_config::to_mermaid(&l.pipeline);
             let _ = pipewright_config::to_dot(&l.pipeline);
-            let _ = serde_json::to_string(&l.pipeline).unwrap();
+            assert!(serde_json::to_string(&l.pipeline).is_ok());
         }
         Err(e) => {
             assert!(e.error_count() > 0);
             for d in &e.diagnostics {
                 if let Some(loc) = d.loc {
                     let len = e.sources.text(loc.file).len();
-                    assert!(loc.start <= loc.end && loc.end <= len, "{d:?} outside a file of {len} bytes");
+                    assert!(
+                        loc.start <= loc.end && loc.end <= len,
+                        "{d:?} outside a file of {len} bytes"
+                    );
                 }
             }
             assert!(!e.render(false).is_empty());
@@ -50,7 +53,8 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(a, n)| Mutation::Delete(a, n)),
-        (any::<usize>(), proptest::sample::select(TOKENS.to_vec())).prop_map(|(a, t)| Mutation::Insert(a, t)),
+        (any::<usize>(), proptest::sample::select(TOKENS.to_vec()))
+            .prop_map(|(a, t)| Mutation::Insert(a, t)),
         any::<usize>().prop_map(Mutation::DuplicateLine),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
     ]
@@ -120,10 +124,18 @@ proptest! {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    let deep = format!("job \"x\" {{\n  concurrency = {}1{}\n}}\n", "(".repeat(5000), ")".repeat(5000));
+    let deep = format!(
+        "job \"x\" {{\n  concurrency = {}1{}\n}}\n",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
     check(&deep);
     let blocks = format!("{}{}", "job \"x\" {\n".repeat(3000), "}\n".repeat(3000));
     check(&blocks);
-    let list = format!("variable \"v\" {{\n  type = string\n  default = {}\"x\"{}\n}}\n", "[".repeat(5000), "]".repeat(5000));
+    let list = format!(
+        "variable \"v\" {{\n  type = string\n  default = {}\"x\"{}\n}}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     check(&list);
 }

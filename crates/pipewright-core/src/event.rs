@@ -1,7 +1,7 @@
 //! The typed event stream a build emits: the data contract shared by the CLI, the server, the
 //! worker and the web UI.
 
-use crate::{BuildStatus, ExitStatus, Stream, StepStatus};
+use crate::{BuildStatus, ExitStatus, StepStatus, Stream};
 use serde::{Deserialize, Serialize};
 
 /// Identifies a step inside a build: its path of names from the job down

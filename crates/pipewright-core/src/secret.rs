@@ -68,7 +68,9 @@ pub type SecretMap = BTreeMap<String, SecretValue>;
 
 /// Where a secret lives: the source's config (from its `secret_type` declaration) and the path
 /// within it. `key` picks one entry of the returned [`SecretMap`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SecretRef {
     /// Path inside the source (a Vault path, a file name…); empty when the source has none.
     pub path: String,

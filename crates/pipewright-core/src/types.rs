@@ -173,7 +173,13 @@ pub fn flatten_json(name: &str, value: &serde_json::Value, out: &mut BTreeMap<St
 /// ```
 pub fn env_key(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
