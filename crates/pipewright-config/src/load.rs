@@ -88,7 +88,18 @@ fn load_str_at(
     let mut l = Loader::new(opts, dir);
     let file = l.sources.add(name, text);
     let pipeline = l.load_pipeline(file);
-    l.finish(pipeline)
+    let result = l.finish(pipeline);
+    match &result {
+        Ok(loaded) => tracing::debug!(
+            file = name,
+            jobs = loaded.pipeline.jobs.len(),
+            resources = loaded.pipeline.resources.len(),
+            warnings = loaded.warnings.len(),
+            "pipeline loaded"
+        ),
+        Err(err) => tracing::debug!(file = name, errors = err.error_count(), "pipeline rejected"),
+    }
+    result
 }
 
 const TOP_LEVEL: [&str; 9] = [
