@@ -60,6 +60,17 @@ fn edges(p: &Pipeline) -> BTreeSet<Edge> {
     out
 }
 
+/// Resources that appear on some edge (declared but unused resources are left out of the graph).
+fn used_resources(edges: &BTreeSet<Edge>) -> BTreeSet<String> {
+    edges
+        .iter()
+        .filter_map(|e| match e {
+            Edge::Feeds { resource, .. } | Edge::Puts { resource, .. } => Some(resource.clone()),
+            Edge::Passed { .. } => None,
+        })
+        .collect()
+}
+
 fn id(prefix: &str, name: &str) -> String {
     let mut s = String::from(prefix);
     s.extend(
@@ -76,13 +87,8 @@ fn quote(s: &str) -> String {
 /// Mermaid flowchart (`graph LR`).
 pub fn to_mermaid(p: &Pipeline) -> String {
     let mut out = String::from("graph LR\n");
-    let used: BTreeSet<String> = edges(p)
-        .iter()
-        .filter_map(|e| match e {
-            Edge::Feeds { resource, .. } | Edge::Puts { resource, .. } => Some(resource.clone()),
-            Edge::Passed { .. } => None,
-        })
-        .collect();
+    let edges = edges(p);
+    let used = used_resources(&edges);
     for r in p.resources.keys().filter(|r| used.contains(*r)) {
         let _ = writeln!(
             out,
@@ -99,7 +105,7 @@ pub fn to_mermaid(p: &Pipeline) -> String {
             quote(j).replace('"', "#quot;")
         );
     }
-    for e in edges(p) {
+    for e in edges {
         let _ = match e {
             Edge::Feeds {
                 resource,
@@ -131,13 +137,8 @@ pub fn to_mermaid(p: &Pipeline) -> String {
 pub fn to_dot(p: &Pipeline) -> String {
     let mut out =
         String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
-    let used: BTreeSet<String> = edges(p)
-        .iter()
-        .filter_map(|e| match e {
-            Edge::Feeds { resource, .. } | Edge::Puts { resource, .. } => Some(resource.clone()),
-            Edge::Passed { .. } => None,
-        })
-        .collect();
+    let edges = edges(p);
+    let used = used_resources(&edges);
     for r in p.resources.keys().filter(|r| used.contains(*r)) {
         let _ = writeln!(
             out,
@@ -154,7 +155,7 @@ pub fn to_dot(p: &Pipeline) -> String {
             quote(j)
         );
     }
-    for e in edges(p) {
+    for e in edges {
         let _ = match e {
             Edge::Feeds {
                 resource,
