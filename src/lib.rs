@@ -7,8 +7,12 @@
 //! - [`core`]: domain types and the four plug-in traits (`Resource`, `Runner`, `Service`,
 //!   `SecretSource`).
 //! - [`config`] (feature `config`, on by default): the HCL pipeline language.
+//! - [`dag`] (feature `dag`, on by default): the generic async DAG executor.
 
 pub use pipewright_core as core;
 
 #[cfg(feature = "config")]
 pub use pipewright_config as config;
+
+#[cfg(feature = "dag")]
+pub use pipewright_dag as dag;
