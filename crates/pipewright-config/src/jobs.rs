@@ -199,14 +199,12 @@ impl Loader<'_> {
 
     fn insert_job(&mut self, job: Job, p: &mut Pipeline) {
         if let Some(first) = p.jobs.get(&job.name) {
-            self.error(
-                Diagnostic::error(
-                    format!("job `{}` is declared twice", job.name),
-                    Some(job.loc),
-                )
-                .label("declared again")
-                .related(first.loc, "first declared here")
-                .help("rename one of them (for_each instances are named `<job>--<key>`)"),
+            let first = first.loc;
+            self.declared_twice(
+                format!("job `{}`", job.name),
+                job.loc,
+                first,
+                "rename one of them (for_each instances are named `<job>--<key>`)",
             );
             return;
         }

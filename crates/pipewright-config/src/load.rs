@@ -384,6 +384,16 @@ impl<'o> Loader<'o> {
         }
     }
 
+    /// Reports a second declaration of the same name, pointing at both.
+    pub(crate) fn declared_twice(&mut self, what: String, loc: Loc, first: Loc, help: &str) {
+        self.error(
+            Diagnostic::error(format!("{what} is declared twice"), Some(loc))
+                .label("declared again")
+                .related(first, "first declared here")
+                .help(help),
+        );
+    }
+
     /// Checks a block's label count; returns its labels when right.
     pub(crate) fn labels<'b>(
         &mut self,
@@ -905,11 +915,11 @@ impl<'o> Loader<'o> {
                 );
             }
             if let Some(first) = decls.iter().find(|d| d.name == name) {
-                self.error(
-                    Diagnostic::error(format!("variable `{name}` is declared twice"), Some(loc))
-                        .label("declared again")
-                        .related(first.loc, "first declared here")
-                        .help("rename or remove one of them"),
+                self.declared_twice(
+                    format!("variable `{name}`"),
+                    loc,
+                    first.loc,
+                    "rename or remove one of them",
                 );
                 continue;
             }
@@ -1286,12 +1296,7 @@ impl<'o> Loader<'o> {
             TypeKind::Notification => p.notification_types.get(&name).map(|t| t.loc),
         };
         if let Some(first) = first {
-            self.error(
-                Diagnostic::error(format!("{kw} `{name}` is declared twice"), Some(loc))
-                    .label("declared again")
-                    .related(first, "first declared here")
-                    .help("remove one of them"),
-            );
+            self.declared_twice(format!("{kw} `{name}`"), loc, first, "remove one of them");
             return;
         }
         let ctx = self.base.clone();
@@ -1708,11 +1713,11 @@ impl<'o> Loader<'o> {
         let id = format!("{ty}.{name}");
         let loc = header_loc(file, b);
         if let Some(first) = p.resources.get(&id) {
-            self.error(
-                Diagnostic::error(format!("resource `{id}` is declared twice"), Some(loc))
-                    .label("declared again")
-                    .related(first.loc, "first declared here")
-                    .help("rename or remove one of them"),
+            self.declared_twice(
+                format!("resource `{id}`"),
+                loc,
+                first.loc,
+                "rename or remove one of them",
             );
             return;
         }
@@ -1769,10 +1774,11 @@ impl<'o> Loader<'o> {
         let id = format!("{ty}.{name}");
         let loc = header_loc(file, b);
         if let Some(first) = p.notifications.get(&id) {
-            self.error(
-                Diagnostic::error(format!("notification `{id}` is declared twice"), Some(loc))
-                    .label("declared again")
-                    .related(first.loc, "first declared here"),
+            self.declared_twice(
+                format!("notification `{id}`"),
+                loc,
+                first.loc,
+                "rename or remove one of them",
             );
             return;
         }
