@@ -82,7 +82,7 @@ fn main() {
 fn label(s: &NodeState) -> &'static str {
     match s {
         NodeState::Succeeded => "ok",
-        NodeState::Failed { .. } => "FAILED",
+        NodeState::Failed { .. } => "failed",
         NodeState::Skipped { .. } => "skipped",
         NodeState::Cancelled => "cancelled",
     }
