@@ -175,7 +175,7 @@ impl Loader<'_> {
         let mut names = Vec::new();
         for (key, value) in instances {
             let name = format!("{group}--{}", slugify(&key));
-            let mut ctx = base.clone();
+            let mut ctx = Context::clone(&base);
             let mut each = hcl::Map::new();
             each.insert("key".to_owned(), hcl::Value::String(key));
             each.insert("value".to_owned(), value);

@@ -142,7 +142,9 @@ pub(crate) struct Loader<'o> {
     pub(crate) opts: &'o LoadOptions,
     pub(crate) sources: Sources,
     pub(crate) diags: Vec<Diagnostic>,
-    pub(crate) base: Context<'static>,
+    /// Functions and `var`; shared, because every block evaluates against it and a deep copy
+    /// of the function table per job showed up in the load benchmark.
+    pub(crate) base: Arc<Context<'static>>,
     pub(crate) dir: PathBuf,
     pub(crate) refs: Vec<(Ref, Loc)>,
     pub(crate) declared_vars: Vec<String>,
@@ -275,7 +277,7 @@ impl<'o> Loader<'o> {
             opts,
             sources: Sources::new(),
             diags: Vec::new(),
-            base,
+            base: Arc::new(base),
             dir: dir.map(Path::to_path_buf).unwrap_or_default(),
             refs: Vec::new(),
             declared_vars: Vec::new(),
@@ -1125,7 +1127,7 @@ impl<'o> Loader<'o> {
                 });
             obj.insert(d.name.clone(), v);
         }
-        self.base.declare_var("var", hcl::Value::Object(obj));
+        Arc::make_mut(&mut self.base).declare_var("var", hcl::Value::Object(obj));
 
         // Secret bindings may reference other variables (chained secrets).
         let ctx = self.base.clone();
