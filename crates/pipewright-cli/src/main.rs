@@ -6,13 +6,15 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod run;
+
 /// Pipewright: a CI/CD toolkit. Pipelines are HCL files of resources, jobs and steps.
 #[derive(Debug, Parser)]
 #[command(
     name = "pipewright",
     version,
     propagate_version = true,
-    after_help = "Examples:\n  pipewright validate examples/pipelines/hello.hcl\n  pipewright graph --format dot examples/pipelines/fan-out-fan-in.hcl\n\nThe pipeline language is described in docs/pipeline-language.md."
+    after_help = "Examples:\n  pipewright run --pipeline examples/pipelines/hello.hcl\n  pipewright validate examples/pipelines/hello.hcl\n  pipewright graph --format dot examples/pipelines/fan-out-fan-in.hcl\n\nThe pipeline language is described in docs/pipeline-language.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,6 +23,46 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run jobs on this machine, with no server: one job with `--job`, otherwise the whole
+    /// pipeline (jobs linked by `passed` run in order, the rest in parallel).
+    ///
+    /// Each build gets a fresh workspace (removed afterwards unless `--keep`). A `get` uses the
+    /// directory given with `--input NAME=DIR`, otherwise it checks the resource and fetches the
+    /// newest version. Ctrl-C cancels (hooks and `ensure` still run); a second Ctrl-C stops
+    /// everything. Exits 0 when every job passed, 1 when one failed, 130 when cancelled.
+    ///
+    /// Example: pipewright run --pipeline examples/pipelines/hello.hcl --var greeting=hi
+    Run {
+        /// The pipeline file.
+        #[arg(long, short = 'p', value_name = "FILE")]
+        pipeline: PathBuf,
+        /// Run only this job (repeatable). Default: every job.
+        #[arg(long, short = 'j', value_name = "NAME")]
+        job: Vec<String>,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Use a local directory for a resource: `--input src=./` (repeatable).
+        #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
+        inputs: Vec<(String, PathBuf)>,
+        /// Keep build workspaces and print where they are.
+        #[arg(long)]
+        keep: bool,
+        /// How many jobs may run at once (0 = as many as the job graph allows).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        parallel: usize,
+        /// How long a stopped task may take to exit after SIGTERM before it is killed.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
+        kill_grace: std::time::Duration,
+        /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
+        #[arg(long, value_name = "DIR")]
+        workspace_root: Option<PathBuf>,
+        /// `text` for people (a live view on a terminal, prefixed lines otherwise), `json` for
+        /// tools (one event per line, then a summary).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        color: ColorArg,
+    },
     /// Check a pipeline file and report every problem with file:line:col and a suggested fix.
     ///
     /// Exits 0 when the pipeline is valid (warnings are printed but do not fail), 1 when it has
@@ -103,11 +145,41 @@ impl ColorArg {
     }
 }
 
+impl ColorArg {
+    /// Colour for what goes to stdout (the run view).
+    fn enabled_for_stdout(&self) -> bool {
+        match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        }
+    }
+}
+
 fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("expected NAME=VALUE, got `{s}`")),
     }
+}
+
+fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.is_empty() => {
+            let dir = PathBuf::from(v);
+            if !dir.is_dir() {
+                return Err(format!("`{v}` is not a directory"));
+            }
+            Ok((k.trim().to_owned(), dir))
+        }
+        _ => Err(format!("expected NAME=DIR, got `{s}`")),
+    }
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    pipewright_config::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
@@ -160,6 +232,53 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            pipeline,
+            job,
+            vars,
+            inputs,
+            keep,
+            parallel,
+            kill_grace,
+            workspace_root,
+            output,
+            color,
+        } => {
+            let loaded = match load(&pipeline, &vars) {
+                Ok(l) => l,
+                Err(err) => {
+                    report_failure(&err, color.enabled());
+                    return ExitCode::from(1);
+                }
+            };
+            if !loaded.warnings.is_empty() {
+                eprint!(
+                    "{}",
+                    pipewright_config::render(&loaded.warnings, &loaded.sources, color.enabled())
+                );
+            }
+            let mode = match output {
+                Output::Json => run::Mode::Json,
+                Output::Text if std::io::stdout().is_terminal() => run::Mode::Live,
+                Output::Text => run::Mode::Plain,
+            };
+            let name = pipeline
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pipeline".into());
+            let args = run::RunArgs {
+                pipeline_name: name,
+                jobs: job,
+                inputs: inputs.into_iter().collect(),
+                keep,
+                parallel,
+                grace: kill_grace,
+                workspace_root,
+                mode,
+                color: color.enabled_for_stdout(),
+            };
+            ExitCode::from(run::run(&loaded.pipeline, args))
+        }
         Command::Validate {
             file,
             vars,

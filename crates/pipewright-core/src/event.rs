@@ -36,6 +36,15 @@ pub struct Event {
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
+    /// A build of `job` began; the first event of every build.
+    BuildStarted {
+        /// The job.
+        job: String,
+        /// The pipeline.
+        pipeline: String,
+        /// The build number within the job.
+        number: u64,
+    },
     /// The build changed status.
     BuildStatus {
         /// The new status.

@@ -1,0 +1,467 @@
+//! `pipewright run`: run jobs locally and show them as they go.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipewright_core::{BuildStatus, Event, EventKind, StepStatus, Stream};
+use pipewright_engine::{BuildResult, Engine, EngineOptions, PipelineResult, Registry, RunOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How `run` shows progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Spinners for running steps, log lines above them.
+    Live,
+    /// One prefixed line per log line and per step change.
+    Plain,
+    /// One JSON event per line.
+    Json,
+}
+
+/// Everything `run` needs besides the pipeline.
+#[derive(Debug)]
+pub struct RunArgs {
+    pub pipeline_name: String,
+    pub jobs: Vec<String>,
+    pub inputs: BTreeMap<String, PathBuf>,
+    pub keep: bool,
+    pub parallel: usize,
+    pub grace: Duration,
+    pub workspace_root: Option<PathBuf>,
+    pub mode: Mode,
+    pub color: bool,
+}
+
+fn default_workspace_root() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    match cache {
+        Some(c) => c.join("pipewright").join("builds"),
+        None => std::env::temp_dir().join("pipewright-builds"),
+    }
+}
+
+/// Runs the jobs and returns the process exit code.
+pub fn run(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(run_async(pipeline, args))
+}
+
+async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
+    let options = EngineOptions {
+        workspace_root: args
+            .workspace_root
+            .clone()
+            .unwrap_or_else(default_workspace_root),
+        keep_workspace: args.keep,
+        parallel_jobs: args.parallel,
+        kill_grace: args.grace,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(Registry::with_builtins(args.grace)).with_options(options);
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    let sink = Arc::new(move |e: Event| {
+        let _ = tx.send(e);
+    });
+    let opts = RunOptions {
+        pipeline_name: args.pipeline_name.clone(),
+        inputs: args.inputs.clone(),
+        events: sink,
+        ..RunOptions::default()
+    };
+    let renderer = tokio::spawn(render(rx, args.mode, args.color));
+
+    // First Ctrl-C: cancel (hooks and `ensure` still run); second: stop everything.
+    let (cancel, force) = (opts.cancel.clone(), opts.force.clone());
+    let mode = args.mode;
+    let signals = tokio::spawn(async move {
+        let mut presses = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            presses += 1;
+            if presses == 1 {
+                if mode != Mode::Json {
+                    eprintln!(
+                        "\ncancelling… hooks and `ensure` still run (Ctrl-C again to stop them too)"
+                    );
+                }
+                cancel.cancel();
+            } else {
+                if mode != Mode::Json {
+                    eprintln!("\nstopping everything");
+                }
+                force.cancel();
+                break;
+            }
+        }
+    });
+
+    let result = engine.run_pipeline(pipeline, &args.jobs, &opts).await;
+    drop(opts);
+    signals.abort();
+    // The renderer ends when every sender is gone.
+    let _ = renderer.await;
+    match result {
+        Ok(result) => {
+            match args.mode {
+                Mode::Json => print_json_summary(&result),
+                _ => print_summary(&result, args.color),
+            }
+            match result.status {
+                s if s.passes() => 0,
+                BuildStatus::Cancelled => 130,
+                _ => 1,
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+struct StepView {
+    bar: Option<ProgressBar>,
+    /// A partial line per stream, printed when its newline arrives or the step ends.
+    partial: [String; 3],
+}
+
+struct Renderer {
+    mode: Mode,
+    color: bool,
+    multi: Option<MultiProgress>,
+    jobs: HashMap<String, String>,
+    steps: HashMap<(String, String), StepView>,
+}
+
+fn slot(s: Stream) -> usize {
+    match s {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+        Stream::System => 2,
+    }
+}
+
+impl Renderer {
+    fn paint(&self, text: &str, style: console::Style) -> String {
+        if self.color {
+            style.apply_to(text).to_string()
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(text);
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+            }
+        }
+    }
+
+    fn prefix(&self, build: &str, step: &str) -> String {
+        let job = self.jobs.get(build).map(String::as_str).unwrap_or("?");
+        self.paint(&format!("{job}/{step}"), console::Style::new().cyan())
+    }
+
+    fn log_line(&self, build: &str, step: &str, stream: Stream, text: &str) {
+        let prefix = self.prefix(build, step);
+        let bar = self.paint("│", console::Style::new().dim());
+        let body = match stream {
+            Stream::Stdout => text.to_owned(),
+            Stream::Stderr => self.paint(text, console::Style::new().yellow()),
+            Stream::System => self.paint(text, console::Style::new().dim()),
+        };
+        self.line(&format!("{prefix} {bar} {body}"));
+    }
+
+    fn flush_partial(&mut self, build: &str, step: &str) {
+        let key = (build.to_owned(), step.to_owned());
+        let Some(view) = self.steps.get_mut(&key) else {
+            return;
+        };
+        let partial = std::mem::take(&mut view.partial);
+        for (i, text) in partial.iter().enumerate() {
+            if !text.is_empty() {
+                let stream = [Stream::Stdout, Stream::Stderr, Stream::System][i];
+                self.log_line(build, step, stream, text);
+            }
+        }
+    }
+
+    fn handle(&mut self, e: Event) {
+        if self.mode == Mode::Json {
+            if let Ok(s) = serde_json::to_string(&e) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{s}");
+            }
+            return;
+        }
+        let build = e.build_id;
+        match e.kind {
+            EventKind::BuildStarted { job, .. } => {
+                self.jobs.insert(build, job);
+            }
+            EventKind::StepStarted { step, attempt } => {
+                let key = (build.clone(), step.0.clone());
+                let bar = self.multi.as_ref().map(|m| {
+                    let pb = m.add(ProgressBar::new_spinner());
+                    let style = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                    pb.set_style(style);
+                    pb.set_message(self.prefix(&build, &step.0));
+                    pb.enable_steady_tick(Duration::from_millis(100));
+                    pb
+                });
+                if self.multi.is_none() && attempt == 1 {
+                    let p = self.prefix(&build, &step.0);
+                    self.line(&format!(
+                        "{p} {}",
+                        self.paint("started", console::Style::new().dim())
+                    ));
+                }
+                self.steps.insert(
+                    key,
+                    StepView {
+                        bar,
+                        partial: Default::default(),
+                    },
+                );
+            }
+            EventKind::Log {
+                step, stream, data, ..
+            } => {
+                let key = (build.clone(), step.0.clone());
+                let mut complete = Vec::new();
+                {
+                    let view = self.steps.entry(key).or_insert(StepView {
+                        bar: None,
+                        partial: Default::default(),
+                    });
+                    let buf = &mut view.partial[slot(stream)];
+                    buf.push_str(&data);
+                    while let Some(i) = buf.find('\n') {
+                        let line: String = buf.drain(..=i).collect();
+                        complete.push(line.trim_end_matches(['\n', '\r']).to_owned());
+                    }
+                }
+                for line in complete {
+                    self.log_line(&build, &step.0, stream, &line);
+                }
+            }
+            EventKind::StepFinished {
+                step,
+                status,
+                duration_ms,
+                reason,
+                ..
+            } => {
+                self.flush_partial(&build, &step.0);
+                if let Some(view) = self.steps.remove(&(build.clone(), step.0.clone()))
+                    && let Some(bar) = view.bar
+                {
+                    bar.finish_and_clear();
+                    if let Some(m) = &self.multi {
+                        m.remove(&bar);
+                    }
+                }
+                let (mark, style) = status_mark(status);
+                let took = format_ms(duration_ms);
+                let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+                let p = self.prefix(&build, &step.0);
+                let text = if status == StepStatus::Skipped {
+                    format!("{mark} {p} skipped{why}")
+                } else {
+                    format!("{mark} {p} {status} in {took}{why}")
+                };
+                self.line(&self.paint(&text, style));
+            }
+            EventKind::BuildStatus { status } if status.is_terminal() => {
+                let job = self.jobs.get(&build).cloned().unwrap_or_default();
+                let style = if status.passes() {
+                    console::Style::new().green().bold()
+                } else {
+                    console::Style::new().red().bold()
+                };
+                self.line(&self.paint(&format!("job {job} {status}"), style));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn status_mark(status: StepStatus) -> (&'static str, console::Style) {
+    match status {
+        StepStatus::Succeeded => ("✓", console::Style::new().green()),
+        StepStatus::Failed | StepStatus::Errored => ("✗", console::Style::new().red()),
+        StepStatus::Cancelled => ("⊘", console::Style::new().yellow()),
+        _ => ("·", console::Style::new().dim()),
+    }
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+async fn render(mut rx: mpsc::UnboundedReceiver<Event>, mode: Mode, color: bool) {
+    let mut r = Renderer {
+        mode,
+        color,
+        multi: (mode == Mode::Live)
+            .then(|| MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout())),
+        jobs: HashMap::new(),
+        steps: HashMap::new(),
+    };
+    while let Some(e) = rx.recv().await {
+        r.handle(e);
+    }
+    if let Some(m) = &r.multi {
+        let _ = m.clear();
+    }
+}
+
+fn summary_rows(result: &PipelineResult) -> Vec<[String; 5]> {
+    let mut rows = Vec::new();
+    for b in &result.builds {
+        for s in &b.steps {
+            rows.push([
+                b.job.clone(),
+                s.step.0.clone(),
+                s.status.to_string(),
+                s.attempts.to_string(),
+                format_ms(u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX)),
+            ]);
+        }
+    }
+    for (job, _) in &result.not_run {
+        rows.push([
+            job.clone(),
+            "—".into(),
+            "not run".into(),
+            "0".into(),
+            "—".into(),
+        ]);
+    }
+    rows
+}
+
+fn print_summary(result: &PipelineResult, color: bool) {
+    let header = ["JOB", "STEP", "STATUS", "ATTEMPTS", "DURATION"];
+    let rows = summary_rows(result);
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let fmt_row = |r: &[&str]| {
+        r.iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", fmt_row(&header));
+    for r in &rows {
+        let line = fmt_row(&r.each_ref().map(String::as_str));
+        let style = match r[2].as_str() {
+            "succeeded" => console::Style::new(),
+            "failed" | "errored" => console::Style::new().red(),
+            _ => console::Style::new().dim(),
+        };
+        let _ = if color {
+            writeln!(out, "{}", style.apply_to(line))
+        } else {
+            writeln!(out, "{line}")
+        };
+    }
+    let _ = writeln!(out);
+    for b in &result.builds {
+        let _ = writeln!(out, "{}", build_line(b));
+        if let Some(ws) = &b.workspace {
+            let _ = writeln!(out, "  workspace kept at {}", ws.display());
+        }
+    }
+    for (job, why) in &result.not_run {
+        let _ = writeln!(out, "job {job}: not run ({why})");
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        match result.status {
+            s if s.passes() => "pipeline succeeded".to_owned(),
+            s => format!("pipeline {s}"),
+        }
+    );
+}
+
+fn build_line(b: &BuildResult) -> String {
+    let secs = b.duration.as_secs_f64();
+    match &b.reason {
+        Some(r) => format!(
+            "job {} #{}: {} in {secs:.2}s: {r}",
+            b.job, b.number, b.status
+        ),
+        None => format!("job {} #{}: {} in {secs:.2}s", b.job, b.number, b.status),
+    }
+}
+
+fn print_json_summary(result: &PipelineResult) {
+    let builds: Vec<serde_json::Value> = result
+        .builds
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "build_id": b.build_id,
+                "job": b.job,
+                "number": b.number,
+                "status": b.status,
+                "reason": b.reason,
+                "duration_ms": b.duration.as_millis() as u64,
+                "workspace": b.workspace,
+                "versions": b.versions,
+                "steps": b.steps.iter().map(|s| serde_json::json!({
+                    "step": s.step,
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "duration_ms": s.duration.as_millis() as u64,
+                    "reason": s.reason,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "event": "summary",
+        "status": result.status,
+        "builds": builds,
+        "not_run": result.not_run.iter().map(|(j, r)| serde_json::json!({"job": j, "reason": r})).collect::<Vec<_>>(),
+    });
+    println!("{summary}");
+}

@@ -1,0 +1,1193 @@
+//! One build of one job: the plan, attempts, timeouts, hooks, services and exports.
+
+use crate::events::{Emitter, StepLog};
+use crate::outputs::{export_prefix, read_outputs};
+use crate::{BuildResult, Engine, RunOptions, StepRecord};
+use pipewright_config::{
+    HookAction, Hooks, IfChain, InParallel, Job, Pipeline, RunnerCommand, ServiceStep, Step,
+    StepKind, secret_placeholders,
+};
+use pipewright_core::{
+    BuildMeta, BuildStatus, CancellationToken, Ctx, Error, ErrorKind, EventKind, ExitStatus,
+    Params, Runner, SecretRef, Service, StepId, StepStatus, Stream, TaskSpec, Version, Workspace,
+    env_key,
+};
+use pipewright_dag::{Dag, NodeState, Outcome};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Variables exported by earlier steps (`GET_*`, `TASK_*`).
+type Exports = BTreeMap<String, String>;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a sequence of steps ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Ok,
+    Failed(String),
+    Cancelled,
+}
+
+/// The result of one attempt of a get/task/put/notify.
+enum Attempt {
+    Done(Exports),
+    Failed {
+        reason: String,
+        exit: Option<ExitStatus>,
+    },
+    Cancelled,
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Self {
+        match e.kind() {
+            ErrorKind::Cancelled => Attempt::Cancelled,
+            _ => Attempt::Failed {
+                reason: e.to_string(),
+                exit: None,
+            },
+        }
+    }
+}
+
+/// Versions used or produced by the builds of one pipeline run: `(job, resource id)` → version.
+pub(crate) type RunVersions = Mutex<BTreeMap<(String, String), Version>>;
+
+pub(crate) struct Build<'a> {
+    engine: &'a Engine,
+    pipeline: &'a Pipeline,
+    job: &'a Job,
+    opts: &'a RunOptions,
+    meta: BuildMeta,
+    emitter: Arc<Emitter>,
+    workdir: PathBuf,
+    outdir: PathBuf,
+    base_env: BTreeMap<String, String>,
+    records: Mutex<Vec<StepRecord>>,
+    services: Mutex<Vec<(String, Arc<dyn Service>)>>,
+    versions: Mutex<BTreeMap<String, Version>>,
+    run_versions: &'a RunVersions,
+    runners: Mutex<BTreeMap<String, Arc<dyn Runner>>>,
+    secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
+}
+
+fn new_build_id(job: &str, number: u64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{}-{number}-{ms:x}{:x}{}",
+        env_key(job),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl<'a> Build<'a> {
+    /// Prepares a build: its id, its workspace and its base environment.
+    pub(crate) fn prepare(
+        engine: &'a Engine,
+        pipeline: &'a Pipeline,
+        job: &'a Job,
+        opts: &'a RunOptions,
+        run_versions: &'a RunVersions,
+    ) -> Result<Self, Error> {
+        let build_id = new_build_id(&job.name, opts.number);
+        let meta = BuildMeta {
+            build_id: build_id.clone(),
+            number: opts.number,
+            job: job.name.clone(),
+            pipeline: opts.pipeline_name.clone(),
+            team: engine.options.team.clone(),
+        };
+        let workdir = engine.options.workspace_root.join(&build_id);
+        let outdir = workdir.join(".pipewright").join("out");
+        std::fs::create_dir_all(&outdir)
+            .map_err(|e| Error::from(e).with_context("workspace", workdir.display().to_string()))?;
+        let mut base_env = meta.to_env();
+        base_env.insert("WORKDIR".into(), workdir.display().to_string());
+        for input in &job.inputs {
+            if let Some(v) = opts.job_inputs.get(&input.name).or(input.default.as_ref()) {
+                let value = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                base_env.insert(format!("INPUT_{}", env_key(&input.name)), value);
+            }
+        }
+        let emitter = Arc::new(Emitter::new(build_id, opts.events.clone()));
+        Ok(Self {
+            engine,
+            pipeline,
+            job,
+            opts,
+            meta,
+            emitter,
+            workdir,
+            outdir,
+            base_env,
+            records: Mutex::new(Vec::new()),
+            services: Mutex::new(Vec::new()),
+            versions: Mutex::new(BTreeMap::new()),
+            run_versions,
+            runners: Mutex::new(BTreeMap::new()),
+            secrets: tokio::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Runs the build to its end and cleans up after it.
+    pub(crate) async fn run(self) -> BuildResult {
+        let started = Instant::now();
+        self.emitter.emit(EventKind::BuildStarted {
+            job: self.job.name.clone(),
+            pipeline: self.meta.pipeline.clone(),
+            number: self.meta.number,
+        });
+        self.emitter.emit(EventKind::BuildStatus {
+            status: BuildStatus::Running,
+        });
+        let job_token = self.opts.cancel.child_token();
+        let mut exports = Exports::new();
+        let mut timed_out = None;
+        let flow = {
+            let body = self.run_steps(&self.job.steps, &mut exports, &job_token);
+            let mut body = std::pin::pin!(body);
+            match self.job.timeout {
+                Some(t) => {
+                    tokio::select! {
+                        f = &mut body => f,
+                        () = tokio::time::sleep(t) => {
+                            timed_out = Some(t);
+                            job_token.cancel();
+                            body.await
+                        }
+                    }
+                }
+                None => body.await,
+            }
+        };
+        let (status, reason) = match (&flow, timed_out) {
+            (_, Some(t)) => (
+                BuildStatus::Failed,
+                Some(format!(
+                    "the job timed out after {}",
+                    pipewright_config::format_duration(t)
+                )),
+            ),
+            (Flow::Ok, None) => (BuildStatus::Succeeded, None),
+            (Flow::Failed(r), None) if self.job.allow_failure => {
+                (BuildStatus::Warning, Some(format!("{r} (allowed to fail)")))
+            }
+            (Flow::Failed(r), None) => (BuildStatus::Failed, Some(r.clone())),
+            (Flow::Cancelled, None) => (
+                BuildStatus::Cancelled,
+                Some("the build was cancelled".into()),
+            ),
+        };
+        self.run_job_hooks(status, &exports).await;
+        self.stop_services().await;
+        let leftovers = pipewright_runners::reap_cookie(
+            &pipewright_runners::build_cookie_prefix(&self.meta.build_id),
+            true,
+        );
+        if leftovers > 0 {
+            tracing::info!(build = %self.meta.build_id, leftovers, "killed processes left behind by the build");
+        }
+        let workspace = if self.engine.options.keep_workspace {
+            Some(self.workdir.clone())
+        } else {
+            if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+                tracing::warn!(error = %e, dir = %self.workdir.display(), "could not remove the workspace");
+            }
+            None
+        };
+        self.emitter.emit(EventKind::BuildStatus { status });
+        let versions = self.versions.lock().map(|v| v.clone()).unwrap_or_default();
+        let steps = self.records.lock().map(|r| r.clone()).unwrap_or_default();
+        BuildResult {
+            build_id: self.meta.build_id.clone(),
+            job: self.job.name.clone(),
+            number: self.meta.number,
+            status,
+            reason,
+            steps,
+            duration: started.elapsed(),
+            workspace,
+            versions,
+        }
+    }
+
+    fn record(&self, rec: StepRecord) {
+        if let Ok(mut r) = self.records.lock() {
+            r.push(rec);
+        }
+    }
+
+    fn finished(
+        &self,
+        step: &StepId,
+        status: StepStatus,
+        exit: Option<ExitStatus>,
+        took: Duration,
+        reason: Option<String>,
+    ) {
+        self.emitter.emit(EventKind::StepFinished {
+            step: step.clone(),
+            status,
+            exit,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            reason,
+        });
+    }
+
+    /// Records `steps` (and everything nested in them) as skipped.
+    fn skip_all(&self, steps: &[Step], reason: &str) {
+        for s in steps {
+            match &s.kind {
+                StepKind::InParallel(p) => self.skip_all(&p.steps, reason),
+                StepKind::If(chain) => {
+                    for b in &chain.branches {
+                        self.skip_all(&b.steps, reason);
+                    }
+                    if let Some(e) = &chain.else_steps {
+                        self.skip_all(e, reason);
+                    }
+                }
+                _ => {
+                    let id = StepId(s.name.clone());
+                    self.finished(
+                        &id,
+                        StepStatus::Skipped,
+                        None,
+                        Duration::ZERO,
+                        Some(reason.to_owned()),
+                    );
+                    self.record(StepRecord {
+                        step: id,
+                        status: StepStatus::Skipped,
+                        attempts: 0,
+                        duration: Duration::ZERO,
+                        reason: Some(reason.to_owned()),
+                    });
+                }
+            }
+        }
+    }
+
+    fn run_steps<'s>(
+        &'s self,
+        steps: &'s [Step],
+        exports: &'s mut Exports,
+        token: &'s CancellationToken,
+    ) -> BoxFut<'s, Flow> {
+        Box::pin(async move {
+            for (i, step) in steps.iter().enumerate() {
+                if token.is_cancelled() {
+                    self.skip_all(&steps[i..], "the build was cancelled");
+                    return Flow::Cancelled;
+                }
+                let flow = self.run_step(step, exports, token).await;
+                if flow != Flow::Ok {
+                    let why = match &flow {
+                        Flow::Cancelled => "the build was cancelled".to_owned(),
+                        _ => format!("`{}` did not succeed", step.name),
+                    };
+                    self.skip_all(&steps[i + 1..], &why);
+                    return flow;
+                }
+            }
+            Flow::Ok
+        })
+    }
+
+    fn run_step<'s>(
+        &'s self,
+        step: &'s Step,
+        exports: &'s mut Exports,
+        token: &'s CancellationToken,
+    ) -> BoxFut<'s, Flow> {
+        Box::pin(async move {
+            let flow = match &step.kind {
+                StepKind::InParallel(p) => self.run_parallel(p, exports, token).await,
+                StepKind::If(chain) => self.run_if(chain, exports, token).await,
+                StepKind::Service(s) => self.start_service(step, s, exports, token).await,
+                _ => self.run_attempts(step, exports, token).await,
+            };
+            if !step.hooks.is_empty() {
+                self.run_hooks(&step.name, &step.hooks, &flow, None, exports)
+                    .await;
+            }
+            flow
+        })
+    }
+
+    /// get/task/put/notify with `attempts` and a per-attempt `timeout`.
+    async fn run_attempts(
+        &self,
+        step: &Step,
+        exports: &mut Exports,
+        token: &CancellationToken,
+    ) -> Flow {
+        let id = StepId(step.name.clone());
+        let attempts = step.attempts.max(1);
+        let started = Instant::now();
+        let mut last_reason = String::new();
+        for attempt in 1..=attempts {
+            let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
+            if attempt > 1 {
+                pipewright_core::LogSink::write(
+                    log.as_ref(),
+                    Stream::System,
+                    format!("--- attempt {attempt}/{attempts} ---\n").as_bytes(),
+                );
+            }
+            self.emitter.emit(EventKind::StepStarted {
+                step: id.clone(),
+                attempt,
+            });
+            let attempt_started = Instant::now();
+            let attempt_token = token.child_token();
+            let mut ctx = self.ctx(&attempt_token, log.clone(), exports);
+            if let Some(t) = step.timeout {
+                ctx = ctx.with_timeout(t);
+            }
+            let result = {
+                let fut = self.attempt(step, attempt, &ctx);
+                let mut fut = std::pin::pin!(fut);
+                match step.timeout {
+                    Some(t) => tokio::select! {
+                        r = &mut fut => r,
+                        () = tokio::time::sleep(t) => {
+                            attempt_token.cancel();
+                            // Give the plug-in its grace period to stop what it started.
+                            let _ = tokio::time::timeout(self.engine.options.kill_grace + Duration::from_secs(5), &mut fut).await;
+                            Attempt::Failed { reason: format!("timed out after {}", pipewright_config::format_duration(t)), exit: None }
+                        }
+                    },
+                    None => fut.await,
+                }
+            };
+            // A plug-in that reports a timeout through the context deadline is a timeout too.
+            let result = match result {
+                Attempt::Cancelled if !token.is_cancelled() => Attempt::Failed {
+                    reason: match step.timeout {
+                        Some(t) => {
+                            format!("timed out after {}", pipewright_config::format_duration(t))
+                        }
+                        None => "stopped".into(),
+                    },
+                    exit: None,
+                },
+                other => other,
+            };
+            let took = attempt_started.elapsed();
+            match result {
+                Attempt::Done(new) => {
+                    log.flush();
+                    self.finished(
+                        &id,
+                        StepStatus::Succeeded,
+                        Some(ExitStatus::SUCCESS),
+                        took,
+                        None,
+                    );
+                    exports.extend(new);
+                    self.record(StepRecord {
+                        step: id,
+                        status: StepStatus::Succeeded,
+                        attempts: attempt,
+                        duration: started.elapsed(),
+                        reason: None,
+                    });
+                    return Flow::Ok;
+                }
+                Attempt::Cancelled => {
+                    log.flush();
+                    self.finished(
+                        &id,
+                        StepStatus::Cancelled,
+                        None,
+                        took,
+                        Some("cancelled".into()),
+                    );
+                    self.record(StepRecord {
+                        step: id,
+                        status: StepStatus::Cancelled,
+                        attempts: attempt,
+                        duration: started.elapsed(),
+                        reason: Some("cancelled".into()),
+                    });
+                    return Flow::Cancelled;
+                }
+                Attempt::Failed { reason, exit } => {
+                    ctx.log_system(&format!("{} failed: {reason}", step.kind.keyword()));
+                    if exit.is_some() {
+                        let names: Vec<&str> = ctx.env.keys().map(String::as_str).collect();
+                        ctx.log_system(&format!("available variables: {}", names.join(" ")));
+                    }
+                    log.flush();
+                    self.finished(&id, StepStatus::Failed, exit, took, Some(reason.clone()));
+                    last_reason = reason;
+                    if token.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+        }
+        let reason = if attempts > 1 {
+            format!(
+                "`{}` failed after {attempts} attempts: {last_reason}",
+                step.name
+            )
+        } else {
+            format!("`{}` failed: {last_reason}", step.name)
+        };
+        self.record(StepRecord {
+            step: id,
+            status: StepStatus::Failed,
+            attempts,
+            duration: started.elapsed(),
+            reason: Some(last_reason),
+        });
+        if token.is_cancelled() {
+            Flow::Cancelled
+        } else {
+            Flow::Failed(reason)
+        }
+    }
+
+    fn ctx(&self, token: &CancellationToken, log: Arc<StepLog>, exports: &Exports) -> Ctx {
+        let mut env = self.base_env.clone();
+        env.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ctx {
+            cancel: token.clone(),
+            deadline: None,
+            build: self.meta.clone(),
+            env,
+            log,
+        }
+    }
+
+    async fn attempt(&self, step: &Step, attempt: u32, ctx: &Ctx) -> Attempt {
+        match &step.kind {
+            StepKind::Task(t) => {
+                self.run_command(
+                    &step.name, &t.run, &t.env, &t.inputs, &t.outputs, attempt, ctx,
+                )
+                .await
+            }
+            StepKind::Get(g) => match self.get(step, g, ctx).await {
+                Ok(e) => Attempt::Done(e),
+                Err(e) => e.into(),
+            },
+            StepKind::Put(p) => match self.put(p, ctx).await {
+                Ok(()) => Attempt::Done(Exports::new()),
+                Err(e) => e.into(),
+            },
+            StepKind::Notify(n) => self.notify(step, n, attempt, ctx).await,
+            // Composite steps never reach here.
+            _ => Attempt::Failed {
+                reason: "not a leaf step".into(),
+                exit: None,
+            },
+        }
+    }
+
+    fn runner(&self, name: &str) -> Result<Arc<dyn Runner>, Error> {
+        if let Ok(cache) = self.runners.lock()
+            && let Some(r) = cache.get(name)
+        {
+            return Ok(r.clone());
+        }
+        let r = self.engine.registry.resolve_runner(self.pipeline, name)?;
+        if let Ok(mut cache) = self.runners.lock() {
+            cache.insert(name.to_owned(), r.clone());
+        }
+        Ok(r)
+    }
+
+    /// Runs a runner command (a task, a hook, a notification) as step `name`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_command(
+        &self,
+        name: &str,
+        cmd: &RunnerCommand,
+        env: &indexmap::IndexMap<String, String>,
+        inputs: &[String],
+        outputs: &[String],
+        attempt: u32,
+        ctx: &Ctx,
+    ) -> Attempt {
+        let runner = match self.runner(&cmd.runner) {
+            Ok(r) => r,
+            Err(e) => return e.into(),
+        };
+        if let Some(bad) = argv_secret(&cmd.params, &cmd.args) {
+            return Attempt::Failed {
+                reason: format!(
+                    "the secret variable `{bad}` is used in `{}`'s command line; secrets reach \
+                     tasks only through `env = {{ NAME = var.{bad} }}`",
+                    name
+                ),
+                exit: None,
+            };
+        }
+        for path in inputs {
+            if !self.workdir.join(path).exists() {
+                return Attempt::Failed {
+                    reason: format!("input `{path}` does not exist in the workspace"),
+                    exit: None,
+                };
+            }
+        }
+        let mut task_env = BTreeMap::new();
+        for (k, v) in env {
+            match self.resolve_secrets(v, ctx).await {
+                Ok(v) => {
+                    task_env.insert(k.clone(), v);
+                }
+                Err(e) => return e.into(),
+            }
+        }
+        let output_file = self.outdir.join(format!("{}.{attempt}", env_key(name)));
+        let _ = std::fs::remove_file(&output_file);
+        let spec = TaskSpec {
+            name: name.to_owned(),
+            params: cmd.params.clone(),
+            args: cmd.args.clone(),
+            env: task_env,
+        };
+        let ws = Workspace {
+            dir: self.workdir.clone(),
+            output_file: output_file.clone(),
+        };
+        match runner.run(ctx, &spec, &ws).await {
+            Ok(exit) if exit.success() => {
+                for path in outputs {
+                    if !self.workdir.join(path).exists() {
+                        return Attempt::Failed {
+                            reason: format!("output `{path}` was not created"),
+                            exit: Some(exit),
+                        };
+                    }
+                }
+                match read_outputs(&output_file, &export_prefix("TASK", name)) {
+                    Ok(e) => Attempt::Done(e),
+                    Err(e) => e.into(),
+                }
+            }
+            Ok(exit) => Attempt::Failed {
+                reason: exit.to_string(),
+                exit: Some(exit),
+            },
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Replaces `((secret:VAR))` placeholders with the secret's value, fetched once per build.
+    async fn resolve_secrets(&self, value: &str, ctx: &Ctx) -> Result<String, Error> {
+        let names = secret_placeholders(value);
+        if names.is_empty() {
+            return Ok(value.to_owned());
+        }
+        let mut out = value.to_owned();
+        for name in names {
+            let resolved = {
+                let mut cache = self.secrets.lock().await;
+                match cache.get(name) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = self.fetch_secret(name, ctx).await?;
+                        cache.insert(name.to_owned(), v.clone());
+                        v
+                    }
+                }
+            };
+            out = out.replace(&pipewright_config::secret_placeholder(name), &resolved);
+        }
+        Ok(out)
+    }
+
+    async fn fetch_secret(&self, var: &str, ctx: &Ctx) -> Result<String, Error> {
+        let binding = self
+            .pipeline
+            .variables
+            .get(var)
+            .and_then(|v| v.secret.as_ref())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("`{var}` is not a secret variable"),
+                )
+            })?;
+        if !secret_placeholders(&binding.path).is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the secret path of `{var}` depends on another secret; chained secret paths \
+                     are not supported by this engine yet (pass `--var {var}=…` instead)"
+                ),
+            ));
+        }
+        let source = self.engine.registry.secret_source(&binding.secret_type)?;
+        let map = source
+            .get(
+                ctx,
+                &SecretRef {
+                    path: binding.path.clone(),
+                    key: binding.key.clone(),
+                },
+            )
+            .await?;
+        map.get(&binding.key)
+            .map(|v| v.expose().to_owned())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("secret `{}` has no key `{}`", binding.path, binding.key),
+                )
+                .with_context("variable", var)
+            })
+    }
+
+    async fn get(
+        &self,
+        step: &Step,
+        g: &pipewright_config::GetStep,
+        ctx: &Ctx,
+    ) -> Result<Exports, Error> {
+        let decl = self.pipeline.resources.get(&g.resource).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("no resource `{}`", g.resource),
+            )
+        })?;
+        let dest = self.workdir.join(&decl.name);
+        let version = if let Some(dir) = self
+            .opts
+            .inputs
+            .get(&decl.name)
+            .or_else(|| self.opts.inputs.get(&decl.id))
+        {
+            ctx.log_system(&format!(
+                "using the local directory {} for `{}`",
+                dir.display(),
+                decl.name
+            ));
+            let (src, dst) = (dir.clone(), dest.clone());
+            tokio::task::spawn_blocking(move || copy_dir(&src, &dst))
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("copying the input failed: {e}"))
+                })?
+                .map_err(|e| Error::from(e).with_context("input", dir.display().to_string()))?;
+            Version::from_pairs([("path", dir.display().to_string())])
+        } else {
+            let resource = self.engine.registry.resource(decl)?;
+            let version = match &g.version {
+                pipewright_config::VersionPolicy::Pinned(v) => v.clone(),
+                _ => match self.upstream_version(g) {
+                    Some(v) => {
+                        ctx.log_system(&format!(
+                            "using version {v} that passed {}",
+                            g.passed.join(", ")
+                        ));
+                        v
+                    }
+                    None => {
+                        let found = resource.check(ctx, None).await?;
+                        found.last().cloned().ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::NotFound,
+                                format!("resource `{}` has no versions yet", decl.name),
+                            )
+                        })?
+                    }
+                },
+            };
+            std::fs::create_dir_all(&dest)?;
+            let meta = resource.get(ctx, &version, &dest).await?;
+            ctx.log_system(&format!("fetched `{}` at {version}", decl.name));
+            for f in &meta.0 {
+                ctx.log_system(&format!("  {}: {}", f.name, f.value));
+            }
+            version
+        };
+        if let Ok(mut v) = self.versions.lock() {
+            v.insert(decl.id.clone(), version.clone());
+        }
+        if let Ok(mut v) = self.run_versions.lock() {
+            v.insert((self.job.name.clone(), decl.id.clone()), version.clone());
+        }
+        Ok(version.to_env(&export_prefix("GET", &step.name)))
+    }
+
+    /// The version every `passed` job of this run used, when they agree.
+    fn upstream_version(&self, g: &pipewright_config::GetStep) -> Option<Version> {
+        if g.passed.is_empty() {
+            return None;
+        }
+        let map = self.run_versions.lock().ok()?;
+        let mut found: Option<&Version> = None;
+        for up in &g.passed {
+            let v = map.get(&(up.clone(), g.resource.clone()))?;
+            if found.is_some_and(|f| f != v) {
+                return None;
+            }
+            found = Some(v);
+        }
+        found.cloned()
+    }
+
+    async fn put(&self, p: &pipewright_config::PutStep, ctx: &Ctx) -> Result<(), Error> {
+        let decl = self.pipeline.resources.get(&p.resource).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("no resource `{}`", p.resource),
+            )
+        })?;
+        let resource = self.engine.registry.resource(decl)?;
+        let produced = resource.put(ctx, &self.workdir, &p.params).await?;
+        for v in &produced {
+            ctx.log_system(&format!("produced version {v} of `{}`", decl.name));
+        }
+        if let Some(v) = produced.last() {
+            if let Ok(mut m) = self.versions.lock() {
+                m.insert(decl.id.clone(), v.clone());
+            }
+            if let Ok(mut m) = self.run_versions.lock() {
+                m.insert((self.job.name.clone(), decl.id.clone()), v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn notify(
+        &self,
+        step: &Step,
+        n: &pipewright_config::NotifyStep,
+        attempt: u32,
+        ctx: &Ctx,
+    ) -> Attempt {
+        let Some(decl) = self.pipeline.notifications.get(&n.notification) else {
+            return Attempt::Failed {
+                reason: format!("no notification `{}`", n.notification),
+                exit: None,
+            };
+        };
+        let Some(cmd) = self
+            .pipeline
+            .notification_types
+            .get(&decl.type_name)
+            .and_then(|t| t.commands.get("notify"))
+        else {
+            return Attempt::Failed {
+                reason: format!(
+                    "notification type `{}` has no `notify` command; built-in notification types are not available in this engine",
+                    decl.type_name
+                ),
+                exit: None,
+            };
+        };
+        let message = n.message.as_ref().or(decl.message.as_ref());
+        let mut env: indexmap::IndexMap<String, String> =
+            decl.params.to_env("param_").into_iter().collect();
+        env.extend(n.params.to_env("notify_"));
+        if let Some(m) = message {
+            env.insert("NOTIFY_MESSAGE".into(), expand_env(m, &ctx.env));
+        }
+        self.run_command(&step.name, cmd, &env, &[], &[], attempt, ctx)
+            .await
+    }
+
+    async fn run_parallel(
+        &self,
+        p: &InParallel,
+        exports: &mut Exports,
+        token: &CancellationToken,
+    ) -> Flow {
+        let mut dag = Dag::new();
+        for s in &p.steps {
+            dag.add_node(s);
+        }
+        let results: Mutex<BTreeMap<usize, Exports>> = Mutex::new(BTreeMap::new());
+        let snapshot = exports.clone();
+        let exec = pipewright_dag::Executor::new(&dag)
+            .limit(p.limit as usize)
+            .fail_fast(p.fail_fast)
+            .cancel_token(token.clone());
+        let report = exec
+            .run(|id, step, child| {
+                let mut mine = snapshot.clone();
+                let results = &results;
+                async move {
+                    let flow = self.run_step(step, &mut mine, &child).await;
+                    if let Ok(mut r) = results.lock() {
+                        r.insert(id.0, mine);
+                    }
+                    match flow {
+                        Flow::Ok => Outcome::Succeeded,
+                        Flow::Failed(r) => Outcome::Failed(r),
+                        Flow::Cancelled => Outcome::Failed("cancelled".into()),
+                    }
+                }
+            })
+            .await;
+        // Siblings do not see each other's exports; all of them are visible afterwards.
+        for (_, e) in results.into_inner().unwrap_or_default() {
+            exports.extend(e);
+        }
+        let mut failure = None;
+        for (i, state) in report.states().iter().enumerate() {
+            match state {
+                NodeState::Skipped { reason } => {
+                    self.skip_all(std::slice::from_ref(&p.steps[i]), reason);
+                }
+                NodeState::Failed { reason } if failure.is_none() && reason != "cancelled" => {
+                    failure = Some(reason.clone());
+                }
+                _ => {}
+            }
+        }
+        match failure {
+            Some(r) => Flow::Failed(r),
+            None if token.is_cancelled() => Flow::Cancelled,
+            None if !report.all_succeeded() => {
+                Flow::Failed("a parallel step did not finish".into())
+            }
+            None => Flow::Ok,
+        }
+    }
+
+    async fn run_if(
+        &self,
+        chain: &IfChain,
+        exports: &mut Exports,
+        token: &CancellationToken,
+    ) -> Flow {
+        let lookup = |name: &str| -> Option<String> {
+            exports
+                .get(name)
+                .or_else(|| self.base_env.get(name))
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        let chosen = chain
+            .branches
+            .iter()
+            .position(|b| b.condition.eval(&lookup));
+        for (i, b) in chain.branches.iter().enumerate() {
+            if Some(i) != chosen {
+                let why = match chosen {
+                    Some(c) => format!("branch `{}` was taken", chain.branches[c].label),
+                    None => format!("condition `{}` was false", b.condition_text),
+                };
+                self.skip_all(&b.steps, &why);
+            }
+        }
+        match chosen {
+            Some(i) => {
+                tracing::debug!(branch = %chain.branches[i].label, "if: branch taken");
+                if let Some(e) = &chain.else_steps {
+                    self.skip_all(
+                        e,
+                        &format!("branch `{}` was taken", chain.branches[i].label),
+                    );
+                }
+                self.run_steps(&chain.branches[i].steps, exports, token)
+                    .await
+            }
+            None => match &chain.else_steps {
+                Some(e) => self.run_steps(e, exports, token).await,
+                None => Flow::Ok,
+            },
+        }
+    }
+
+    async fn start_service(
+        &self,
+        step: &Step,
+        s: &ServiceStep,
+        exports: &Exports,
+        token: &CancellationToken,
+    ) -> Flow {
+        let started = Instant::now();
+        let id = StepId(format!("{}:start", step.name));
+        self.emitter.emit(EventKind::StepStarted {
+            step: id.clone(),
+            attempt: 1,
+        });
+        let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
+        let ctx = self.ctx(token, log.clone(), exports);
+        let timeout = step
+            .timeout
+            .unwrap_or(self.engine.options.service_ready_timeout);
+        let result = async {
+            let service = self.engine.registry.service(&s.service_type, &s.params)?;
+            // Registered before start so that a half-started service is stopped too.
+            if let Ok(mut list) = self.services.lock() {
+                list.push((step.name.clone(), service.clone()));
+            }
+            service.start(&ctx).await?;
+            let until = Instant::now() + timeout;
+            loop {
+                if token.is_cancelled() {
+                    return Err(Error::cancelled());
+                }
+                if service.ready(&ctx).await? {
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "service `{}` was not ready after {}",
+                            step.name,
+                            pipewright_config::format_duration(timeout)
+                        ),
+                    ));
+                }
+                tokio::time::sleep(self.engine.options.service_poll).await;
+            }
+        }
+        .await;
+        log.flush();
+        let (status, reason, flow) = match result {
+            Ok(()) => (StepStatus::Succeeded, None, Flow::Ok),
+            Err(e) if e.kind() == ErrorKind::Cancelled => (
+                StepStatus::Cancelled,
+                Some("cancelled".to_owned()),
+                Flow::Cancelled,
+            ),
+            Err(e) => {
+                let r = e.to_string();
+                (StepStatus::Failed, Some(r.clone()), Flow::Failed(r))
+            }
+        };
+        self.finished(&id, status, None, started.elapsed(), reason.clone());
+        self.record(StepRecord {
+            step: id,
+            status,
+            attempts: 1,
+            duration: started.elapsed(),
+            reason,
+        });
+        flow
+    }
+
+    /// Stops every started service, newest first, each with a fresh deadline. A failing stop
+    /// is logged and recorded; it never changes the build's status.
+    async fn stop_services(&self) {
+        let list: Vec<(String, Arc<dyn Service>)> = self
+            .services
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        for (name, service) in list.into_iter().rev() {
+            let id = StepId(format!("{name}:stop"));
+            let started = Instant::now();
+            self.emitter.emit(EventKind::StepStarted {
+                step: id.clone(),
+                attempt: 1,
+            });
+            let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
+            let token = self.opts.force.child_token();
+            let ctx = self
+                .ctx(&token, log.clone(), &Exports::new())
+                .with_timeout(self.engine.options.service_stop_timeout);
+            let result =
+                tokio::time::timeout(self.engine.options.service_stop_timeout, service.stop(&ctx))
+                    .await;
+            let reason = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!(
+                    "stop did not finish within {}",
+                    pipewright_config::format_duration(self.engine.options.service_stop_timeout)
+                )),
+            };
+            if let Some(r) = &reason {
+                ctx.log_system(&format!("stopping `{name}` failed: {r}"));
+            }
+            log.flush();
+            let status = if reason.is_some() {
+                StepStatus::Failed
+            } else {
+                StepStatus::Succeeded
+            };
+            self.finished(&id, status, None, started.elapsed(), reason.clone());
+            self.record(StepRecord {
+                step: id,
+                status,
+                attempts: 1,
+                duration: started.elapsed(),
+                reason,
+            });
+        }
+    }
+
+    /// Job hooks: `on_success` / `on_failure` / `on_cancel` by status, then `ensure`, all with
+    /// `BUILD_STATUS`. They run even when the build was cancelled (only a forced stop ends them).
+    async fn run_job_hooks(&self, status: BuildStatus, exports: &Exports) {
+        let flow = match status {
+            BuildStatus::Succeeded => Flow::Ok,
+            BuildStatus::Cancelled => Flow::Cancelled,
+            _ => Flow::Failed(String::new()),
+        };
+        self.run_hooks("job", &self.job.hooks, &flow, Some(status), exports)
+            .await;
+    }
+
+    fn run_hooks<'s>(
+        &'s self,
+        owner: &'s str,
+        hooks: &'s Hooks,
+        flow: &'s Flow,
+        status: Option<BuildStatus>,
+        exports: &'s Exports,
+    ) -> BoxFut<'s, ()> {
+        Box::pin(async move {
+            let (kind, first) = match flow {
+                Flow::Ok => ("on_success", &hooks.on_success),
+                Flow::Failed(_) => ("on_failure", &hooks.on_failure),
+                Flow::Cancelled => ("on_cancel", &hooks.on_cancel),
+            };
+            for (kind, actions) in [(kind, first), ("ensure", &hooks.ensure)] {
+                for (i, action) in actions.iter().enumerate() {
+                    let name = if actions.len() > 1 {
+                        format!("{owner}:{kind}#{}", i + 1)
+                    } else {
+                        format!("{owner}:{kind}")
+                    };
+                    self.run_hook(&name, action, status, exports).await;
+                }
+            }
+        })
+    }
+
+    /// One hook action. A failing hook is recorded as a failed step and nothing else.
+    async fn run_hook(
+        &self,
+        name: &str,
+        action: &HookAction,
+        status: Option<BuildStatus>,
+        exports: &Exports,
+    ) {
+        let mut exports = exports.clone();
+        if let Some(s) = status {
+            exports.insert("BUILD_STATUS".into(), s.as_str().to_owned());
+        }
+        // Hooks outlive a cancelled build; only a forced stop (second Ctrl-C) ends them.
+        let token = self.opts.force.child_token();
+        match action {
+            HookAction::Step(step) => {
+                let _ = self.run_step(step, &mut exports, &token).await;
+            }
+            HookAction::Command(cmd) => {
+                let hook_step = Step {
+                    name: name.to_owned(),
+                    kind: StepKind::Task(pipewright_config::TaskStep {
+                        run: cmd.clone(),
+                        inputs: Vec::new(),
+                        outputs: Vec::new(),
+                        env: indexmap::IndexMap::new(),
+                        caches: Vec::new(),
+                    }),
+                    timeout: Some(self.engine.options.hook_timeout),
+                    attempts: 1,
+                    hooks: Hooks::default(),
+                    loc: cmd.loc,
+                };
+                let _ = self.run_attempts(&hook_step, &mut exports, &token).await;
+            }
+        }
+    }
+}
+
+/// A `((secret:…))` placeholder in a command line, which would put the value in `ps` output.
+fn argv_secret<'p>(params: &'p Params, args: &'p [String]) -> Option<&'p str> {
+    for v in params.0.values() {
+        if let serde_json::Value::String(s) = v
+            && let Some(name) = secret_placeholders(s).into_iter().next()
+        {
+            return Some(name);
+        }
+    }
+    args.iter()
+        .find_map(|a| secret_placeholders(a).into_iter().next())
+}
+
+/// Expands `$NAME` / `${NAME}` from `env` (unknown names become empty), for notification
+/// messages.
+fn expand_env(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+            match inner.find('}') {
+                Some(end) => (&inner[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let n = after
+                .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
+                .unwrap_or(after.len());
+            (&after[..n], n)
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(env.get(name).map(String::as_str).unwrap_or(""));
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Copies a directory tree (files, permissions, symlinks as links).
+pub(crate) fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let to = dst.join(entry.file_name());
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &to)?;
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            std::os::unix::fs::symlink(target, &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_messages_from_the_environment() {
+        let env = BTreeMap::from([
+            ("BUILD_JOB_NAME".to_owned(), "release".to_owned()),
+            ("N".to_owned(), "7".to_owned()),
+        ]);
+        assert_eq!(
+            expand_env("$BUILD_JOB_NAME #${N}: $MISSING done $", &env),
+            "release #7:  done $"
+        );
+    }
+}

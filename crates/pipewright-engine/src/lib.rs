@@ -1,0 +1,307 @@
+#![doc = include_str!("../README.md")]
+
+mod build;
+mod events;
+mod outputs;
+mod registry;
+
+pub use events::{EventSink, NoEvents};
+pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
+pub use registry::{Registry, ResourceFactory, ServiceFactory};
+
+use build::{Build, RunVersions};
+use pipewright_config::Pipeline;
+use pipewright_core::{
+    BuildStatus, CancellationToken, Error, ErrorKind, Result, StepId, StepStatus, Version,
+};
+use pipewright_dag::{Dag, NodeState, Outcome};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where build workspaces are created (one directory per build).
+    pub workspace_root: PathBuf,
+    /// Keep workspaces after the build instead of removing them.
+    pub keep_workspace: bool,
+    /// How many jobs of a pipeline run at once (0 = as many as the DAG allows).
+    pub parallel_jobs: usize,
+    /// The team name in `BUILD_TEAM_NAME`.
+    pub team: String,
+    /// How long a stopped plug-in may take to clean up before the engine stops waiting. Match
+    /// the runners' grace period.
+    pub kill_grace: Duration,
+    /// The limit for each hook command.
+    pub hook_timeout: Duration,
+    /// How long a service may take to become ready, unless the step sets `timeout`.
+    pub service_ready_timeout: Duration,
+    /// How often a service's readiness is polled.
+    pub service_poll: Duration,
+    /// The limit for stopping each service (a fresh deadline, even after a timeout).
+    pub service_stop_timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            workspace_root: std::env::temp_dir().join("pipewright-builds"),
+            keep_workspace: false,
+            parallel_jobs: 0,
+            team: "main".into(),
+            kill_grace: pipewright_runners::DEFAULT_GRACE,
+            hook_timeout: Duration::from_secs(300),
+            service_ready_timeout: Duration::from_secs(60),
+            service_poll: Duration::from_millis(250),
+            service_stop_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one run is given.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The pipeline's name (`BUILD_PIPELINE_NAME`).
+    pub pipeline_name: String,
+    /// The build number (`BUILD_NUMBER`).
+    pub number: u64,
+    /// Local directories that replace resources, by resource name (or `type.name`): a get of
+    /// that resource copies the directory instead of calling the resource.
+    pub inputs: BTreeMap<String, PathBuf>,
+    /// Values for the job's `input` blocks (`INPUT_<NAME>`).
+    pub job_inputs: BTreeMap<String, serde_json::Value>,
+    /// Cancels the run: running steps are stopped, the rest skipped; hooks and `ensure` still
+    /// run.
+    pub cancel: CancellationToken,
+    /// Stops everything, hooks included (a second Ctrl-C).
+    pub force: CancellationToken,
+    /// Where events go.
+    pub events: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("pipeline_name", &self.pipeline_name)
+            .field("number", &self.number)
+            .field("inputs", &self.inputs)
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            pipeline_name: "pipeline".into(),
+            number: 1,
+            inputs: BTreeMap::new(),
+            job_inputs: BTreeMap::new(),
+            cancel: CancellationToken::new(),
+            force: CancellationToken::new(),
+            events: Arc::new(NoEvents),
+        }
+    }
+}
+
+/// The end of one step (for retried steps, of its last attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    /// The step's name (`<step>:on_failure`, `job:ensure`, `<service>:stop` for hooks and
+    /// services).
+    pub step: StepId,
+    /// How it ended.
+    pub status: StepStatus,
+    /// Attempts made (0 when skipped).
+    pub attempts: u32,
+    /// Time over all attempts.
+    pub duration: Duration,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+}
+
+/// The end of one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildResult {
+    /// The build's id (also its workspace directory's name).
+    pub build_id: String,
+    /// The job.
+    pub job: String,
+    /// The build number.
+    pub number: u64,
+    /// The final status.
+    pub status: BuildStatus,
+    /// Why it did not succeed.
+    pub reason: Option<String>,
+    /// Every step, in the order they ended.
+    pub steps: Vec<StepRecord>,
+    /// Wall time.
+    pub duration: Duration,
+    /// The kept workspace, when [`EngineOptions::keep_workspace`] is set.
+    pub workspace: Option<PathBuf>,
+    /// Resource versions the build got or put, by resource id (`type.name`).
+    pub versions: BTreeMap<String, Version>,
+}
+
+/// The end of a pipeline run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineResult {
+    /// The builds that ran, in the order they finished.
+    pub builds: Vec<BuildResult>,
+    /// Jobs that did not run, with the reason (an upstream job failed, the run was cancelled).
+    pub not_run: Vec<(String, String)>,
+    /// `Succeeded` when every build passed, `Cancelled` when the run was cancelled, otherwise
+    /// `Failed`.
+    pub status: BuildStatus,
+}
+
+/// Runs jobs and pipelines with the plug-ins of a [`Registry`].
+#[derive(Debug, Clone)]
+pub struct Engine {
+    registry: Registry,
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with `registry` and default options.
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            options: EngineOptions::default(),
+        }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Runs one build of `job`. Errors only when the job does not exist or its workspace
+    /// cannot be created; everything that happens inside the build is in the result.
+    pub async fn run_job(
+        &self,
+        pipeline: &Pipeline,
+        job: &str,
+        opts: &RunOptions,
+    ) -> Result<BuildResult> {
+        let job = find_job(pipeline, job)?;
+        let versions = RunVersions::default();
+        Ok(Build::prepare(self, pipeline, job, opts, &versions)?
+            .run()
+            .await)
+    }
+
+    /// Runs `jobs` (all jobs when empty) as one DAG: a job starts when the jobs it names in
+    /// `passed` (among those selected) have passed, gets the versions they used, and is
+    /// skipped when one of them fails.
+    pub async fn run_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        jobs: &[String],
+        opts: &RunOptions,
+    ) -> Result<PipelineResult> {
+        let selected: Vec<&pipewright_config::Job> = if jobs.is_empty() {
+            pipeline.jobs.values().collect()
+        } else {
+            jobs.iter()
+                .map(|j| find_job(pipeline, j))
+                .collect::<Result<_>>()?
+        };
+        let mut dag = Dag::new();
+        let mut index = BTreeMap::new();
+        for job in &selected {
+            index.insert(job.name.as_str(), dag.add_node(*job));
+        }
+        for (up, down, _) in pipewright_config::passed_edges(pipeline) {
+            if let (Some(&u), Some(&d)) = (index.get(up.as_str()), index.get(down.as_str()))
+                && !dag.dependencies(d).contains(&u)
+            {
+                dag.add_edge(u, d)
+                    .map_err(|e| Error::new(ErrorKind::InvalidConfig, e.to_string()))?;
+            }
+        }
+        let versions = RunVersions::default();
+        let builds: Mutex<Vec<BuildResult>> = Mutex::new(Vec::new());
+        let report = pipewright_dag::Executor::new(&dag)
+            .limit(self.options.parallel_jobs)
+            .cancel_token(opts.cancel.clone())
+            .run(|_, job, _token| {
+                let (versions, builds) = (&versions, &builds);
+                async move {
+                    // The build watches `opts.cancel` itself, so its hooks still run.
+                    let result = match Build::prepare(self, pipeline, job, opts, versions) {
+                        Ok(b) => b.run().await,
+                        Err(e) => return Outcome::Failed(e.to_string()),
+                    };
+                    let outcome = if result.status.passes() {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed(result.status.as_str().to_owned())
+                    };
+                    if let Ok(mut b) = builds.lock() {
+                        b.push(result);
+                    }
+                    outcome
+                }
+            })
+            .await;
+        let builds = builds.into_inner().unwrap_or_default();
+        let mut not_run = Vec::new();
+        for (i, job) in selected.iter().enumerate() {
+            if let NodeState::Skipped { .. } = report.states()[i] {
+                let id = pipewright_dag::NodeId(i);
+                let reason = dag
+                    .dependencies(id)
+                    .into_iter()
+                    .find_map(|d| match &report.states()[d.0] {
+                        NodeState::Succeeded => None,
+                        NodeState::Skipped { .. } => {
+                            Some(format!("upstream job `{}` did not run", selected[d.0].name))
+                        }
+                        _ => Some(format!(
+                            "upstream job `{}` did not pass",
+                            selected[d.0].name
+                        )),
+                    })
+                    .unwrap_or_else(|| "the run was cancelled".to_owned());
+                not_run.push((job.name.clone(), reason));
+            }
+        }
+        let status = if opts.cancel.is_cancelled() {
+            BuildStatus::Cancelled
+        } else if not_run.is_empty() && builds.iter().all(|b| b.status.passes()) {
+            BuildStatus::Succeeded
+        } else {
+            BuildStatus::Failed
+        };
+        Ok(PipelineResult {
+            builds,
+            not_run,
+            status,
+        })
+    }
+}
+
+fn find_job<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p pipewright_config::Job> {
+    pipeline.jobs.get(name).ok_or_else(|| {
+        let names: Vec<&str> = pipeline.jobs.keys().map(String::as_str).collect();
+        let hint = pipewright_config::suggest(name, names.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no job `{name}` in the pipeline{hint} (jobs: {})",
+                names.join(", ")
+            ),
+        )
+    })
+}
