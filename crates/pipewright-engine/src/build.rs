@@ -727,7 +727,16 @@ impl<'a> Build<'a> {
         if let Ok(mut v) = self.run_versions.lock() {
             v.insert((self.job.name.clone(), decl.id.clone()), version.clone());
         }
-        Ok(version.to_env(&export_prefix("GET", &step.name)))
+        let prefix = export_prefix("GET", &step.name);
+        Ok(version
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("{prefix}{}", env_key(k).to_ascii_uppercase()),
+                    v.to_owned(),
+                )
+            })
+            .collect())
     }
 
     /// The version every `passed` job of this run used, when they agree.
