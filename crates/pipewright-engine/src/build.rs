@@ -434,7 +434,12 @@ impl<'a> Build<'a> {
                         ctx.log_system(&format!("available variables: {}", names.join(" ")));
                     }
                     log.flush();
-                    self.finished(&id, StepStatus::Failed, exit, took, Some(reason.clone()));
+                    let shown = if attempt < attempts && !token.is_cancelled() {
+                        format!("{reason} (attempt {attempt}/{attempts}, retrying)")
+                    } else {
+                        reason.clone()
+                    };
+                    self.finished(&id, StepStatus::Failed, exit, took, Some(shown));
                     last_reason = reason;
                     if token.is_cancelled() {
                         break;
