@@ -48,7 +48,7 @@ fn default_workspace_root() -> PathBuf {
 
 /// Runs the jobs and returns the process exit code.
 pub fn run(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -145,6 +145,8 @@ struct Renderer {
     multi: Option<MultiProgress>,
     jobs: HashMap<String, String>,
     steps: HashMap<(String, String), StepView>,
+    /// Plain and JSON output, written out whenever no event is waiting (one write per burst).
+    buf: std::cell::RefCell<Vec<u8>>,
 }
 
 fn slot(s: Stream) -> usize {
@@ -164,14 +166,25 @@ impl Renderer {
         }
     }
 
+    fn flush(&self) {
+        let mut buf = self.buf.borrow_mut();
+        if !buf.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&buf);
+            let _ = out.flush();
+            buf.clear();
+        }
+    }
+
     fn line(&self, text: &str) {
         match &self.multi {
             Some(m) => {
                 let _ = m.println(text);
             }
             None => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
+                let mut buf = self.buf.borrow_mut();
+                buf.extend_from_slice(text.as_bytes());
+                buf.push(b'\n');
             }
         }
     }
@@ -209,8 +222,7 @@ impl Renderer {
     fn handle(&mut self, e: Event) {
         if self.mode == Mode::Json {
             if let Ok(s) = serde_json::to_string(&e) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{s}");
+                self.line(&s);
             }
             return;
         }
@@ -334,10 +346,15 @@ async fn render(mut rx: mpsc::UnboundedReceiver<Event>, mode: Mode, color: bool)
             .then(|| MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout())),
         jobs: HashMap::new(),
         steps: HashMap::new(),
+        buf: Default::default(),
     };
     while let Some(e) = rx.recv().await {
         r.handle(e);
+        if rx.is_empty() {
+            r.flush();
+        }
     }
+    r.flush();
     if let Some(m) = &r.multi {
         let _ = m.clear();
     }

@@ -74,6 +74,7 @@ pub(crate) struct Build<'a> {
     run_versions: &'a RunVersions,
     runners: Mutex<BTreeMap<String, Arc<dyn Runner>>>,
     secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
+    outputs_made: std::sync::atomic::AtomicU64,
 }
 
 fn new_build_id(job: &str, number: u64) -> String {
@@ -140,6 +141,7 @@ impl<'a> Build<'a> {
             run_versions,
             runners: Mutex::new(BTreeMap::new()),
             secrets: tokio::sync::Mutex::new(BTreeMap::new()),
+            outputs_made: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -562,8 +564,11 @@ impl<'a> Build<'a> {
                 Err(e) => return e.into(),
             }
         }
-        let output_file = self.outdir.join(format!("{}.{attempt}", env_key(name)));
-        let _ = std::fs::remove_file(&output_file);
+        // Unique within this build's fresh workspace, so there is never a stale file to remove.
+        let n = self
+            .outputs_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let output_file = self.outdir.join(format!("{}.{attempt}.{n}", env_key(name)));
         let spec = TaskSpec {
             name: name.to_owned(),
             params: cmd.params.clone(),

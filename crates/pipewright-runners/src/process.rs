@@ -10,11 +10,12 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use pipewright_core::{Ctx, Error, ErrorKind, ExitStatus, LogSink, Result, Stream};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -53,7 +54,8 @@ pub struct ProcessSpec {
 /// when the deadline passed, and [`ErrorKind::NotFound`] when the program does not exist.
 pub async fn run_process(ctx: &Ctx, spec: &ProcessSpec, grace: Duration) -> Result<ExitStatus> {
     let cookie = new_cookie(&ctx.build.build_id);
-    let mut cmd = Command::new(&spec.program);
+    let program = resolve_program(&spec.program, &spec.env);
+    let mut cmd = Command::new(program.as_ref());
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(&spec.env)
@@ -115,6 +117,37 @@ pub async fn run_process(ctx: &Ctx, spec: &ProcessSpec, grace: Duration) -> Resu
     };
     drain(pumps, &cookie, grace, ctx).await;
     status
+}
+
+/// Looks a bare program name up in `PATH` once and remembers the answer, so that each spawn
+/// is one `execve` instead of one per `PATH` entry. Names are looked up by the spawn itself when
+/// the task sets its own `PATH`, or when the lookup finds nothing (so the error stays the
+/// system's).
+fn resolve_program<'a>(program: &'a str, env: &BTreeMap<String, String>) -> Cow<'a, str> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<String>>>> = OnceLock::new();
+    if program.contains('/') || program.is_empty() || env.contains_key("PATH") {
+        return Cow::Borrowed(program);
+    }
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Ok(c) = cache.lock()
+        && let Some(found) = c.get(program)
+    {
+        return found.clone().map_or(Cow::Borrowed(program), Cow::Owned);
+    }
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).find_map(|dir| {
+            let candidate = dir.join(program);
+            let executable = std::fs::metadata(&candidate).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            });
+            executable.then(|| candidate.display().to_string())
+        })
+    });
+    if let Ok(mut c) = cache.lock() {
+        c.insert(program.to_owned(), found.clone());
+    }
+    found.map_or(Cow::Borrowed(program), Cow::Owned)
 }
 
 fn spawn_error(program: &str, e: std::io::Error) -> Error {
