@@ -45,7 +45,8 @@ fn every_example_is_covered_by_a_test() {
             "fan-out-fan-in.hcl",
             "four-abstractions.hcl",
             "hello.hcl",
-            "hooks-and-conditions.hcl"
+            "hooks-and-conditions.hcl",
+            "local-ci.hcl"
         ]
     );
 }
@@ -64,6 +65,36 @@ fn hello() {
         t.run.params.get_str("cmd").unwrap(),
         "echo \"hello from $BUILD_JOB_NAME\""
     );
+}
+
+#[test]
+fn local_ci() {
+    let p = load("local-ci.hcl");
+    let job = &p.jobs["build"];
+    assert_eq!(job.timeout, Some(Duration::from_secs(600)));
+    let StepKind::InParallel(par) = &job.steps[1].kind else {
+        panic!("the second step fans out")
+    };
+    assert_eq!((par.limit, par.fail_fast, par.steps.len()), (2, true, 3));
+    let unit = step(job, "unit-tests");
+    assert_eq!(
+        (unit.attempts, unit.timeout),
+        (2, Some(Duration::from_secs(60)))
+    );
+    let StepKind::Task(package) = &step(job, "package").kind else {
+        panic!("package is a task")
+    };
+    assert_eq!(package.outputs, ["dist/app-1.4.0.tar"]);
+    let StepKind::If(chain) = &job.steps[3].kind else {
+        panic!("then a condition")
+    };
+    assert_eq!(
+        chain.branches[0].condition.variables(),
+        ["TASK_PREPARE_CHANNEL", "TASK_UNIT_TESTS_PASSED"]
+    );
+    assert!(chain.else_steps.is_some());
+    assert_eq!(job.hooks.on_failure.len(), 1);
+    assert_eq!(job.hooks.ensure.len(), 1);
 }
 
 #[test]
