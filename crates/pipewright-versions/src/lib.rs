@@ -1,0 +1,293 @@
+#![doc = include_str!("../README.md")]
+
+use async_trait::async_trait;
+use pipewright_config::{Pipeline, StepKind, VersionPolicy};
+use pipewright_core::{BuildStatus, Version};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+/// A version's id within its resource: ids grow as versions are discovered, so the newest
+/// version has the highest id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VersionId(pub u64);
+
+/// One build of a job, as far as versions are concerned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// The job.
+    pub job: String,
+    /// The build number.
+    pub number: u64,
+    /// How it ended (`Pending`/`Running` while it runs).
+    pub status: BuildStatus,
+    /// The version each resource id (`type.name`) was got at.
+    pub inputs: BTreeMap<String, VersionId>,
+    /// Versions the build's puts produced, by resource id.
+    pub outputs: BTreeMap<String, Vec<VersionId>>,
+}
+
+impl BuildRecord {
+    /// Every version of `resource` this build used or produced.
+    pub fn touched(&self, resource: &str) -> impl Iterator<Item = VersionId> + '_ {
+        self.inputs
+            .get(resource)
+            .copied()
+            .into_iter()
+            .chain(self.outputs.get(resource).into_iter().flatten().copied())
+    }
+}
+
+/// A snapshot of versions, builds and pins: what the decision functions read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// Versions per resource id, oldest first.
+    pub versions: BTreeMap<String, Vec<(VersionId, Version)>>,
+    /// Builds, in creation order.
+    pub builds: Vec<BuildRecord>,
+    /// Pinned versions per resource id.
+    pub pins: BTreeMap<String, VersionId>,
+}
+
+impl History {
+    /// Adds versions to a resource's history, skipping ones it already has. Returns the id of
+    /// each given version (existing or new), in order.
+    pub fn add_versions(&mut self, resource: &str, versions: &[Version]) -> Vec<VersionId> {
+        let list = self.versions.entry(resource.to_owned()).or_default();
+        let mut next = list.last().map_or(1, |(id, _)| id.0 + 1);
+        versions
+            .iter()
+            .map(|v| {
+                if let Some((id, _)) = list.iter().find(|(_, existing)| existing == v) {
+                    return *id;
+                }
+                let id = VersionId(next);
+                next += 1;
+                list.push((id, v.clone()));
+                id
+            })
+            .collect()
+    }
+
+    /// The newest version of a resource.
+    pub fn latest(&self, resource: &str) -> Option<(VersionId, &Version)> {
+        self.versions
+            .get(resource)
+            .and_then(|l| l.last())
+            .map(|(id, v)| (*id, v))
+    }
+
+    /// A version by id.
+    pub fn version(&self, resource: &str, id: VersionId) -> Option<&Version> {
+        self.versions
+            .get(resource)?
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| v)
+    }
+
+    /// The id of a version, if the history has it.
+    pub fn find(&self, resource: &str, version: &Version) -> Option<VersionId> {
+        self.versions
+            .get(resource)?
+            .iter()
+            .find(|(_, v)| v == version)
+            .map(|(id, _)| *id)
+    }
+
+    /// The versions of `resource` that passed `job`: used or produced by a build of it that
+    /// succeeded (or ended with a warning).
+    pub fn passed_versions(&self, job: &str, resource: &str) -> BTreeSet<VersionId> {
+        self.builds
+            .iter()
+            .filter(|b| b.job == job && b.status.passes())
+            .flat_map(|b| b.touched(resource).collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+/// Why a `get` has no version to use; shown to users next to the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoVersion {
+    /// The resource id.
+    pub resource: String,
+    /// The explanation.
+    pub reason: String,
+}
+
+impl std::fmt::Display for NoVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for NoVersion {}
+
+/// `passed` resolution: the newest version of `resource` that passed every job in `passed`.
+pub fn resolve_passed(
+    history: &History,
+    resource: &str,
+    passed: &[String],
+) -> Result<VersionId, NoVersion> {
+    let mut common: Option<BTreeSet<VersionId>> = None;
+    for job in passed {
+        let ok = history.passed_versions(job, resource);
+        if ok.is_empty() {
+            return Err(NoVersion {
+                resource: resource.to_owned(),
+                reason: format!("no version of `{resource}` has passed `{job}` yet"),
+            });
+        }
+        common = Some(match common {
+            None => ok,
+            Some(c) => c.intersection(&ok).copied().collect(),
+        });
+    }
+    common
+        .and_then(|c| c.last().copied())
+        .ok_or_else(|| NoVersion {
+            resource: resource.to_owned(),
+            reason: format!(
+                "no single version of `{resource}` has passed all of {} yet",
+                passed
+                    .iter()
+                    .map(|j| format!("`{j}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// The version each `get` of a new build of `job` uses, by resource id. Priority: a version
+/// pinned in the pipeline (`version = {…}`), then `passed` resolution, then a version pinned
+/// on the resource, then the version that triggered the build (for its resource), then the
+/// newest.
+pub fn resolve_inputs(
+    pipeline: &Pipeline,
+    job: &str,
+    history: &History,
+    trigger: Option<(&str, VersionId)>,
+) -> Result<BTreeMap<String, VersionId>, NoVersion> {
+    let mut out = BTreeMap::new();
+    let Some(job) = pipeline.jobs.get(job) else {
+        return Ok(out);
+    };
+    for step in job.all_steps() {
+        let StepKind::Get(g) = &step.kind else {
+            continue;
+        };
+        let r = g.resource.as_str();
+        let id = if let VersionPolicy::Pinned(v) = &g.version {
+            history.find(r, v).ok_or_else(|| NoVersion {
+                resource: r.to_owned(),
+                reason: format!("the pinned version {v} of `{r}` has not been seen by a check"),
+            })?
+        } else if !g.passed.is_empty() {
+            resolve_passed(history, r, &g.passed)?
+        } else if let Some(pin) = history.pins.get(r) {
+            *pin
+        } else if let Some((_, id)) = trigger.filter(|(tr, _)| *tr == r) {
+            id
+        } else {
+            history
+                .latest(r)
+                .map(|(id, _)| id)
+                .ok_or_else(|| NoVersion {
+                    resource: r.to_owned(),
+                    reason: format!("`{r}` has no versions yet"),
+                })?
+        };
+        out.insert(r.to_owned(), id);
+    }
+    Ok(out)
+}
+
+/// Jobs that a new version of `resource` triggers: a `get` of it with `trigger = true` and no
+/// `passed` (jobs with `passed` are triggered when their upstream builds pass).
+pub fn jobs_triggered_by_version(pipeline: &Pipeline, resource: &str) -> Vec<String> {
+    pipeline
+        .jobs
+        .values()
+        .filter(|j| {
+            j.gets()
+                .any(|g| g.resource == resource && g.trigger && g.passed.is_empty())
+        })
+        .map(|j| j.name.clone())
+        .collect()
+}
+
+/// Jobs that a passing build of `job` triggers: a `get` with `trigger = true` whose `passed`
+/// names `job`.
+pub fn jobs_triggered_by_build(pipeline: &Pipeline, job: &str) -> Vec<String> {
+    pipeline
+        .jobs
+        .values()
+        .filter(|j| {
+            j.gets()
+                .any(|g| g.trigger && g.passed.iter().any(|p| p == job))
+        })
+        .map(|j| j.name.clone())
+        .collect()
+}
+
+/// Where versions, build records and pins are kept. Async so that database-backed stores fit.
+#[async_trait]
+pub trait VersionStore: Send + Sync {
+    /// Adds versions found by a check (duplicates skipped); returns their ids in order.
+    async fn save_versions(&self, resource: &str, versions: &[Version]) -> Vec<VersionId>;
+    /// Records (or replaces, by job and number) a build.
+    async fn record_build(&self, build: BuildRecord);
+    /// Pins a resource to a version, or unpins it.
+    async fn pin(&self, resource: &str, version: Option<VersionId>);
+    /// A snapshot of everything the decision functions need.
+    async fn history(&self) -> History;
+}
+
+/// A [`VersionStore`] in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<History>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl VersionStore for MemoryStore {
+    async fn save_versions(&self, resource: &str, versions: &[Version]) -> Vec<VersionId> {
+        match self.inner.lock() {
+            Ok(mut h) => h.add_versions(resource, versions),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn record_build(&self, build: BuildRecord) {
+        if let Ok(mut h) = self.inner.lock() {
+            match h
+                .builds
+                .iter_mut()
+                .find(|b| b.job == build.job && b.number == build.number)
+            {
+                Some(existing) => *existing = build,
+                None => h.builds.push(build),
+            }
+        }
+    }
+
+    async fn pin(&self, resource: &str, version: Option<VersionId>) {
+        if let Ok(mut h) = self.inner.lock() {
+            match version {
+                Some(v) => h.pins.insert(resource.to_owned(), v),
+                None => h.pins.remove(resource),
+            };
+        }
+    }
+
+    async fn history(&self) -> History {
+        self.inner.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
