@@ -13,6 +13,7 @@ use pipewright_core::{
     env_key,
 };
 use pipewright_dag::{Dag, NodeState, Outcome};
+use pipewright_versions::{BuildRecord, VersionId, VersionStore};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -55,9 +56,6 @@ impl From<Error> for Attempt {
     }
 }
 
-/// Versions used or produced by the builds of one pipeline run: `(job, resource id)` → version.
-pub(crate) type RunVersions = Mutex<BTreeMap<(String, String), Version>>;
-
 pub(crate) struct Build<'a> {
     engine: &'a Engine,
     pipeline: &'a Pipeline,
@@ -71,7 +69,9 @@ pub(crate) struct Build<'a> {
     records: Mutex<Vec<StepRecord>>,
     services: Mutex<Vec<(String, Arc<dyn Service>)>>,
     versions: Mutex<BTreeMap<String, Version>>,
-    run_versions: &'a RunVersions,
+    store: Arc<dyn VersionStore>,
+    inputs: Mutex<BTreeMap<String, VersionId>>,
+    outputs: Mutex<BTreeMap<String, Vec<VersionId>>>,
     runners: Mutex<BTreeMap<String, Arc<dyn Runner>>>,
     secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
     outputs_made: std::sync::atomic::AtomicU64,
@@ -99,7 +99,7 @@ impl<'a> Build<'a> {
         pipeline: &'a Pipeline,
         job: &'a Job,
         opts: &'a RunOptions,
-        run_versions: &'a RunVersions,
+        store: Arc<dyn VersionStore>,
     ) -> Result<Self, Error> {
         let build_id = new_build_id(&job.name, opts.number);
         let meta = BuildMeta {
@@ -138,7 +138,9 @@ impl<'a> Build<'a> {
             records: Mutex::new(Vec::new()),
             services: Mutex::new(Vec::new()),
             versions: Mutex::new(BTreeMap::new()),
-            run_versions,
+            store,
+            inputs: Mutex::new(BTreeMap::new()),
+            outputs: Mutex::new(BTreeMap::new()),
             runners: Mutex::new(BTreeMap::new()),
             secrets: tokio::sync::Mutex::new(BTreeMap::new()),
             outputs_made: std::sync::atomic::AtomicU64::new(0),
@@ -211,6 +213,15 @@ impl<'a> Build<'a> {
             }
             None
         };
+        self.store
+            .record_build(BuildRecord {
+                job: self.job.name.clone(),
+                number: self.meta.number,
+                status,
+                inputs: self.inputs.lock().map(|m| m.clone()).unwrap_or_default(),
+                outputs: self.outputs.lock().map(|m| m.clone()).unwrap_or_default(),
+            })
+            .await;
         self.emitter.emit(EventKind::BuildStatus { status });
         let versions = self.versions.lock().map(|v| v.clone()).unwrap_or_default();
         let steps = self.records.lock().map(|r| r.clone()).unwrap_or_default();
@@ -681,7 +692,9 @@ impl<'a> Build<'a> {
             )
         })?;
         let dest = self.workdir.join(&decl.name);
-        let version = if let Some(dir) = self
+        let rid = decl.id.as_str();
+        let store = &self.store;
+        let (version, id) = if let Some(dir) = self
             .opts
             .inputs
             .get(&decl.name)
@@ -699,29 +712,44 @@ impl<'a> Build<'a> {
                     Error::new(ErrorKind::Other, format!("copying the input failed: {e}"))
                 })?
                 .map_err(|e| Error::from(e).with_context("input", dir.display().to_string()))?;
-            Version::from_pairs([("path", dir.display().to_string())])
+            let v = Version::from_pairs([("path", dir.display().to_string())]);
+            let ids = store.save_versions(rid, std::slice::from_ref(&v)).await;
+            (v, ids.first().copied())
         } else {
-            let resource = self.engine.registry.resource(decl)?;
-            let version = match &g.version {
-                pipewright_config::VersionPolicy::Pinned(v) => v.clone(),
-                _ => match self.upstream_version(g) {
-                    Some(v) => {
-                        ctx.log_system(&format!(
-                            "using version {v} that passed {}",
-                            g.passed.join(", ")
-                        ));
-                        v
-                    }
-                    None => {
-                        let found = resource.check(ctx, None).await?;
-                        found.last().cloned().ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::NotFound,
-                                format!("resource `{}` has no versions yet", decl.name),
-                            )
-                        })?
-                    }
-                },
+            let resource = self.resource(decl)?;
+            let (version, id) = match &g.version {
+                pipewright_config::VersionPolicy::Pinned(v) => {
+                    let ids = store.save_versions(rid, std::slice::from_ref(v)).await;
+                    (v.clone(), ids.first().copied())
+                }
+                _ if !g.passed.is_empty() => {
+                    let history = store.history().await;
+                    let id = pipewright_versions::resolve_passed(&history, rid, &g.passed)
+                        .map_err(|e| Error::new(ErrorKind::NotFound, e.reason))?;
+                    let v = history.version(rid, id).cloned().unwrap_or_default();
+                    ctx.log_system(&format!(
+                        "using {v}, the newest version that passed {}",
+                        g.passed.join(", ")
+                    ));
+                    (v, Some(id))
+                }
+                _ => {
+                    let last = store.history().await.latest(rid).map(|(_, v)| v.clone());
+                    let found = resource.check(ctx, last.as_ref()).await?;
+                    store.save_versions(rid, &found).await;
+                    let history = store.history().await;
+                    let chosen = match history.pins.get(rid) {
+                        Some(pin) => history.version(rid, *pin).map(|v| (*pin, v)),
+                        None => history.latest(rid),
+                    };
+                    let (id, v) = chosen.ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::NotFound,
+                            format!("resource `{}` has no versions yet", decl.name),
+                        )
+                    })?;
+                    (v.clone(), Some(id))
+                }
             };
             std::fs::create_dir_all(&dest)?;
             let meta = resource.get(ctx, &version, &dest).await?;
@@ -729,13 +757,13 @@ impl<'a> Build<'a> {
             for f in &meta.0 {
                 ctx.log_system(&format!("  {}: {}", f.name, f.value));
             }
-            version
+            (version, id)
         };
         if let Ok(mut v) = self.versions.lock() {
             v.insert(decl.id.clone(), version.clone());
         }
-        if let Ok(mut v) = self.run_versions.lock() {
-            v.insert((self.job.name.clone(), decl.id.clone()), version.clone());
+        if let (Some(id), Ok(mut inputs)) = (id, self.inputs.lock()) {
+            inputs.insert(decl.id.clone(), id);
         }
         let prefix = export_prefix("GET", &step.name);
         Ok(version
@@ -749,21 +777,39 @@ impl<'a> Build<'a> {
             .collect())
     }
 
-    /// The version every `passed` job of this run used, when they agree.
-    fn upstream_version(&self, g: &pipewright_config::GetStep) -> Option<Version> {
-        if g.passed.is_empty() {
-            return None;
-        }
-        let map = self.run_versions.lock().ok()?;
-        let mut found: Option<&Version> = None;
-        for up in &g.passed {
-            let v = map.get(&(up.clone(), g.resource.clone()))?;
-            if found.is_some_and(|f| f != v) {
-                return None;
+    /// The resource for a `resource` block: a command-defined type of the pipeline, or the
+    /// registry's.
+    fn resource(
+        &self,
+        decl: &pipewright_config::Resource,
+    ) -> Result<Arc<dyn pipewright_core::Resource>, Error> {
+        if let Some(t) = self.pipeline.resource_types.get(&decl.type_name)
+            && !t.commands.is_empty()
+        {
+            let cache = t
+                .cache
+                .then(|| decl.cache.unwrap_or(true))
+                .or(decl.cache)
+                .unwrap_or(false)
+                .then(|| {
+                    self.engine
+                        .options
+                        .cache_root
+                        .join(env_key(&self.meta.pipeline))
+                        .join(env_key(&decl.id))
+                });
+            let mut runners = BTreeMap::new();
+            for cmd in t.commands.values() {
+                runners.insert(cmd.runner.clone(), self.runner(&cmd.runner)?);
             }
-            found = Some(v);
+            return Ok(Arc::new(crate::command::CommandResource::new(
+                t.clone(),
+                decl.clone(),
+                runners,
+                cache,
+            )));
         }
-        found.cloned()
+        self.engine.registry.resource(decl)
     }
 
     async fn put(&self, p: &pipewright_config::PutStep, ctx: &Ctx) -> Result<(), Error> {
@@ -773,18 +819,19 @@ impl<'a> Build<'a> {
                 format!("no resource `{}`", p.resource),
             )
         })?;
-        let resource = self.engine.registry.resource(decl)?;
+        let resource = self.resource(decl)?;
         let produced = resource.put(ctx, &self.workdir, &p.params).await?;
         for v in &produced {
             ctx.log_system(&format!("produced version {v} of `{}`", decl.name));
         }
-        if let Some(v) = produced.last() {
-            if let Ok(mut m) = self.versions.lock() {
-                m.insert(decl.id.clone(), v.clone());
-            }
-            if let Ok(mut m) = self.run_versions.lock() {
-                m.insert((self.job.name.clone(), decl.id.clone()), v.clone());
-            }
+        let ids = self.store.save_versions(&decl.id, &produced).await;
+        if let Ok(mut outputs) = self.outputs.lock() {
+            outputs.entry(decl.id.clone()).or_default().extend(ids);
+        }
+        if let Some(v) = produced.last()
+            && let Ok(mut m) = self.versions.lock()
+        {
+            m.insert(decl.id.clone(), v.clone());
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod build;
+mod command;
 mod events;
 mod outputs;
 mod registry;
@@ -9,12 +10,13 @@ pub use events::{EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
 pub use registry::{Registry, ResourceFactory, ServiceFactory};
 
-use build::{Build, RunVersions};
+use build::Build;
 use pipewright_config::Pipeline;
 use pipewright_core::{
     BuildStatus, CancellationToken, Error, ErrorKind, Result, StepId, StepStatus, Version,
 };
 use pipewright_dag::{Dag, NodeState, Outcome};
+pub use pipewright_versions::{MemoryStore, VersionStore};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,9 @@ pub struct EngineOptions {
     pub service_poll: Duration,
     /// The limit for stopping each service (a fresh deadline, even after a timeout).
     pub service_stop_timeout: Duration,
+    /// Where resources with `cache = true` keep their `$CACHE_DIR`, one directory per
+    /// pipeline and resource.
+    pub cache_root: PathBuf,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +61,7 @@ impl Default for EngineOptions {
             service_ready_timeout: Duration::from_secs(60),
             service_poll: Duration::from_millis(250),
             service_stop_timeout: Duration::from_secs(30),
+            cache_root: std::env::temp_dir().join("pipewright-cache"),
         }
     }
 }
@@ -79,6 +85,17 @@ pub struct RunOptions {
     pub force: CancellationToken,
     /// Where events go.
     pub events: Arc<dyn EventSink>,
+    /// Version history shared with other runs (a server's); `None`: a fresh in-memory store
+    /// for this run, so a pipeline run flows versions through `passed` on its own.
+    pub store: Option<Arc<dyn VersionStore>>,
+}
+
+impl RunOptions {
+    fn store(&self) -> Arc<dyn VersionStore> {
+        self.store
+            .clone()
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()))
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -102,6 +119,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             force: CancellationToken::new(),
             events: Arc::new(NoEvents),
+            store: None,
         }
     }
 }
@@ -193,8 +211,8 @@ impl Engine {
         opts: &RunOptions,
     ) -> Result<BuildResult> {
         let job = find_job(pipeline, job)?;
-        let versions = RunVersions::default();
-        Ok(Build::prepare(self, pipeline, job, opts, &versions)?
+        let store = opts.store();
+        Ok(Build::prepare(self, pipeline, job, opts, store)?
             .run()
             .await)
     }
@@ -228,16 +246,16 @@ impl Engine {
                     .map_err(|e| Error::new(ErrorKind::InvalidConfig, e.to_string()))?;
             }
         }
-        let versions = RunVersions::default();
+        let store = opts.store();
         let builds: Mutex<Vec<BuildResult>> = Mutex::new(Vec::new());
         let report = pipewright_dag::Executor::new(&dag)
             .limit(self.options.parallel_jobs)
             .cancel_token(opts.cancel.clone())
             .run(|_, job, _token| {
-                let (versions, builds) = (&versions, &builds);
+                let (store, builds) = (store.clone(), &builds);
                 async move {
                     // The build watches `opts.cancel` itself, so its hooks still run.
-                    let result = match Build::prepare(self, pipeline, job, opts, versions) {
+                    let result = match Build::prepare(self, pipeline, job, opts, store) {
                         Ok(b) => b.run().await,
                         Err(e) => return Outcome::Failed(e.to_string()),
                     };

@@ -896,3 +896,130 @@ async fn unknown_jobs_get_a_suggestion() {
     let err = h.engine.run_job(&p, "tset", &h.opts()).await.unwrap_err();
     assert!(err.to_string().contains("did you mean `test`?"), "{err}");
 }
+
+/// A resource type written in plain sh: versions are the lines of a file; pull copies the
+/// version's line into the workspace; push appends a line and reports it.
+const COMMAND_TYPE: &str = r#"
+resource_type "lines" {
+  params = ["file"]
+  cache  = true
+  check "shell" {
+    cmd = <<-SH
+      echo "checking $param_file after '$version_n'" >&2
+      echo "checks" >> "$CACHE_DIR/count"
+      echo "log line before the result"
+      if [ -z "$version_n" ]; then
+        n=$(wc -l < "$param_file"); printf '[{"n":"%s"}]\n' "$n"
+      else
+        printf '['; sep=''; i=$((version_n + 1)); total=$(wc -l < "$param_file")
+        while [ "$i" -le "$total" ]; do printf '%s{"n":"%s"}' "$sep" "$i"; sep=','; i=$((i + 1)); done
+        printf ']\n'
+      fi
+    SH
+  }
+  pull "shell" {
+    cmd = "mkdir -p lines && sed -n \"$${version_n}p\" \"$param_file\" > lines/current"
+  }
+  push "shell" {
+    cmd = "echo \"$put_text\" >> \"$param_file\"; printf '[{\"n\":\"%s\"}]\n' $(wc -l < \"$param_file\")"
+  }
+}
+resource "lines" "lines" {
+  params {
+    file = "@DIR@/data.txt"
+  }
+}
+job "read" {
+  get "lines" "lines" {}
+  task "show" {
+    run "shell" { cmd = "cat lines/current > @DIR@/seen; echo $GET_LINES_N >> @DIR@/seen" }
+  }
+}
+job "write" {
+  get "lines" "lines" { passed = ["read"] }
+  put "lines" "lines" { text = "third" }
+}
+job "after" {
+  get "lines" "lines" { passed = ["write"] }
+  task "show" {
+    run "shell" { cmd = "cat lines/current > @DIR@/after" }
+  }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_defined_resource_type_checks_pulls_and_pushes() {
+    let h = harness(builtins());
+    std::fs::write(h.dir.path().join("data.txt"), "first\nsecond\n").unwrap();
+    let mut engine_opts = h.engine.options().clone();
+    engine_opts.cache_root = h.dir.path().join("cache");
+    let engine = h.engine.clone().with_options(engine_opts);
+    let p = h.pipeline(COMMAND_TYPE);
+    let result = engine.run_pipeline(&p, &[], &h.opts()).await.unwrap();
+    assert_eq!(result.status, BuildStatus::Succeeded, "{result:#?}");
+    // read got the newest line (2); write put line 3; after got the version write produced.
+    assert_eq!(h.file("seen"), "second\n2\n");
+    assert_eq!(h.file("data.txt"), "first\nsecond\nthird\n");
+    assert_eq!(h.file("after"), "third\n");
+    let log = h.log("lines");
+    assert!(log.contains("log line before the result"), "{log}");
+    assert!(log.contains("checking"), "stderr is kept: {log}");
+    // The cache directory persists between checks of the resource.
+    let caches: Vec<_> = walk(&h.dir.path().join("cache"));
+    assert!(caches.iter().any(|p| p.ends_with("count")), "{caches:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_check_result_is_an_error_that_keeps_the_log() {
+    let h = harness(builtins());
+    let text = r#"
+resource_type "broken" {
+  check "shell" {
+    cmd = "echo 'fetching'; echo 'done, no JSON'"
+  }
+  pull "shell" { cmd = "true" }
+}
+resource_type "failing" {
+  check "shell" {
+    cmd = "echo 'auth failed' >&2; exit 3"
+  }
+  pull "shell" { cmd = "true" }
+}
+resource "broken" "b" {}
+resource "failing" "f" {}
+job "jb" {
+  get "broken" "b" {}
+}
+job "jf" {
+  get "failing" "f" {}
+}
+"#;
+    let b = h.job(text, "jb").await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let reason = step(&b, "b").reason.clone().unwrap();
+    assert!(
+        reason.contains("must be a JSON array of versions") && reason.contains("`done, no JSON`"),
+        "{reason}"
+    );
+    assert!(h.log("b").contains("fetching"), "the check's log is kept");
+
+    let b = h.job(text, "jf").await;
+    let reason = step(&b, "f").reason.clone().unwrap();
+    assert_eq!(reason, "`check` of resource `f` failed: exit code 3");
+    assert!(h.log("f").contains("auth failed"));
+}
