@@ -35,6 +35,20 @@ pub struct RunArgs {
     pub color: bool,
 }
 
+fn cache_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+}
+
+fn default_cache_root() -> PathBuf {
+    match cache_home() {
+        Some(c) => c.join("pipewright").join("cache"),
+        None => std::env::temp_dir().join("pipewright-cache"),
+    }
+}
+
 fn default_workspace_root() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -70,9 +84,18 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         keep_workspace: args.keep,
         parallel_jobs: args.parallel,
         kill_grace: args.grace,
+        cache_root: default_cache_root(),
         ..EngineOptions::default()
     };
-    let engine = Engine::new(Registry::with_builtins(args.grace)).with_options(options);
+    let mut registry = Registry::with_builtins(args.grace);
+    for name in pipewright_resources::BUILTIN_TYPES {
+        let root = options.cache_root.clone();
+        registry.resource_type(
+            name,
+            Arc::new(move |d: &pipewright_config::Resource| pipewright_resources::create(d, &root)),
+        );
+    }
+    let engine = Engine::new(registry).with_options(options);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let sink = Arc::new(move |e: Event| {
         let _ = tx.send(e);
