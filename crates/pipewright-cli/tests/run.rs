@@ -205,3 +205,64 @@ job "j" {{
         assert!(!alive(pid), "process {pid} survived Ctrl-C");
     }
 }
+
+#[test]
+fn a_commit_flows_from_git_through_passed_to_an_artifact_and_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("crates/one")).unwrap();
+    std::fs::write(repo.join("Cargo.toml"), "[workspace]\n").unwrap();
+    std::fs::write(repo.join("README.md"), "# demo\n").unwrap();
+    std::fs::write(repo.join("crates/one/Cargo.toml"), "[package]\n").unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "demo"]);
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&repo)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        bin(&dir.path().join("ws"))
+            .arg("--pipeline")
+            .arg(examples().join("git-to-deploy.hcl"))
+            .arg("--var")
+            .arg(format!("repo={}", repo.display()))
+            .arg("--var")
+            .arg(format!("artifacts={}", dir.path().join("store").display()))
+            .env("XDG_CACHE_HOME", dir.path().join("cache")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "test/check │ testing commit {}: 1 crates",
+            head.trim()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("the newest version that passed build"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "deploy/release │ deploying revision {}",
+            head.trim()
+        )),
+        "{out}"
+    );
+}

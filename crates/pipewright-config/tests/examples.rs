@@ -44,6 +44,7 @@ fn every_example_is_covered_by_a_test() {
             "custom-types.hcl",
             "fan-out-fan-in.hcl",
             "four-abstractions.hcl",
+            "git-to-deploy.hcl",
             "hello.hcl",
             "hooks-and-conditions.hcl",
             "local-ci.hcl"
@@ -65,6 +66,39 @@ fn hello() {
         t.run.params.get_str("cmd").unwrap(),
         "echo \"hello from $BUILD_JOB_NAME\""
     );
+}
+
+#[test]
+fn git_to_deploy() {
+    let p = load("git-to-deploy.hcl");
+    assert_eq!(
+        p.resources["git.source"].params.get_str("url").unwrap(),
+        "."
+    );
+    assert_eq!(
+        p.resources["git.source"].check_interval,
+        Some(Schedule::Every(Duration::from_secs(60)))
+    );
+    let edges = passed_edges(&p);
+    assert_eq!(
+        edges,
+        [
+            (
+                "test".to_owned(),
+                "build".to_owned(),
+                "git.source".to_owned()
+            ),
+            (
+                "build".to_owned(),
+                "deploy".to_owned(),
+                "artifact.bundle".to_owned()
+            ),
+        ]
+    );
+    let StepKind::Put(put) = &p.jobs["build"].steps[2].kind else {
+        panic!("build ends with a put")
+    };
+    assert_eq!(put.params.get_str("from").unwrap(), "out");
 }
 
 #[test]

@@ -70,7 +70,7 @@ async fn git_check_returns_new_commits_oldest_first_with_path_filters() {
 
     // The first check returns only the newest commit.
     let first = all.check(&ctx, None).await.unwrap();
-    assert_eq!(refs(&first), [c1.clone()]);
+    assert_eq!(refs(&first), [c1]);
 
     let c2 = commit(&repo, "src/a.rs", "2", "second");
     let c3 = commit(&repo, "docs/readme.md", "3", "docs only");
