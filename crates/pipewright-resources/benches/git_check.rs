@@ -1,6 +1,6 @@
 //! `check` of a git repository with 10,000 commits when 10 are new, against the bare commands it
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 //! runs (`git fetch` into the mirror + `git rev-list last..branch`), in the same run.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pipewright_core::{Ctx, Params, Resource, Version};
