@@ -50,11 +50,7 @@ fn default_cache_root() -> PathBuf {
 }
 
 fn default_workspace_root() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    match cache {
+    match cache_home() {
         Some(c) => c.join("pipewright").join("builds"),
         None => std::env::temp_dir().join("pipewright-builds"),
     }

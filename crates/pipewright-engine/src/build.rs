@@ -261,6 +261,12 @@ impl<'a> Build<'a> {
         });
     }
 
+    /// Emits the step's end (`took`: its last attempt) and records it for the summary.
+    fn conclude(&self, rec: StepRecord, exit: Option<ExitStatus>, took: Duration) {
+        self.finished(&rec.step, rec.status, exit, took, rec.reason.clone());
+        self.record(rec);
+    }
+
     /// Records `steps` (and everything nested in them) as skipped.
     fn skip_all(&self, steps: &[Step], reason: &str) {
         for s in steps {
@@ -275,21 +281,14 @@ impl<'a> Build<'a> {
                     }
                 }
                 _ => {
-                    let id = StepId(s.name.clone());
-                    self.finished(
-                        &id,
-                        StepStatus::Skipped,
-                        None,
-                        Duration::ZERO,
-                        Some(reason.to_owned()),
-                    );
-                    self.record(StepRecord {
-                        step: id,
+                    let rec = StepRecord {
+                        step: StepId(s.name.clone()),
                         status: StepStatus::Skipped,
                         attempts: 0,
                         duration: Duration::ZERO,
                         reason: Some(reason.to_owned()),
-                    });
+                    };
+                    self.conclude(rec, None, Duration::ZERO);
                 }
             }
         }
@@ -405,39 +404,27 @@ impl<'a> Build<'a> {
             match result {
                 Attempt::Done(new) => {
                     log.flush();
-                    self.finished(
-                        &id,
-                        StepStatus::Succeeded,
-                        Some(ExitStatus::SUCCESS),
-                        took,
-                        None,
-                    );
                     exports.extend(new);
-                    self.record(StepRecord {
+                    let rec = StepRecord {
                         step: id,
                         status: StepStatus::Succeeded,
                         attempts: attempt,
                         duration: started.elapsed(),
                         reason: None,
-                    });
+                    };
+                    self.conclude(rec, Some(ExitStatus::SUCCESS), took);
                     return Flow::Ok;
                 }
                 Attempt::Cancelled => {
                     log.flush();
-                    self.finished(
-                        &id,
-                        StepStatus::Cancelled,
-                        None,
-                        took,
-                        Some("cancelled".into()),
-                    );
-                    self.record(StepRecord {
+                    let rec = StepRecord {
                         step: id,
                         status: StepStatus::Cancelled,
                         attempts: attempt,
                         duration: started.elapsed(),
                         reason: Some("cancelled".into()),
-                    });
+                    };
+                    self.conclude(rec, None, took);
                     return Flow::Cancelled;
                 }
                 Attempt::Failed { reason, exit } => {
@@ -1038,14 +1025,15 @@ impl<'a> Build<'a> {
                 (StepStatus::Failed, Some(r.clone()), Flow::Failed(r))
             }
         };
-        self.finished(&id, status, None, started.elapsed(), reason.clone());
-        self.record(StepRecord {
+        let took = started.elapsed();
+        let rec = StepRecord {
             step: id,
             status,
             attempts: 1,
-            duration: started.elapsed(),
+            duration: took,
             reason,
-        });
+        };
+        self.conclude(rec, None, took);
         flow
     }
 
@@ -1089,14 +1077,15 @@ impl<'a> Build<'a> {
             } else {
                 StepStatus::Succeeded
             };
-            self.finished(&id, status, None, started.elapsed(), reason.clone());
-            self.record(StepRecord {
+            let took = started.elapsed();
+            let rec = StepRecord {
                 step: id,
                 status,
                 attempts: 1,
-                duration: started.elapsed(),
+                duration: took,
                 reason,
-            });
+            };
+            self.conclude(rec, None, took);
         }
     }
 
@@ -1194,32 +1183,7 @@ fn argv_secret<'p>(params: &'p Params, args: &'p [String]) -> Option<&'p str> {
 /// Expands `$NAME` / `${NAME}` from `env` (unknown names become empty), for notification
 /// messages.
 fn expand_env(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, len) = if let Some(inner) = after.strip_prefix('{') {
-            match inner.find('}') {
-                Some(end) => (&inner[..end], end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let n = after
-                .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
-                .unwrap_or(after.len());
-            (&after[..n], n)
-        };
-        if name.is_empty() {
-            out.push('$');
-            rest = after;
-        } else {
-            out.push_str(env.get(name).map(String::as_str).unwrap_or(""));
-            rest = &after[len..];
-        }
-    }
-    out.push_str(rest);
-    out
+    pipewright_runners::expand(s, &|name| env.get(name).cloned().unwrap_or_default())
 }
 
 /// Copies a directory tree (files, permissions, symlinks as links).

@@ -7,7 +7,7 @@ pub use process::{
     COOKIE_VAR, DEFAULT_GRACE, ProcessSpec, build_cookie_prefix, reap_cookie,
     reap_cookie_gracefully, run_process,
 };
-pub use template::TemplateRunner;
+pub use template::{TemplateRunner, expand};
 
 use async_trait::async_trait;
 use pipewright_core::{
@@ -34,7 +34,7 @@ pub fn task_env(ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> BTreeMap<String, 
 
 /// A program path as given, except that a relative path with a `/` is taken relative to the
 /// workspace (the only reading that does not depend on where `pipewright` was started).
-fn program_path(path: &str, ws: &Workspace) -> String {
+pub(crate) fn program_path(path: &str, ws: &Workspace) -> String {
     if path.contains('/') && !Path::new(path).is_absolute() {
         ws.dir.join(path).display().to_string()
     } else {

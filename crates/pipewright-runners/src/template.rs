@@ -1,7 +1,7 @@
 //! User-defined runners: a `runner_type` with a `run { path args }` template.
 
 use crate::process::{DEFAULT_GRACE, ProcessSpec, run_process};
-use crate::task_env;
+use crate::{program_path, task_env};
 use async_trait::async_trait;
 use pipewright_core::{Ctx, ExitStatus, Result, Runner, TaskSpec, Workspace};
 use std::collections::BTreeMap;
@@ -104,8 +104,9 @@ fn container_env(name: &str, env: &BTreeMap<String, String>, ws: &Workspace) -> 
     }
 }
 
-/// Expands `$NAME` and `${NAME}`; a `$` not followed by a name stays as it is.
-pub(crate) fn expand(s: &str, lookup: &dyn Fn(&str) -> String) -> String {
+/// Expands `$NAME` and `${NAME}` through `lookup`; a `$` not followed by a name (`$1`, `$ `,
+/// an unclosed `${`) stays as it is.
+pub fn expand(s: &str, lookup: &dyn Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -154,13 +155,8 @@ impl Runner for TemplateRunner {
             tracing::debug!(runner = %self.name, "template path expanded to nothing; no-op");
             return Ok(ExitStatus::SUCCESS);
         }
-        let program = if program.contains('/') && !std::path::Path::new(&program).is_absolute() {
-            ws.dir.join(&program).display().to_string()
-        } else {
-            program
-        };
         let spec = ProcessSpec {
-            program,
+            program: program_path(&program, ws),
             args,
             env,
             cwd: ws.dir.clone(),
