@@ -186,6 +186,9 @@ fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
     let opts = LoadOptions {
         vars: vars.vars.clone(),
         vars_files: vars.vars_files.clone(),
+        fetcher: Some(std::sync::Arc::new(pipewright_fetch::HttpFetcher::new(
+            run::types_cache_dir(),
+        ))),
         ..LoadOptions::default()
     };
     pipewright_config::load_file(file, &opts)

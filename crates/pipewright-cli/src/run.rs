@@ -49,6 +49,11 @@ fn default_cache_root() -> PathBuf {
     }
 }
 
+/// Where `https://` type definitions are cached.
+pub(crate) fn types_cache_dir() -> PathBuf {
+    default_cache_root().join("types")
+}
+
 fn default_workspace_root() -> PathBuf {
     match cache_home() {
         Some(c) => c.join("pipewright").join("builds"),

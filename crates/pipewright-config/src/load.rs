@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Fetches `https://` type definitions. The loader caches nothing itself: an implementation
-/// decides how to cache and verify transport.
+/// decides how to cache and verify transport. The loader checks the returned text against the
+/// pin; `sha256` is passed so an implementation can serve a verified copy without the network.
 pub trait TypeFetcher: Send + Sync {
-    /// Returns the HCL text at `url`, or a message saying why it could not.
-    fn fetch(&self, url: &str) -> Result<String, String>;
+    /// Returns the HCL text at `url` (pinned to `sha256`, lower-case hex, when given), or a
+    /// message saying why it could not.
+    fn fetch(&self, url: &str, sha256: Option<&str>) -> Result<String, String>;
 }
 
 /// How to load a pipeline.
@@ -1632,7 +1634,7 @@ impl<'o> Loader<'o> {
                 );
                 return None;
             };
-            match fetcher.fetch(src) {
+            match fetcher.fetch(src, sha) {
                 Ok(t) => (
                     t,
                     TypeSource::Url {

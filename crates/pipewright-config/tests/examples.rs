@@ -485,7 +485,7 @@ variable "flag" {
 fn url_sources_go_through_the_fetcher() {
     struct Fixed;
     impl TypeFetcher for Fixed {
-        fn fetch(&self, url: &str) -> Result<String, String> {
+        fn fetch(&self, url: &str, _sha256: Option<&str>) -> Result<String, String> {
             if url.ends_with("/ok.hcl") {
                 Ok("runner_type \"remote\" {\n  run {\n    path = \"kubectl\"\n  }\n}\n".into())
             } else {

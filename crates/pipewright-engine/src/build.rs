@@ -624,6 +624,24 @@ impl<'a> Build<'a> {
         Ok(out)
     }
 
+    /// [`Self::resolve_secrets`] on every string inside a parameter value.
+    async fn resolve_json_secrets(
+        &self,
+        value: &mut serde_json::Value,
+        ctx: &Ctx,
+    ) -> Result<(), Error> {
+        let mut stack = vec![value];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::String(s) => *s = self.resolve_secrets(s, ctx).await?,
+                serde_json::Value::Array(a) => stack.extend(a.iter_mut()),
+                serde_json::Value::Object(o) => stack.extend(o.values_mut()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn fetch_secret(&self, var: &str, ctx: &Ctx) -> Result<String, Error> {
         let binding = self
             .pipeline
@@ -703,7 +721,7 @@ impl<'a> Build<'a> {
             let ids = store.save_versions(rid, std::slice::from_ref(&v)).await;
             (v, ids.first().copied())
         } else {
-            let resource = self.resource(decl)?;
+            let resource = self.resource(decl, ctx).await?;
             let (version, id) = match &g.version {
                 pipewright_config::VersionPolicy::Pinned(v) => {
                     let ids = store.save_versions(rid, std::slice::from_ref(v)).await;
@@ -766,10 +784,18 @@ impl<'a> Build<'a> {
 
     /// The resource for a `resource` block: a command-defined type of the pipeline, or the
     /// registry's.
-    fn resource(
+    /// Secrets in the resource's params (`token = "((secret:GIT_TOKEN))"`) are resolved here,
+    /// at the last moment, so validation and other jobs never need the credentials.
+    async fn resource(
         &self,
         decl: &pipewright_config::Resource,
+        ctx: &Ctx,
     ) -> Result<Arc<dyn pipewright_core::Resource>, Error> {
+        let mut resolved = decl.clone();
+        for v in resolved.params.0.values_mut() {
+            self.resolve_json_secrets(v, ctx).await?;
+        }
+        let decl = &resolved;
         if let Some(t) = self.pipeline.resource_types.get(&decl.type_name)
             && !t.commands.is_empty()
         {
@@ -806,7 +832,7 @@ impl<'a> Build<'a> {
                 format!("no resource `{}`", p.resource),
             )
         })?;
-        let resource = self.resource(decl)?;
+        let resource = self.resource(decl, ctx).await?;
         let produced = resource.put(ctx, &self.workdir, &p.params).await?;
         for v in &produced {
             ctx.log_system(&format!("produced version {v} of `{}`", decl.name));

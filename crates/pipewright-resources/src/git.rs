@@ -1,7 +1,7 @@
 //! `git`: commits (or tags) of a repository, through the `git` CLI.
 
 use crate::fs::hex;
-use crate::util::run;
+use crate::util::run_with_env;
 use async_trait::async_trait;
 use pipewright_core::{Ctx, Error, ErrorKind, Metadata, Params, Resource, Result, Version};
 use sha2::{Digest, Sha256};
@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 const MAX_NEW: usize = 100;
 
 /// A git repository: `url`, optional `branch` (default: the remote's default branch), `depth`,
-/// `paths` / `ignore_paths` filters, `tag_filter` (a glob: track tags instead of commits).
-#[derive(Debug, Clone)]
+/// `paths` / `ignore_paths` filters, `tag_filter` (a glob: track tags instead of commits), and
+/// credentials: `token` (HTTPS, with `username`, default `x-access-token`) or `private_key`
+/// (SSH key text). Credentials reach git only through its environment: an askpass helper that
+/// reads the token from an environment variable, or a key file (mode 0600) named by
+/// `GIT_SSH_COMMAND`; never a command line, never a URL, never the log.
+#[derive(Clone)]
 pub struct GitResource {
     url: String,
     branch: Option<String>,
@@ -21,6 +25,110 @@ pub struct GitResource {
     ignore_paths: Vec<String>,
     tag_filter: Option<String>,
     mirror: PathBuf,
+    auth: Option<Auth>,
+}
+
+impl std::fmt::Debug for GitResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitResource")
+            .field("url", &self.url)
+            .field("branch", &self.branch)
+            .field("mirror", &self.mirror)
+            .field(
+                "auth",
+                &self.auth.as_ref().map(|a| match a {
+                    Auth::Token { .. } => "token",
+                    Auth::Key { .. } => "private_key",
+                }),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// How git authenticates to the remote.
+#[derive(Clone)]
+enum Auth {
+    Token { username: String, token: String },
+    Key { key: String },
+}
+
+/// Credential files for one git invocation; removed when dropped.
+struct AuthEnv {
+    _dir: Option<tempfile::TempDir>,
+    env: Vec<(String, std::ffi::OsString)>,
+}
+
+impl Auth {
+    /// Writes the helper files and returns the environment that points git at them.
+    fn prepare(auth: Option<&Auth>) -> Result<AuthEnv> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let Some(auth) = auth else {
+            return Ok(AuthEnv {
+                _dir: None,
+                env: Vec::new(),
+            });
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("pipewright-git-")
+            .tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
+        match auth {
+            Auth::Token { username, token } => {
+                let helper = dir.path().join("askpass");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o700)
+                    .open(&helper)?;
+                // git asks "Username for …" then "Password for …"; answer from the environment.
+                f.write_all(
+                    b"#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$PIPEWRIGHT_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$PIPEWRIGHT_GIT_TOKEN\" ;;\nesac\n",
+                )?;
+                f.sync_all()?;
+                drop(f);
+                env.push(("GIT_ASKPASS".into(), helper.into_os_string()));
+                env.push(("PIPEWRIGHT_GIT_USERNAME".into(), username.into()));
+                env.push(("PIPEWRIGHT_GIT_TOKEN".into(), token.into()));
+                // No stored or cached credentials from the user's helpers.
+                env.push(("GIT_CONFIG_COUNT".into(), "1".into()));
+                env.push(("GIT_CONFIG_KEY_0".into(), "credential.helper".into()));
+                env.push(("GIT_CONFIG_VALUE_0".into(), "".into()));
+            }
+            Auth::Key { key } => {
+                let path = dir.path().join("id");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)?;
+                f.write_all(key.as_bytes())?;
+                if !key.ends_with('\n') {
+                    f.write_all(b"\n")?;
+                }
+                f.sync_all()?;
+                env.push((
+                    "GIT_SSH_COMMAND".into(),
+                    format!(
+                        "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+                        path.display()
+                    )
+                    .into(),
+                ));
+            }
+        }
+        Ok(AuthEnv {
+            _dir: Some(dir),
+            env,
+        })
+    }
+}
+
+/// Runs git with this resource's credentials.
+async fn run(ctx: &Ctx, git: &GitResource, dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    let auth = Auth::prepare(git.auth.as_ref())?;
+    run_with_env(ctx, dir, "git", args, &auth.env).await
 }
 
 fn list(params: &Params, key: &str) -> Vec<String> {
@@ -35,6 +143,29 @@ fn list(params: &Params, key: &str) -> Vec<String> {
             .unwrap_or_default(),
         Some(v) => v.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),
         None => Vec::new(),
+    }
+}
+
+/// `token` / `username` / `private_key`; both at once is a configuration error.
+fn auth(params: &Params) -> Result<Option<Auth>> {
+    let token = params.get_str("token").filter(|t| !t.is_empty());
+    let key = params
+        .get_str("private_key")
+        .filter(|k| !k.trim().is_empty());
+    match (token, key) {
+        (Some(_), Some(_)) => Err(Error::new(
+            ErrorKind::InvalidConfig,
+            "git takes `token` (HTTPS) or `private_key` (SSH), not both",
+        )),
+        (Some(token), None) => Ok(Some(Auth::Token {
+            username: params
+                .get_str("username")
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "x-access-token".into()),
+            token,
+        })),
+        (None, Some(key)) => Ok(Some(Auth::Key { key })),
+        (None, None) => Ok(None),
     }
 }
 
@@ -61,6 +192,7 @@ impl GitResource {
             paths: list(params, "paths"),
             ignore_paths: list(params, "ignore_paths"),
             tag_filter: params.get_str("tag_filter").filter(|t| !t.is_empty()),
+            auth: auth(params)?,
         })
     }
 
@@ -73,16 +205,16 @@ impl GitResource {
             let m = self.mirror.display().to_string();
             run(
                 ctx,
+                self,
                 None,
-                "git",
                 &["clone", "--quiet", "--bare", &self.url, &m],
             )
             .await?;
         }
         run(
             ctx,
+            self,
             Some(&self.mirror),
-            "git",
             &[
                 "fetch",
                 "--quiet",
@@ -121,8 +253,8 @@ impl GitResource {
         let filter = self.tag_filter.clone().unwrap_or_default();
         let out = run(
             ctx,
+            self,
             Some(&self.mirror),
-            "git",
             &[
                 "for-each-ref",
                 "--sort=creatordate",
@@ -166,8 +298,8 @@ impl Resource for GitResource {
         let known = match last_ref {
             Some(r) => run(
                 ctx,
+                self,
                 Some(&self.mirror),
-                "git",
                 &["merge-base", "--is-ancestor", r, &branch],
             )
             .await
@@ -186,7 +318,7 @@ impl Resource for GitResource {
         }
         args.extend(spec);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(ctx, Some(&self.mirror), "git", &argv).await?;
+        let out = run(ctx, self, Some(&self.mirror), &argv).await?;
         let mut refs: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
         if known {
             // `-n` keeps the newest; with --reverse they come oldest first.
@@ -205,8 +337,8 @@ impl Resource for GitResource {
         if !self.mirror.join("HEAD").exists()
             || run(
                 ctx,
+                self,
                 Some(&self.mirror),
-                "git",
                 &["cat-file", "-e", &format!("{sha}^{{commit}}")],
             )
             .await
@@ -231,35 +363,35 @@ impl Resource for GitResource {
         }
         clone.extend([m.clone(), d.clone()]);
         let argv: Vec<&str> = clone.iter().map(String::as_str).collect();
-        if run(ctx, None, "git", &argv).await.is_err() {
+        if run(ctx, self, None, &argv).await.is_err() {
             // The commit may be older than the shallow depth: take everything.
             let _ = std::fs::remove_dir_all(dest);
             run(
                 ctx,
+                self,
                 None,
-                "git",
                 &["clone", "--quiet", "--no-checkout", &m, &d],
             )
             .await?;
         }
         run(
             ctx,
+            self,
             Some(dest),
-            "git",
             &["checkout", "--quiet", "--detach", sha],
         )
         .await?;
         run(
             ctx,
+            self,
             Some(dest),
-            "git",
             &["remote", "set-url", "origin", &self.url],
         )
         .await?;
         let log = run(
             ctx,
+            self,
             Some(dest),
-            "git",
             &[
                 "log",
                 "-1",
@@ -290,23 +422,17 @@ impl Resource for GitResource {
         if params.get_str("rebase").as_deref() == Some("true") {
             run(
                 ctx,
+                self,
                 Some(&repo),
-                "git",
                 &["fetch", "--quiet", &self.url, &branch],
             )
             .await?;
-            run(
-                ctx,
-                Some(&repo),
-                "git",
-                &["rebase", "--quiet", "FETCH_HEAD"],
-            )
-            .await?;
+            run(ctx, self, Some(&repo), &["rebase", "--quiet", "FETCH_HEAD"]).await?;
         }
         run(
             ctx,
+            self,
             Some(&repo),
-            "git",
             &[
                 "push",
                 "--quiet",
@@ -315,17 +441,17 @@ impl Resource for GitResource {
             ],
         )
         .await?;
-        let sha = run(ctx, Some(&repo), "git", &["rev-parse", "HEAD"])
+        let sha = run(ctx, self, Some(&repo), &["rev-parse", "HEAD"])
             .await?
             .trim()
             .to_owned();
         let mut v = Version::from_pairs([("ref", sha.clone())]);
         if let Some(tag) = params.get_str("tag").filter(|t| !t.is_empty()) {
-            run(ctx, Some(&repo), "git", &["tag", "--force", &tag, &sha]).await?;
+            run(ctx, self, Some(&repo), &["tag", "--force", &tag, &sha]).await?;
             run(
                 ctx,
+                self,
                 Some(&repo),
-                "git",
                 &[
                     "push",
                     "--quiet",

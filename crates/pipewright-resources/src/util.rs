@@ -12,8 +12,21 @@ pub(crate) async fn run(
     program: &str,
     args: &[&str],
 ) -> Result<String> {
+    run_with_env(ctx, dir, program, args, &[]).await
+}
+
+/// [`run`] with extra environment variables: the only way credentials reach a command, so they
+/// never appear on a command line.
+pub(crate) async fn run_with_env(
+    ctx: &Ctx,
+    dir: Option<&Path>,
+    program: &str,
+    args: &[&str],
+    env: &[(String, std::ffi::OsString)],
+) -> Result<String> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

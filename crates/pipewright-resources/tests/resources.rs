@@ -245,3 +245,152 @@ async fn cron_yields_one_version_per_tick() {
             .contains("minimum")
     );
 }
+
+/// Collects everything written to the build log.
+#[derive(Default)]
+struct Captured(std::sync::Mutex<Vec<u8>>);
+
+impl pipewright_core::LogSink for Captured {
+    fn write(&self, _stream: pipewright_core::Stream, chunk: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(chunk);
+    }
+}
+
+/// Serves a bare repository over git's "dumb" HTTP protocol on 127.0.0.1, answering 401 unless
+/// the request carries Basic credentials `user:token`. Records every request line and header.
+fn serve_with_basic_auth(
+    root: std::path::PathBuf,
+    user: &str,
+    token: &str,
+) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use base64::Engine as _;
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut authorized = false;
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
+                    break;
+                }
+                if let Some(v) = l.strip_prefix("Authorization: ") {
+                    authorized = v.trim() == want;
+                }
+                log.lock().unwrap().push_str(&l);
+            }
+            log.lock().unwrap().push_str(&first);
+            let path = first.split_whitespace().nth(1).unwrap_or("/");
+            let path = path
+                .split('?')
+                .next()
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            let file = root.join(path);
+            let _ = if !authorized {
+                write!(
+                    conn,
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            } else if path.contains("..") || !file.is_file() {
+                write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            } else {
+                let body = std::fs::read(&file).unwrap();
+                write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .and_then(|()| conn.write_all(&body))
+            };
+        }
+    });
+    (base, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_token_reaches_git_through_askpass_never_argv_or_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    let c1 = commit(&repo, "a.txt", "1", "first");
+    let served = dir.path().join("www");
+    std::fs::create_dir(&served).unwrap();
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            repo.to_str().unwrap(),
+            served.join("app.git").to_str().unwrap(),
+        ],
+    );
+    git(&served.join("app.git"), &["update-server-info"]);
+    let token = "s3cr3t-t0ken-value";
+    let (base, seen) = serve_with_basic_auth(served, "ci-bot", token);
+    let url = format!("{base}/app.git");
+    let cache = dir.path().join("cache");
+
+    // Without credentials the server refuses, and git does not hang on a prompt.
+    let anon = GitResource::from_params(&git_params(&url, &[]), &cache).unwrap();
+    let err = anon.check(&Ctx::new(), None).await.unwrap_err();
+    assert!(err.to_string().contains("failed"), "{err}");
+
+    let log = std::sync::Arc::new(Captured::default());
+    let ctx = Ctx::new().with_log(log.clone());
+    let res = GitResource::from_params(
+        &git_params(
+            &url,
+            &[("token", token.into()), ("username", "ci-bot".into())],
+        ),
+        &dir.path().join("cache2"),
+    )
+    .unwrap();
+    assert!(!format!("{res:?}").contains(token), "Debug hides the token");
+    let vs = res.check(&ctx, None).await.unwrap();
+    assert_eq!(refs(&vs), [c1]);
+    let dest = dir.path().join("checkout");
+    res.get(&ctx, &vs[0], &dest).await.unwrap();
+    assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), "1");
+    assert!(
+        seen.lock().unwrap().contains("Authorization: Basic"),
+        "git authenticated"
+    );
+    let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(!logged.contains(token), "token in the log: {logged}");
+    // No credential file is left behind in the temp directory.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("askpass")).is_ok()
+                && e.file_name()
+                    .to_string_lossy()
+                    .starts_with("pipewright-git-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "askpass helpers left: {leftovers:?}");
+
+    let both = GitResource::from_params(
+        &git_params(&url, &[("token", "t".into()), ("private_key", "k".into())]),
+        &cache,
+    )
+    .unwrap_err();
+    assert!(both.to_string().contains("not both"), "{both}");
+}
