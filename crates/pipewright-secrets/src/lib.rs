@@ -1,0 +1,39 @@
+//! Secrets for Pipewright: the built-in secret types (`env`, `file`, `vault`) and the streaming
+//! log [`Masker`] every build output goes through.
+//!
+//! A secret type is a [`SecretSource`](pipewright_core::SecretSource): given a path and key it
+//! returns a map of values. [`create`] builds a built-in one from its `secret_type` declaration.
+
+mod env;
+mod file;
+mod mask;
+mod vault;
+
+pub use env::EnvSource;
+pub use file::{FileFormat, FileSource};
+pub use mask::{MASK, Masker, StreamMasker};
+pub use vault::VaultSource;
+
+use pipewright_core::{Error, ErrorKind, Params, Result, SecretSource};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The built-in secret type names.
+pub const BUILTIN_TYPES: &[&str] = &["env", "file", "vault"];
+
+/// Builds the built-in secret type `name` from its declaration's config (`address`, `token`,
+/// `format`…). Relative file paths resolve against `base_dir`.
+pub fn create(name: &str, config: &Params, base_dir: &Path) -> Result<Arc<dyn SecretSource>> {
+    match name {
+        "env" => Ok(Arc::new(EnvSource::new())),
+        "file" => Ok(Arc::new(FileSource::from_params(config, base_dir)?)),
+        "vault" => Ok(Arc::new(VaultSource::from_params(config)?)),
+        other => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "there is no built-in secret type `{other}` (built-ins: {})",
+                BUILTIN_TYPES.join(", ")
+            ),
+        )),
+    }
+}

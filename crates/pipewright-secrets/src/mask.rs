@@ -1,0 +1,310 @@
+//! The log masker: replaces every registered secret, and its common encodings, with `***`,
+//! in whole texts and in streams cut anywhere.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use std::borrow::Cow;
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "***";
+
+/// Encoded forms shorter than this are not masked: a two-character base64 fragment would blank
+/// out unrelated text while revealing nothing about the secret.
+const MIN_DERIVED: usize = 6;
+
+/// A set of secrets compiled for masking. Build one per build from every resolved value; share
+/// it behind an `Arc`. Masking is leftmost-longest: of two secrets starting at the same byte,
+/// the longer one wins.
+///
+/// For each secret the masker matches:
+/// - the value, and each line of a multi-line value (trailing `\r` removed), and the value
+///   trimmed of surrounding whitespace;
+/// - its standard and URL-safe base64 at all three byte alignments (the characters that depend
+///   on the secret alone, so the secret is found inside a larger encoded blob too);
+/// - its URL-encoded (percent-encoded) and JSON-escaped forms when they differ from the value.
+///
+/// No pattern contains a newline, which lets a [`StreamMasker`] release each complete line at
+/// once.
+///
+/// ```
+/// use pipewright_secrets::Masker;
+/// let m = Masker::new(["hunter2-password"]);
+/// assert_eq!(m.mask_str("pw=hunter2-password"), "pw=***");
+/// // base64 of the value: the last character also carries bits of whatever follows, so it stays
+/// assert_eq!(m.mask_str("aHVudGVyMi1wYXNzd29yZA=="), "***A==");
+/// ```
+#[derive(Clone, Default)]
+pub struct Masker {
+    ac: Option<AhoCorasick>,
+    longest: usize,
+    patterns: usize,
+    secrets: usize,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("secrets", &self.secrets)
+            .field("patterns", &self.patterns)
+            .field("longest", &self.longest)
+            .finish()
+    }
+}
+
+impl Masker {
+    /// A masker for `secrets`; empty values are ignored.
+    pub fn new<I, S>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut pats: Vec<String> = Vec::new();
+        let mut secrets_n = 0;
+        for s in secrets {
+            let s = s.as_ref();
+            if s.trim().is_empty() {
+                continue;
+            }
+            secrets_n += 1;
+            variants(s, &mut pats);
+        }
+        pats.sort();
+        pats.dedup();
+        let longest = pats.iter().map(String::len).max().unwrap_or(0);
+        let ac = if pats.is_empty() {
+            None
+        } else {
+            // Building only fails for absurd pattern sets (beyond the automaton's size limits);
+            // then fall back to masking nothing would leak, so mask the raw values one by one.
+            match AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&pats)
+            {
+                Ok(ac) => Some(ac),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot compile the masker");
+                    None
+                }
+            }
+        };
+        Self {
+            ac,
+            longest,
+            patterns: pats.len(),
+            secrets: secrets_n,
+        }
+    }
+
+    /// A masker that masks nothing.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// How many secrets were registered.
+    pub fn secrets(&self) -> usize {
+        self.secrets
+    }
+
+    /// How many patterns (values and encodings) are matched.
+    pub fn patterns(&self) -> usize {
+        self.patterns
+    }
+
+    /// The longest pattern in bytes: a stream holds back at most this minus one byte.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// Masks a whole text.
+    pub fn mask<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
+        let Some(ac) = &self.ac else {
+            return Cow::Borrowed(text);
+        };
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        for m in ac.find_iter(text) {
+            out.extend_from_slice(&text[cursor..m.start()]);
+            out.extend_from_slice(MASK.as_bytes());
+            cursor = m.end();
+        }
+        if cursor == 0 {
+            return Cow::Borrowed(text);
+        }
+        out.extend_from_slice(&text[cursor..]);
+        Cow::Owned(out)
+    }
+
+    /// Masks a whole string. Patterns are whole UTF-8 strings, so the result stays UTF-8.
+    pub fn mask_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.mask(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
+        }
+    }
+}
+
+/// Masks a stream written in chunks cut anywhere: the output is exactly what [`Masker::mask`]
+/// gives for the whole stream. It holds back at most `longest - 1` bytes, and never bytes
+/// before the last newline seen, so complete lines flow out at once.
+#[derive(Debug, Default, Clone)]
+pub struct StreamMasker {
+    pending: Vec<u8>,
+}
+
+impl StreamMasker {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes held back, waiting to see whether they start a secret.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds `chunk` and appends what is safe to release to `out`. The masker may change
+    /// between calls (a secret registered later); the pending bytes are rescanned with it.
+    pub fn push(&mut self, masker: &Masker, chunk: &[u8], out: &mut Vec<u8>) {
+        let Some(ac) = &masker.ac else {
+            out.append(&mut self.pending);
+            out.extend_from_slice(chunk);
+            return;
+        };
+        let buf: Cow<[u8]> = if self.pending.is_empty() {
+            Cow::Borrowed(chunk)
+        } else {
+            let mut b = std::mem::take(&mut self.pending);
+            b.extend_from_slice(chunk);
+            Cow::Owned(b)
+        };
+        // A match starting before `safe` is complete within `buf` whatever comes next, and a
+        // match never spans a newline: so everything before `safe` can be decided now.
+        let by_len = buf.len().saturating_sub(masker.longest.saturating_sub(1));
+        let by_line = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let safe = by_len.max(by_line);
+        let mut cursor = 0;
+        for m in ac.find_iter(&*buf) {
+            if m.start() >= safe {
+                break;
+            }
+            out.extend_from_slice(&buf[cursor..m.start()]);
+            out.extend_from_slice(MASK.as_bytes());
+            cursor = m.end();
+        }
+        let keep_from = cursor.max(safe);
+        out.extend_from_slice(&buf[cursor..keep_from]);
+        self.pending.clear();
+        self.pending.extend_from_slice(&buf[keep_from..]);
+    }
+
+    /// Ends the stream: masks and releases whatever is held back.
+    pub fn finish(&mut self, masker: &Masker, out: &mut Vec<u8>) {
+        let rest = std::mem::take(&mut self.pending);
+        out.extend_from_slice(&masker.mask(&rest));
+    }
+}
+
+/// Every pattern that reveals `s`.
+fn variants(s: &str, out: &mut Vec<String>) {
+    let mut raw: Vec<&str> = vec![s, s.trim()];
+    if s.contains('\n') {
+        raw.retain(|r| !r.contains('\n'));
+        raw.extend(
+            s.split('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .filter(|l| !l.trim().is_empty()),
+        );
+    }
+    for r in raw {
+        if !r.is_empty() {
+            out.push(r.to_owned());
+        }
+    }
+    let derived = |p: String, out: &mut Vec<String>| {
+        if p.len() >= MIN_DERIVED && !p.contains('\n') && p != s {
+            out.push(p);
+        }
+    };
+    for engine in [
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        for offset in 0..3 {
+            derived(base64_fragment(engine, s.as_bytes(), offset), out);
+        }
+    }
+    derived(
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string(),
+        out,
+    );
+    derived(
+        percent_encoding::utf8_percent_encode(s, URL_COMPONENT).to_string(),
+        out,
+    );
+    if let Ok(json) = serde_json::to_string(s) {
+        derived(json[1..json.len() - 1].to_owned(), out);
+    }
+}
+
+/// What `encodeURIComponent` leaves alone: most logs show this form rather than the strict one.
+const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// The base64 characters determined by `secret` alone when it starts `offset` bytes into an
+/// encoded stream: encode `offset` filler bytes + the secret, then drop the characters that mix
+/// in filler bits or the unknown bytes after the secret.
+fn base64_fragment(
+    engine: &base64::engine::GeneralPurpose,
+    secret: &[u8],
+    offset: usize,
+) -> String {
+    let mut data = vec![0u8; offset];
+    data.extend_from_slice(secret);
+    let enc = engine.encode(&data);
+    let first_bit = offset * 8;
+    let end_bit = (offset + secret.len()) * 8;
+    let first = first_bit.div_ceil(6);
+    let last = end_bit / 6; // exclusive: characters fully inside the secret's bits
+    if last <= first {
+        return String::new();
+    }
+    enc.get(first..last).unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_fragments_are_found_in_encoded_blobs_at_every_alignment() {
+        let secret = "correct horse battery staple";
+        let m = Masker::new([secret]);
+        for prefix in ["", "a", "ab", "abc", "abcd"] {
+            for suffix in ["", "x", "xy", "xyz"] {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{prefix}{secret}{suffix}"));
+                let masked = m.mask_str(&blob);
+                assert!(
+                    masked.contains(MASK),
+                    "{prefix:?}/{suffix:?}: {blob} → {masked}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn longer_secret_wins_and_lines_are_masked_separately() {
+        let m = Masker::new(["abc-1234", "abc-1234-extra", "line-one\r\nline-two\n"]);
+        assert_eq!(m.mask_str("x abc-1234-extra y"), "x *** y");
+        assert_eq!(m.mask_str("line-one\nline-two"), "***\n***");
+        assert_eq!(m.mask_str("nothing here"), "nothing here");
+    }
+}
