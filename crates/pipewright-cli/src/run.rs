@@ -107,6 +107,11 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         events: sink,
         ..RunOptions::default()
     };
+    if args.mode != Mode::Json
+        && let Some(line) = variable_origins(pipeline)
+    {
+        eprintln!("{line}");
+    }
     let renderer = tokio::spawn(render(rx, args.mode, args.color));
 
     // First Ctrl-C: cancel (hooks and `ensure` still run); second: stop everything.
@@ -155,6 +160,30 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
             1
         }
     }
+}
+
+/// Where each variable's value comes from, names only (never values): `variables: token
+/// (secret `vault`), region (--var), replicas (default)`.
+fn variable_origins(pipeline: &pipewright_config::Pipeline) -> Option<String> {
+    use pipewright_config::VarOrigin;
+    if pipeline.variables.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = pipeline
+        .variables
+        .values()
+        .map(|v| {
+            let from = match (&v.origin, &v.secret) {
+                (VarOrigin::Cli, _) => "--var".to_owned(),
+                (VarOrigin::VarsFile(f), _) => format!("vars file {f}"),
+                (VarOrigin::Secret, Some(b)) => format!("secret `{}`", b.secret_type),
+                (VarOrigin::Secret, None) => "secret".to_owned(),
+                (VarOrigin::Default, _) => "default".to_owned(),
+            };
+            format!("{} ({from})", v.name)
+        })
+        .collect();
+    Some(format!("variables: {}", parts.join(", ")))
 }
 
 struct StepView {

@@ -9,8 +9,7 @@ use pipewright_config::{
 };
 use pipewright_core::{
     BuildMeta, BuildStatus, CancellationToken, Ctx, Error, ErrorKind, EventKind, ExitStatus,
-    Params, Runner, SecretRef, Service, StepId, StepStatus, Stream, TaskSpec, Version, Workspace,
-    env_key,
+    Params, Runner, Service, StepId, StepStatus, Stream, TaskSpec, Version, Workspace, env_key,
 };
 use pipewright_dag::{Dag, NodeState, Outcome};
 use pipewright_versions::{BuildRecord, VersionId, VersionStore};
@@ -23,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// Variables exported by earlier steps (`GET_*`, `TASK_*`).
 type Exports = BTreeMap<String, String>;
+
+mod secrets;
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -73,7 +74,7 @@ pub(crate) struct Build<'a> {
     inputs: Mutex<BTreeMap<String, VersionId>>,
     outputs: Mutex<BTreeMap<String, Vec<VersionId>>>,
     runners: Mutex<BTreeMap<String, Arc<dyn Runner>>>,
-    secrets: tokio::sync::Mutex<BTreeMap<String, String>>,
+    secrets: tokio::sync::Mutex<secrets::SecretCache>,
     outputs_made: std::sync::atomic::AtomicU64,
 }
 
@@ -142,7 +143,7 @@ impl<'a> Build<'a> {
             inputs: Mutex::new(BTreeMap::new()),
             outputs: Mutex::new(BTreeMap::new()),
             runners: Mutex::new(BTreeMap::new()),
-            secrets: tokio::sync::Mutex::new(BTreeMap::new()),
+            secrets: tokio::sync::Mutex::new(secrets::SecretCache::default()),
             outputs_made: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -161,7 +162,19 @@ impl<'a> Build<'a> {
         let job_token = self.opts.cancel.child_token();
         let mut exports = Exports::new();
         let mut timed_out = None;
-        let flow = {
+        let mut secrets_ctx = Ctx::new();
+        secrets_ctx.cancel = job_token.clone();
+        secrets_ctx.build = self.meta.clone();
+        let preloaded = self.preload_secrets(&secrets_ctx).await;
+        let flow = if let Err(e) = preloaded {
+            let reason = format!("cannot resolve the job's secrets: {e}");
+            self.skip_all(&self.job.steps, &reason);
+            if e.kind() == ErrorKind::Cancelled {
+                Flow::Cancelled
+            } else {
+                Flow::Failed(reason)
+            }
+        } else {
             let body = self.run_steps(&self.job.steps, &mut exports, &job_token);
             let mut body = std::pin::pin!(body);
             match self.job.timeout {
@@ -230,7 +243,7 @@ impl<'a> Build<'a> {
             job: self.job.name.clone(),
             number: self.meta.number,
             status,
-            reason,
+            reason: reason.map(|r| self.emitter.mask(&r)),
             steps,
             duration: started.elapsed(),
             workspace,
@@ -262,7 +275,8 @@ impl<'a> Build<'a> {
     }
 
     /// Emits the step's end (`took`: its last attempt) and records it for the summary.
-    fn conclude(&self, rec: StepRecord, exit: Option<ExitStatus>, took: Duration) {
+    fn conclude(&self, mut rec: StepRecord, exit: Option<ExitStatus>, took: Duration) {
+        rec.reason = rec.reason.map(|r| self.emitter.mask(&r));
         self.finished(&rec.step, rec.status, exit, took, rec.reason.clone());
         self.record(rec);
     }
@@ -598,90 +612,6 @@ impl<'a> Build<'a> {
             },
             Err(e) => e.into(),
         }
-    }
-
-    /// Replaces `((secret:VAR))` placeholders with the secret's value, fetched once per build.
-    async fn resolve_secrets(&self, value: &str, ctx: &Ctx) -> Result<String, Error> {
-        let names = secret_placeholders(value);
-        if names.is_empty() {
-            return Ok(value.to_owned());
-        }
-        let mut out = value.to_owned();
-        for name in names {
-            let resolved = {
-                let mut cache = self.secrets.lock().await;
-                match cache.get(name) {
-                    Some(v) => v.clone(),
-                    None => {
-                        let v = self.fetch_secret(name, ctx).await?;
-                        cache.insert(name.to_owned(), v.clone());
-                        v
-                    }
-                }
-            };
-            out = out.replace(&pipewright_config::secret_placeholder(name), &resolved);
-        }
-        Ok(out)
-    }
-
-    /// [`Self::resolve_secrets`] on every string inside a parameter value.
-    async fn resolve_json_secrets(
-        &self,
-        value: &mut serde_json::Value,
-        ctx: &Ctx,
-    ) -> Result<(), Error> {
-        let mut stack = vec![value];
-        while let Some(v) = stack.pop() {
-            match v {
-                serde_json::Value::String(s) => *s = self.resolve_secrets(s, ctx).await?,
-                serde_json::Value::Array(a) => stack.extend(a.iter_mut()),
-                serde_json::Value::Object(o) => stack.extend(o.values_mut()),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn fetch_secret(&self, var: &str, ctx: &Ctx) -> Result<String, Error> {
-        let binding = self
-            .pipeline
-            .variables
-            .get(var)
-            .and_then(|v| v.secret.as_ref())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!("`{var}` is not a secret variable"),
-                )
-            })?;
-        if !secret_placeholders(&binding.path).is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "the secret path of `{var}` depends on another secret; chained secret paths \
-                     are not supported by this engine yet (pass `--var {var}=…` instead)"
-                ),
-            ));
-        }
-        let source = self.engine.registry.secret_source(&binding.secret_type)?;
-        let map = source
-            .get(
-                ctx,
-                &SecretRef {
-                    path: binding.path.clone(),
-                    key: binding.key.clone(),
-                },
-            )
-            .await?;
-        map.get(&binding.key)
-            .map(|v| v.expose().to_owned())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!("secret `{}` has no key `{}`", binding.path, binding.key),
-                )
-                .with_context("variable", var)
-            })
     }
 
     async fn get(

@@ -1,9 +1,10 @@
 //! Event delivery: the sink trait, per-build sequencing and the per-step log sink.
 
 use pipewright_core::{Event, EventKind, LogSink, StepId, Stream};
+use pipewright_secrets::{Masker, StreamMasker};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Receives the events of every build an engine runs. Called from the engine's tasks: keep it
@@ -27,11 +28,13 @@ impl EventSink for NoEvents {
     fn emit(&self, _event: Event) {}
 }
 
-/// Stamps one build's events with its id, a sequence number and the wall-clock time.
+/// Stamps one build's events with its id, a sequence number and the wall-clock time, and masks
+/// the build's secrets in every text an event carries: the one door out of a build.
 pub(crate) struct Emitter {
     build_id: String,
     seq: AtomicU64,
     sink: Arc<dyn EventSink>,
+    masker: RwLock<Arc<Masker>>,
 }
 
 impl fmt::Debug for Emitter {
@@ -48,10 +51,39 @@ impl Emitter {
             build_id,
             seq: AtomicU64::new(0),
             sink,
+            masker: RwLock::new(Arc::new(Masker::empty())),
         }
     }
 
-    pub(crate) fn emit(&self, kind: EventKind) {
+    /// The masker in force.
+    pub(crate) fn masker(&self) -> Arc<Masker> {
+        self.masker
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the masker (more secrets became known).
+    pub(crate) fn set_masker(&self, masker: Masker) {
+        let m = Arc::new(masker);
+        match self.masker.write() {
+            Ok(mut g) => *g = m,
+            Err(p) => *p.into_inner() = m,
+        }
+    }
+
+    /// `text` with the build's secrets masked.
+    pub(crate) fn mask(&self, text: &str) -> String {
+        self.masker().mask_str(text).into_owned()
+    }
+
+    pub(crate) fn emit(&self, mut kind: EventKind) {
+        if let EventKind::StepFinished {
+            reason: Some(r), ..
+        } = &mut kind
+        {
+            *r = self.mask(r);
+        }
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -76,6 +108,8 @@ pub(crate) struct StepLog {
 #[derive(Default)]
 struct LogState {
     offset: u64,
+    /// Bytes that may start a secret, held back per stream until they are decided.
+    maskers: [StreamMasker; 3],
     /// An incomplete UTF-8 sequence held back per stream (at most 3 bytes).
     pending: [Vec<u8>; 3],
 }
@@ -97,16 +131,18 @@ impl StepLog {
         }
     }
 
-    /// Emits whatever incomplete UTF-8 is still held back (as replacement characters).
+    /// Emits whatever is still held back: masked, and incomplete UTF-8 as replacement characters.
     pub(crate) fn flush(&self) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        let masker = self.emitter.masker();
         for (i, stream) in [Stream::Stdout, Stream::Stderr, Stream::System]
             .into_iter()
             .enumerate()
         {
-            let rest = std::mem::take(&mut st.pending[i]);
+            let mut rest = std::mem::take(&mut st.pending[i]);
+            st.maskers[i].finish(&masker, &mut rest);
             if !rest.is_empty() {
                 let data = String::from_utf8_lossy(&rest).into_owned();
                 let offset = st.offset;
@@ -155,7 +191,8 @@ impl LogSink for StepLog {
         };
         let i = slot(stream);
         let mut bytes = std::mem::take(&mut st.pending[i]);
-        bytes.extend_from_slice(chunk);
+        let masker = self.emitter.masker();
+        st.maskers[i].push(&masker, chunk, &mut bytes);
         // Hold back a character cut by the chunk boundary; invalid bytes become U+FFFD.
         let keep = incomplete_tail(&bytes);
         let held = bytes.split_off(bytes.len() - keep);

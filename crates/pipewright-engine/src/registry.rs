@@ -23,6 +23,22 @@ where
     }
 }
 
+/// Makes a [`SecretSource`] for a secret type from its declaration's config (`address`,
+/// `token`, `format`…; secrets in it already resolved).
+pub trait SecretFactory: Send + Sync {
+    /// The source configured by `config`.
+    fn create(&self, config: &Params) -> Result<Arc<dyn SecretSource>>;
+}
+
+impl<F> SecretFactory for F
+where
+    F: Fn(&Params) -> Result<Arc<dyn SecretSource>> + Send + Sync,
+{
+    fn create(&self, config: &Params) -> Result<Arc<dyn SecretSource>> {
+        self(config)
+    }
+}
+
 /// Makes a [`Service`] for a `service` step; `params` are the step's overrides.
 pub trait ServiceFactory: Send + Sync {
     /// The service named `name` with `params`.
@@ -49,6 +65,7 @@ pub struct Registry {
     resources: BTreeMap<String, Arc<dyn ResourceFactory>>,
     services: BTreeMap<String, Arc<dyn ServiceFactory>>,
     secrets: BTreeMap<String, Arc<dyn SecretSource>>,
+    secret_factories: BTreeMap<String, Arc<dyn SecretFactory>>,
     grace: Option<Duration>,
 }
 
@@ -59,6 +76,10 @@ impl fmt::Debug for Registry {
             .field("resource_types", &self.resources.keys().collect::<Vec<_>>())
             .field("service_types", &self.services.keys().collect::<Vec<_>>())
             .field("secret_types", &self.secrets.keys().collect::<Vec<_>>())
+            .field(
+                "secret_factories",
+                &self.secret_factories.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -70,7 +91,7 @@ impl Registry {
     }
 
     /// A registry with the host runners `exec` and `shell`, which stop a task with `SIGTERM`,
-    /// then `SIGKILL` after `grace`.
+    /// then `SIGKILL` after `grace`, and the secret types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
         let mut r = Self {
             grace: Some(grace),
@@ -78,7 +99,27 @@ impl Registry {
         };
         r.runner("exec", Arc::new(ExecRunner::new().with_grace(grace)));
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
+        for name in pipewright_secrets::BUILTIN_TYPES {
+            r.secret_factory(
+                *name,
+                Arc::new(move |config: &Params| {
+                    let base = std::env::current_dir().unwrap_or_default();
+                    pipewright_secrets::create(name, config, &base)
+                }),
+            );
+        }
         r
+    }
+
+    /// Registers a secret type made per pipeline from its `secret_type` config (a built-in
+    /// that a declaration points at with `source = "pipewright://NAME"`).
+    pub fn secret_factory(
+        &mut self,
+        name: impl Into<String>,
+        factory: Arc<dyn SecretFactory>,
+    ) -> &mut Self {
+        self.secret_factories.insert(name.into(), factory);
+        self
     }
 
     /// Registers a runner under `name` (replacing one of the same name).
@@ -175,16 +216,25 @@ impl Registry {
         }
     }
 
-    /// The secret source for a secret type.
-    pub fn secret_source(&self, name: &str) -> Result<Arc<dyn SecretSource>> {
-        self.secrets.get(name).cloned().ok_or_else(|| {
-            Error::new(
+    /// The source registered with [`Registry::secret_type`] under `name`, if any.
+    pub fn fixed_secret_source(&self, name: &str) -> Option<Arc<dyn SecretSource>> {
+        self.secrets.get(name).cloned()
+    }
+
+    /// A source made by the factory registered under `name` with `config`.
+    pub fn secret_from_factory(
+        &self,
+        name: &str,
+        config: &Params,
+    ) -> Result<Arc<dyn SecretSource>> {
+        match self.secret_factories.get(name) {
+            Some(f) => f.create(config),
+            None => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "secret type `{name}` is not available in this engine; pass the variable \
-                     with `--var` instead"
+                    "secret type `{name}` is not available in this engine; declare it with a                      `get` command, or pass the variable with `--var`"
                 ),
-            )
-        })
+            )),
+        }
     }
 }

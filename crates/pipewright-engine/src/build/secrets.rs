@@ -1,0 +1,389 @@
+//! Secrets in a build: resolved before the first step, fetched once per (type, path), chained
+//! paths in dependency order, and every value registered with the build's masker.
+
+use super::{BoxFut, Build};
+use pipewright_config::{TypeSource, secret_placeholder, secret_placeholders};
+use pipewright_core::{
+    Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, Stream, TaskSpec,
+    Workspace,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// How deep secret paths may chain (a path naming a secret whose path names a secret…).
+const MAX_CHAIN: usize = 10;
+
+/// What a build has fetched: values by variable, whole maps by (type, path), sources by type.
+#[derive(Default)]
+pub(crate) struct SecretCache {
+    values: BTreeMap<String, String>,
+    maps: BTreeMap<(String, String), SecretMap>,
+    sources: BTreeMap<String, Arc<dyn SecretSource>>,
+}
+
+impl Build<'_> {
+    /// Resolves every secret variable the job refers to (its steps, the resources and
+    /// notifications they use) and registers all secret values with the masker, before the
+    /// first step runs. Values supplied with `--var` for secret-backed variables are masked too.
+    pub(crate) async fn preload_secrets(&self, ctx: &Ctx) -> Result<usize> {
+        let mut texts = vec![serde_json::to_string(self.job).unwrap_or_default()];
+        let mut refs = BTreeSet::new();
+        collect_refs(
+            &serde_json::to_value(self.job).unwrap_or_default(),
+            &mut refs,
+        );
+        for r in &refs {
+            if let Some(res) = self.pipeline.resources.get(r) {
+                texts.push(serde_json::to_string(&res.params).unwrap_or_default());
+            }
+            if let Some(n) = self.pipeline.notifications.get(r) {
+                texts.push(serde_json::to_string(n).unwrap_or_default());
+            }
+        }
+        let mut names = BTreeSet::new();
+        for t in &texts {
+            names.extend(secret_placeholders(t).into_iter().map(str::to_owned));
+        }
+        self.register_masks().await;
+        for name in &names {
+            self.secret_value(name, ctx, 0).await?;
+        }
+        Ok(names.len())
+    }
+
+    /// Rebuilds the masker from every value known so far.
+    async fn register_masks(&self) {
+        let cache = self.secrets.lock().await;
+        let mut values: Vec<&str> = cache.values.values().map(String::as_str).collect();
+        for m in cache.maps.values() {
+            values.extend(m.values().map(|v| v.expose()));
+        }
+        // Secret-backed variables given a value on the command line or in a vars file.
+        for v in self.pipeline.variables.values() {
+            if v.secret.is_some()
+                && let serde_json::Value::String(s) = &v.value
+                && secret_placeholders(s).is_empty()
+            {
+                values.push(s);
+            }
+        }
+        self.emitter
+            .set_masker(pipewright_secrets::Masker::new(values));
+    }
+
+    /// Replaces `((secret:VAR))` placeholders with the secret's value, fetched once per build.
+    pub(crate) async fn resolve_secrets(&self, value: &str, ctx: &Ctx) -> Result<String> {
+        self.resolve_at(value, ctx, 0).await
+    }
+
+    fn resolve_at<'s>(
+        &'s self,
+        value: &'s str,
+        ctx: &'s Ctx,
+        depth: usize,
+    ) -> BoxFut<'s, Result<String>> {
+        Box::pin(async move {
+            let names = secret_placeholders(value);
+            if names.is_empty() {
+                return Ok(value.to_owned());
+            }
+            let mut out = value.to_owned();
+            for name in names {
+                let v = self.secret_value(name, ctx, depth).await?;
+                out = out.replace(&secret_placeholder(name), &v);
+            }
+            Ok(out)
+        })
+    }
+
+    /// [`Self::resolve_secrets`] on every string inside a parameter value.
+    pub(crate) async fn resolve_json_secrets(
+        &self,
+        value: &mut serde_json::Value,
+        ctx: &Ctx,
+    ) -> Result<()> {
+        self.resolve_json_at(value, ctx, 0).await
+    }
+
+    async fn resolve_json_at(
+        &self,
+        value: &mut serde_json::Value,
+        ctx: &Ctx,
+        depth: usize,
+    ) -> Result<()> {
+        let mut stack = vec![value];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::String(s) => *s = self.resolve_at(s, ctx, depth).await?,
+                serde_json::Value::Array(a) => stack.extend(a.iter_mut()),
+                serde_json::Value::Object(o) => stack.extend(o.values_mut()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of secret variable `var`: its path and key first (they may name other
+    /// secrets), then one fetch per (type, path).
+    fn secret_value<'s>(
+        &'s self,
+        var: &'s str,
+        ctx: &'s Ctx,
+        depth: usize,
+    ) -> BoxFut<'s, Result<String>> {
+        Box::pin(async move {
+            if let Some(v) = self.secrets.lock().await.values.get(var) {
+                return Ok(v.clone());
+            }
+            if depth >= MAX_CHAIN {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "secret `{var}` is chained more than {MAX_CHAIN} deep (is there a cycle?)"
+                    ),
+                ));
+            }
+            let binding = self
+                .pipeline
+                .variables
+                .get(var)
+                .and_then(|v| v.secret.as_ref())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!("`{var}` is not a secret variable"),
+                    )
+                })?;
+            let path = self.resolve_at(&binding.path, ctx, depth + 1).await?;
+            let key = self.resolve_at(&binding.key, ctx, depth + 1).await?;
+            let cache_key = (binding.secret_type.clone(), path.clone());
+            let cached = self.secrets.lock().await.maps.get(&cache_key).cloned();
+            let map = match cached {
+                Some(m) => m,
+                None => {
+                    let source = self
+                        .secret_source(&binding.secret_type, ctx, depth + 1)
+                        .await?;
+                    let m = source
+                        .get(
+                            ctx,
+                            &SecretRef {
+                                path: path.clone(),
+                                key: key.clone(),
+                            },
+                        )
+                        .await
+                        .map_err(|e| e.with_context("variable", var))?;
+                    self.secrets.lock().await.maps.insert(cache_key, m.clone());
+                    m
+                }
+            };
+            let value = map
+                .get(&key)
+                .map(|v| v.expose().to_owned())
+                .ok_or_else(|| {
+                    let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+                    keys.truncate(20);
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "secret `{}` of type `{}` has no key `{key}` (keys: {})",
+                            path,
+                            binding.secret_type,
+                            keys.join(", ")
+                        ),
+                    )
+                    .with_context("variable", var)
+                })?;
+            self.secrets
+                .lock()
+                .await
+                .values
+                .insert(var.to_owned(), value.clone());
+            // Masked from now on, even when fetched after the build started.
+            self.register_masks().await;
+            Ok(value)
+        })
+    }
+
+    /// The source for secret type `name`: the pipeline's command-defined type, a source
+    /// registered under that name, or a built-in made from the declaration's config.
+    async fn secret_source(
+        &self,
+        name: &str,
+        ctx: &Ctx,
+        depth: usize,
+    ) -> Result<Arc<dyn SecretSource>> {
+        if let Some(s) = self.secrets.lock().await.sources.get(name) {
+            return Ok(s.clone());
+        }
+        let decl = self.pipeline.secret_types.get(name);
+        let source: Arc<dyn SecretSource> = match decl {
+            Some(t) if !t.commands.is_empty() => {
+                let cmd = t.commands.get("get").ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidConfig,
+                        format!("secret type `{name}` has no `get` command"),
+                    )
+                })?;
+                let mut config = t.config.clone();
+                for v in config.0.values_mut() {
+                    self.resolve_json_at(v, ctx, depth).await?;
+                }
+                Arc::new(CommandSecret {
+                    name: name.to_owned(),
+                    config,
+                    cmd: cmd.clone(),
+                    runner: self.runner(&cmd.runner)?,
+                    workdir: self.workdir.clone(),
+                })
+            }
+            _ => {
+                if let Some(fixed) = self.engine.registry.fixed_secret_source(name) {
+                    fixed
+                } else {
+                    let (builtin, mut config) = match decl {
+                        Some(t) => match &t.source {
+                            TypeSource::Builtin { name: b } => (b.clone(), t.config.clone()),
+                            _ => (name.to_owned(), t.config.clone()),
+                        },
+                        None => (name.to_owned(), Default::default()),
+                    };
+                    for v in config.0.values_mut() {
+                        self.resolve_json_at(v, ctx, depth).await?;
+                    }
+                    self.engine
+                        .registry
+                        .secret_from_factory(&builtin, &config)?
+                }
+            }
+        };
+        self.secrets
+            .lock()
+            .await
+            .sources
+            .insert(name.to_owned(), source.clone());
+        Ok(source)
+    }
+}
+
+/// Every `resource` and `notification` name mentioned in a job.
+fn collect_refs(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, v) in o {
+                if let ("resource" | "notification", serde_json::Value::String(s)) = (k.as_str(), v)
+                {
+                    out.insert(s.clone());
+                }
+                collect_refs(v, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// A `secret_type` with a `get` command: run through its runner with `param_*` (the type's
+/// config, `path`, `key`); the last stdout line is a JSON object of values. Its output is never
+/// logged — it is the secret.
+struct CommandSecret {
+    name: String,
+    config: pipewright_core::Params,
+    cmd: pipewright_config::RunnerCommand,
+    runner: Arc<dyn pipewright_core::Runner>,
+    workdir: std::path::PathBuf,
+}
+
+/// Keeps stdout (bounded) and the last stderr line; forwards nothing.
+#[derive(Default)]
+struct Capture(Mutex<(Vec<u8>, Vec<u8>)>);
+
+impl LogSink for Capture {
+    fn write(&self, stream: Stream, chunk: &[u8]) {
+        if let Ok(mut c) = self.0.lock() {
+            let buf = if stream == Stream::Stdout {
+                &mut c.0
+            } else {
+                &mut c.1
+            };
+            if buf.len() < 1 << 20 {
+                buf.extend_from_slice(chunk);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretSource for CommandSecret {
+    async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap> {
+        let capture = Arc::new(Capture::default());
+        let mut run_ctx = ctx.clone();
+        run_ctx.log = capture.clone();
+        let mut env = self.config.to_env("param_");
+        env.insert("param_path".into(), secret.path.clone());
+        env.insert("param_key".into(), secret.key.clone());
+        let spec = TaskSpec {
+            name: format!("secret:{}", self.name),
+            params: self.cmd.params.clone(),
+            args: self.cmd.args.clone(),
+            env,
+        };
+        let ws = Workspace {
+            dir: self.workdir.clone(),
+            output_file: self.workdir.join(".pipewright").join(format!(
+                "secret-{}.out",
+                pipewright_core::env_key(&self.name)
+            )),
+        };
+        let exit = self.runner.run(&run_ctx, &spec, &ws).await?;
+        let (out, err) = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
+        if !exit.success() {
+            let err = String::from_utf8_lossy(&err);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "`get` of secret type `{}` failed: {exit}: {}",
+                    self.name,
+                    last.trim()
+                ),
+            ));
+        }
+        let out = String::from_utf8_lossy(&out);
+        let line = out
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let bad = || {
+            Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "`get` of secret type `{}` must print a JSON object of strings on its last \
+                     stdout line (the line is not shown: it may hold secrets)",
+                    self.name
+                ),
+            )
+        };
+        let serde_json::Value::Object(map) =
+            serde_json::from_str(line.trim()).map_err(|_| bad())?
+        else {
+            return Err(bad());
+        };
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, s.into())
+            })
+            .collect())
+    }
+}
