@@ -1023,3 +1023,104 @@ job "jf" {
     assert_eq!(reason, "`check` of resource `f` failed: exit code 3");
     assert!(h.log("f").contains("auth failed"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_secret_types_chain_and_every_output_path_is_masked() {
+    let h = harness(builtins());
+    // The `get` command counts its calls so one fetch per (type, path) can be checked.
+    let text = r#"
+secret_type "script" {
+  get "shell" {
+    cmd = <<-SH
+      echo call >> @DIR@/calls
+      echo "this line is not logged"
+      case "$param_path" in
+        team) printf '{"path":"deploy/prod","user":"ci"}\n' ;;
+        deploy/prod) printf '{"token":"tk-91b2c3d4e5f6","multi":"line-one-abc\\nline-two-def"}\n' ;;
+        *) echo "no such path" >&2; exit 4 ;;
+      esac
+    SH
+  }
+}
+variable "where" {
+  type = string
+  secret "script" {
+    path = "team"
+    key  = "path"
+  }
+}
+variable "token" {
+  type = string
+  secret "script" {
+    path = var.where
+    key  = "token"
+  }
+}
+variable "multi" {
+  type = string
+  secret "script" {
+    path = var.where
+    key  = "multi"
+  }
+}
+variable "broken" {
+  type = string
+  secret "script" {
+    path = "missing"
+    key  = "x"
+  }
+}
+job "j" {
+  task "t" {
+    env = {
+      T = var.token
+      M = var.multi
+    }
+    run "shell" { cmd = "echo \"t=$T\"; printf '%s\\n' \"$M\"; echo \"$T\" >&2; exit 2" }
+    on_failure {
+      task "h" {
+        env = { T = var.token }
+        run "shell" { cmd = "echo \"hook sees $T\"" }
+      }
+    }
+  }
+}
+job "needs-broken" {
+  task "t" {
+    env = { B = var.broken }
+    run "shell" { cmd = "echo never" }
+  }
+}
+"#;
+    let b = h.job(text, "j").await;
+    assert_eq!(b.status, BuildStatus::Failed, "{b:#?}");
+    let calls = std::fs::read_to_string(h.dir.path().join("calls")).unwrap();
+    assert_eq!(calls.lines().count(), 2, "one fetch per path: {calls}");
+    let mut log = String::new();
+    for e in h.events.lock().unwrap().iter() {
+        log.push_str(&serde_json::to_string(&e.kind).unwrap());
+        log.push('\n');
+    }
+    assert!(log.contains("t=***"), "{log}");
+    assert!(log.contains("hook sees ***"), "{log}");
+    for leak in [
+        "tk-91b2c3d4e5f6",
+        "line-one-abc",
+        "line-two-def",
+        "deploy/prod",
+        "not logged",
+    ] {
+        assert!(!log.contains(leak), "`{leak}` reached the events:\n{log}");
+    }
+
+    let b = h.job(text, "needs-broken").await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let reason = b.reason.clone().unwrap();
+    assert!(
+        reason.contains("cannot resolve the job's secrets")
+            && reason.contains("`get` of secret type `script` failed")
+            && reason.contains("no such path"),
+        "{reason}"
+    );
+    assert_eq!(step(&b, "t").status, StepStatus::Skipped);
+}
