@@ -53,6 +53,10 @@ enum Command {
         /// How long a stopped task may take to exit after SIGTERM before it is killed.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
         kill_grace: std::time::Duration,
+        /// Let `run "docker"` blocks ask for `privileged = true` (off: a privileged container
+        /// owns the host).
+        #[arg(long)]
+        allow_privileged: bool,
         /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
         #[arg(long, value_name = "DIR")]
         workspace_root: Option<PathBuf>,
@@ -243,6 +247,7 @@ fn main() -> ExitCode {
             keep,
             parallel,
             kill_grace,
+            allow_privileged,
             workspace_root,
             output,
             color,
@@ -276,6 +281,7 @@ fn main() -> ExitCode {
                 keep,
                 parallel,
                 grace: kill_grace,
+                allow_privileged,
                 workspace_root,
                 mode,
                 color: color.enabled_for_stdout(),

@@ -30,6 +30,7 @@ pub struct RunArgs {
     pub keep: bool,
     pub parallel: usize,
     pub grace: Duration,
+    pub allow_privileged: bool,
     pub workspace_root: Option<PathBuf>,
     pub mode: Mode,
     pub color: bool,
@@ -89,6 +90,14 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         ..EngineOptions::default()
     };
     let mut registry = Registry::with_builtins(args.grace);
+    registry.runner(
+        "docker",
+        Arc::new(
+            pipewright_runners::DockerRunner::new()
+                .with_grace(args.grace)
+                .allow_privileged(args.allow_privileged),
+        ),
+    );
     for name in pipewright_resources::BUILTIN_TYPES {
         let root = options.cache_root.clone();
         registry.resource_type(

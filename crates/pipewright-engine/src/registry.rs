@@ -2,7 +2,7 @@
 
 use pipewright_config::{Pipeline, TypeSource};
 use pipewright_core::{Error, ErrorKind, Params, Resource, Result, Runner, SecretSource, Service};
-use pipewright_runners::{ExecRunner, ShellRunner, TemplateRunner};
+use pipewright_runners::{DockerRunner, ExecRunner, ShellRunner, TemplateRunner};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -90,8 +90,8 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry with the host runners `exec` and `shell`, which stop a task with `SIGTERM`,
-    /// then `SIGKILL` after `grace`, and the secret types `env`, `file` and `vault`.
+    /// A registry with the runners `exec`, `shell` and `docker`, which stop a task with
+    /// `SIGTERM`, then `SIGKILL` after `grace`, and the secret types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
         let mut r = Self {
             grace: Some(grace),
@@ -99,6 +99,8 @@ impl Registry {
         };
         r.runner("exec", Arc::new(ExecRunner::new().with_grace(grace)));
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
+        // Connects to the daemon on first use only, so a host without Docker is fine.
+        r.runner("docker", Arc::new(DockerRunner::new().with_grace(grace)));
         for name in pipewright_secrets::BUILTIN_TYPES {
             r.secret_factory(
                 *name,

@@ -1,7 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+mod docker;
 mod process;
 mod template;
+
+pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
 
 pub use process::{
     COOKIE_VAR, DEFAULT_GRACE, ProcessSpec, build_cookie_prefix, reap_cookie,
