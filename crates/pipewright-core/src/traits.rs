@@ -181,6 +181,16 @@ pub trait Service: Send + Sync {
     /// Stops the service and frees what it holds (ports, containers). Errors are logged and do
     /// not change the build's status.
     async fn stop(&self, ctx: &Ctx) -> Result<()>;
+    /// Variables the steps after a ready service see, as `SERVICE_<STEP>_<KEY>` (its URL,
+    /// port…). Asked once, after it is ready.
+    fn exports(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+    /// `(interval, timeout)` for readiness probes when the service decides them (a
+    /// `ready_check` block); `None` uses the engine's defaults.
+    fn ready_policy(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        None
+    }
 }
 
 /// Where credentials come from (environment, files, Vault…).

@@ -25,6 +25,9 @@ type Exports = BTreeMap<String, String>;
 
 mod secrets;
 
+/// A service type's command with the runner it goes through.
+type ServiceCommand = (RunnerCommand, Arc<dyn Runner>);
+
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a sequence of steps ended.
@@ -175,7 +178,17 @@ impl<'a> Build<'a> {
                 Flow::Failed(reason)
             }
         } else {
-            let body = self.run_steps(&self.job.steps, &mut exports, &job_token);
+            // A panic in a plug-in fails the build instead of skipping the cleanup below
+            // (hooks, service stops, process and container reaping).
+            let body = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                self.run_steps(&self.job.steps, &mut exports, &job_token),
+            ));
+            let body = async {
+                body.await.unwrap_or_else(|_| {
+                    tracing::error!(build = %self.meta.build_id, "a step panicked");
+                    Flow::Failed("internal error: a step panicked (see the engine's log)".into())
+                })
+            };
             let mut body = std::pin::pin!(body);
             match self.job.timeout {
                 Some(t) => {
@@ -925,7 +938,7 @@ impl<'a> Build<'a> {
         &self,
         step: &Step,
         s: &ServiceStep,
-        exports: &Exports,
+        exports: &mut Exports,
         token: &CancellationToken,
     ) -> Flow {
         let started = Instant::now();
@@ -936,11 +949,16 @@ impl<'a> Build<'a> {
         });
         let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
         let ctx = self.ctx(token, log.clone(), exports);
-        let timeout = step
+        let mut timeout = step
             .timeout
             .unwrap_or(self.engine.options.service_ready_timeout);
+        let mut poll = self.engine.options.service_poll;
         let result = async {
-            let service = self.engine.registry.service(&s.service_type, &s.params)?;
+            let service = self.service(step, s).await?;
+            if let Some((interval, t)) = service.ready_policy() {
+                poll = interval;
+                timeout = step.timeout.unwrap_or(t);
+            }
             // Registered before start so that a half-started service is stopped too.
             if let Ok(mut list) = self.services.lock() {
                 list.push((step.name.clone(), service.clone()));
@@ -952,6 +970,10 @@ impl<'a> Build<'a> {
                     return Err(Error::cancelled());
                 }
                 if service.ready(&ctx).await? {
+                    let prefix = format!("SERVICE_{}_", env_key(&step.name).to_ascii_uppercase());
+                    for (k, v) in service.exports() {
+                        exports.insert(format!("{prefix}{}", env_key(&k).to_ascii_uppercase()), v);
+                    }
                     return Ok(());
                 }
                 if Instant::now() >= until {
@@ -964,7 +986,7 @@ impl<'a> Build<'a> {
                         ),
                     ));
                 }
-                tokio::time::sleep(self.engine.options.service_poll).await;
+                tokio::time::sleep(poll).await;
             }
         }
         .await;
@@ -995,6 +1017,57 @@ impl<'a> Build<'a> {
 
     /// Stops every started service, newest first, each with a fresh deadline. A failing stop
     /// is logged and recorded; it never changes the build's status.
+    /// The service for a `service` step: the pipeline's command-defined type, else a
+    /// registered (built-in) one, with the type's config overlaid by the step's overrides.
+    async fn service(&self, step: &Step, s: &ServiceStep) -> Result<Arc<dyn Service>, Error> {
+        let decl = self.pipeline.service_types.get(&s.service_type);
+        let mut params = decl.map(|t| t.config.clone()).unwrap_or_default();
+        params.0.extend(s.params.0.clone());
+        let mut ctx = Ctx::new();
+        ctx.cancel = self.opts.cancel.clone();
+        ctx.build = self.meta.clone();
+        for v in params.0.values_mut() {
+            self.resolve_json_secrets(v, &ctx).await?;
+        }
+        if let Some(t) = decl
+            && !t.commands.is_empty()
+        {
+            let command = |op: &str| -> Result<Option<ServiceCommand>, Error> {
+                match t.commands.get(op) {
+                    Some(c) => Ok(Some((c.clone(), self.runner(&c.runner)?))),
+                    None => Ok(None),
+                }
+            };
+            let start = command("start")?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("service type `{}` has no `start` command", t.name),
+                )
+            })?;
+            let ready = match &t.ready_check {
+                Some(r) => Some((
+                    (r.command.clone(), self.runner(&r.command.runner)?),
+                    r.interval,
+                    r.timeout,
+                )),
+                None => None,
+            };
+            return Ok(Arc::new(pipewright_services::CommandService::new(
+                step.name.clone(),
+                &params,
+                start,
+                ready,
+                command("stop")?,
+                self.workdir.clone(),
+            )));
+        }
+        let builtin = match decl.map(|t| &t.source) {
+            Some(pipewright_config::TypeSource::Builtin { name }) => name.as_str(),
+            _ => s.service_type.as_str(),
+        };
+        self.engine.registry.service(builtin, &params)
+    }
+
     async fn stop_services(&self) {
         let list: Vec<(String, Arc<dyn Service>)> = self
             .services

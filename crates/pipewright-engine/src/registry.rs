@@ -91,7 +91,8 @@ impl Registry {
     }
 
     /// A registry with the runners `exec`, `shell` and `docker`, which stop a task with
-    /// `SIGTERM`, then `SIGKILL` after `grace`, and the secret types `env`, `file` and `vault`.
+    /// `SIGTERM`, then `SIGKILL` after `grace`; the services `nats` and `postgres`; and the secret
+    /// types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
         let mut r = Self {
             grace: Some(grace),
@@ -101,6 +102,14 @@ impl Registry {
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
         // Connects to the daemon on first use only, so a host without Docker is fine.
         r.runner("docker", Arc::new(DockerRunner::new().with_grace(grace)));
+        for name in pipewright_services::BUILTIN_TYPES {
+            r.service_type(
+                *name,
+                Arc::new(move |n: &str, params: &Params| {
+                    pipewright_services::create(n, params, grace)
+                }),
+            );
+        }
         for name in pipewright_secrets::BUILTIN_TYPES {
             r.secret_factory(
                 *name,

