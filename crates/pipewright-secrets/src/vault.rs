@@ -106,7 +106,7 @@ impl VaultSource {
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
-        let resp = tokio_select(ctx, req.send()).await?.map_err(|e| {
+        let resp = cancellable(ctx, req.send()).await?.map_err(|e| {
             Error::new(
                 if e.is_timeout() {
                     ErrorKind::Timeout
@@ -117,7 +117,7 @@ impl VaultSource {
             )
         })?;
         let status = resp.status().as_u16();
-        let body = tokio_select(ctx, resp.bytes()).await?.map_err(|e| {
+        let body = cancellable(ctx, resp.bytes()).await?.map_err(|e| {
             Error::new(
                 ErrorKind::Unavailable,
                 format!("vault answer cut short: {e}"),
@@ -238,21 +238,11 @@ impl SecretSource for VaultSource {
 }
 
 /// Awaits `fut` unless the context is cancelled first.
-async fn tokio_select<T>(ctx: &Ctx, fut: impl std::future::Future<Output = T>) -> Result<T> {
-    let cancel = ctx.cancel.clone();
-    let mut fut = std::pin::pin!(fut);
-    let mut cancelled = std::pin::pin!(cancel.cancelled());
-    std::future::poll_fn(|cx| {
-        use std::task::Poll;
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        if cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(Error::cancelled()));
-        }
-        Poll::Pending
-    })
-    .await
+async fn cancellable<T>(ctx: &Ctx, fut: impl std::future::Future<Output = T>) -> Result<T> {
+    ctx.cancel
+        .run_until_cancelled(fut)
+        .await
+        .ok_or_else(Error::cancelled)
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

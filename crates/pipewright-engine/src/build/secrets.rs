@@ -44,11 +44,16 @@ impl Build<'_> {
         for t in &texts {
             names.extend(secret_placeholders(t).into_iter().map(str::to_owned));
         }
-        self.register_masks().await;
+        let mut result = Ok(names.len());
         for name in &names {
-            self.secret_value(name, ctx, 0).await?;
+            if let Err(e) = self.secret_value(name, ctx, 0).await {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(names.len())
+        // One masker for everything fetched, before the first step writes a byte.
+        self.register_masks().await;
+        result
     }
 
     /// Rebuilds the masker from every value known so far.
@@ -73,7 +78,21 @@ impl Build<'_> {
 
     /// Replaces `((secret:VAR))` placeholders with the secret's value, fetched once per build.
     pub(crate) async fn resolve_secrets(&self, value: &str, ctx: &Ctx) -> Result<String> {
-        self.resolve_at(value, ctx, 0).await
+        let known = self.known_values().await;
+        let out = self.resolve_at(value, ctx, 0).await;
+        self.register_if_new(known).await;
+        out
+    }
+
+    async fn known_values(&self) -> usize {
+        self.secrets.lock().await.values.len()
+    }
+
+    /// A secret the preload did not see was fetched: mask it from now on.
+    async fn register_if_new(&self, known: usize) {
+        if self.known_values().await > known {
+            self.register_masks().await;
+        }
     }
 
     fn resolve_at<'s>(
@@ -102,7 +121,10 @@ impl Build<'_> {
         value: &mut serde_json::Value,
         ctx: &Ctx,
     ) -> Result<()> {
-        self.resolve_json_at(value, ctx, 0).await
+        let known = self.known_values().await;
+        let out = self.resolve_json_at(value, ctx, 0).await;
+        self.register_if_new(known).await;
+        out
     }
 
     async fn resolve_json_at(
@@ -200,8 +222,6 @@ impl Build<'_> {
                 .await
                 .values
                 .insert(var.to_owned(), value.clone());
-            // Masked from now on, even when fetched after the build started.
-            self.register_masks().await;
             Ok(value)
         })
     }
@@ -265,6 +285,15 @@ impl Build<'_> {
             .insert(name.to_owned(), source.clone());
         Ok(source)
     }
+}
+
+/// The last non-blank line of a command's output, trimmed.
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
 }
 
 /// Every `resource` and `notification` name mentioned in a job.
@@ -340,26 +369,17 @@ impl SecretSource for CommandSecret {
         let (out, err) = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
         if !exit.success() {
             let err = String::from_utf8_lossy(&err);
-            let last = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+            let last = last_line(&err);
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!(
                     "`get` of secret type `{}` failed: {exit}: {}",
-                    self.name,
-                    last.trim()
+                    self.name, last
                 ),
             ));
         }
         let out = String::from_utf8_lossy(&out);
-        let line = out
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let line = last_line(&out);
         let bad = || {
             Error::new(
                 ErrorKind::Failed,
@@ -370,9 +390,7 @@ impl SecretSource for CommandSecret {
                 ),
             )
         };
-        let serde_json::Value::Object(map) =
-            serde_json::from_str(line.trim()).map_err(|_| bad())?
-        else {
+        let serde_json::Value::Object(map) = serde_json::from_str(line).map_err(|_| bad())? else {
             return Err(bad());
         };
         Ok(map
