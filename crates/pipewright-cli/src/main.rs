@@ -34,8 +34,11 @@ enum Command {
     /// Example: pipewright run --pipeline examples/pipelines/hello.hcl --var greeting=hi
     Run {
         /// The pipeline file.
-        #[arg(long, short = 'p', value_name = "FILE")]
-        pipeline: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "pipeline")]
+        file: Option<PathBuf>,
+        /// The pipeline file (the same as the positional FILE).
+        #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
+        pipeline: Option<PathBuf>,
         /// Run only this job (repeatable). Default: every job.
         #[arg(long, short = 'j', value_name = "NAME")]
         job: Vec<String>,
@@ -109,6 +112,9 @@ struct VarArgs {
     /// files win).
     #[arg(long = "vars-file", value_name = "FILE")]
     vars_files: Vec<PathBuf>,
+    /// Let a type definition's relative `source` path point outside the pipeline's directory.
+    #[arg(long)]
+    allow_sources_outside: bool,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +196,7 @@ fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
     let opts = LoadOptions {
         vars: vars.vars.clone(),
         vars_files: vars.vars_files.clone(),
+        allow_sources_outside: vars.allow_sources_outside,
         fetcher: Some(std::sync::Arc::new(pipewright_fetch::HttpFetcher::new(
             run::types_cache_dir(),
         ))),
@@ -232,6 +239,14 @@ fn diagnostics_json(
     )
 }
 
+/// Writes to stdout, ignoring a closed pipe (`pipewright … | head -1` ends quietly instead of
+/// panicking as `println!` does).
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_fmt(args).and_then(|()| stdout.flush());
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIPEWRIGHT_LOG"))
@@ -240,6 +255,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
+            file,
             pipeline,
             job,
             vars,
@@ -252,6 +268,10 @@ fn main() -> ExitCode {
             output,
             color,
         } => {
+            let Some(pipeline) = file.or(pipeline) else {
+                eprintln!("error: name the pipeline file: pipewright run FILE");
+                return ExitCode::from(2);
+            };
             let loaded = match load(&pipeline, &vars) {
                 Ok(l) => l,
                 Err(err) => {
@@ -259,6 +279,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            if loaded.pipeline.jobs.is_empty() {
+                eprintln!(
+                    "error: no jobs in {}: there is nothing to run",
+                    pipeline.display()
+                );
+                return ExitCode::from(1);
+            }
             if !loaded.warnings.is_empty() {
                 eprint!(
                     "{}",
@@ -306,8 +333,8 @@ fn main() -> ExitCode {
                     );
                 }
                 let p = &loaded.pipeline;
-                println!(
-                    "{} is valid: {} job{}, {} resource{}, {} variable{}",
+                write_out(format_args!(
+                    "{} is valid: {} job{}, {} resource{}, {} variable{}\n",
                     file.display(),
                     p.jobs.len(),
                     if p.jobs.len() == 1 { "" } else { "s" },
@@ -315,7 +342,7 @@ fn main() -> ExitCode {
                     if p.resources.len() == 1 { "" } else { "s" },
                     p.variables.len(),
                     if p.variables.len() == 1 { "" } else { "s" },
-                );
+                ));
                 ExitCode::SUCCESS
             }
             (Ok(loaded), Output::Json) => {
@@ -324,7 +351,10 @@ fn main() -> ExitCode {
                     "pipeline": loaded.pipeline,
                     "diagnostics": diagnostics_json(&loaded.warnings, &loaded.sources),
                 });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                write_out(format_args!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&out).unwrap_or_default()
+                ));
                 ExitCode::SUCCESS
             }
             (Err(err), Output::Text) => {
@@ -336,7 +366,10 @@ fn main() -> ExitCode {
                     "valid": false,
                     "diagnostics": diagnostics_json(&err.diagnostics, &err.sources),
                 });
-                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                write_out(format_args!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&out).unwrap_or_default()
+                ));
                 ExitCode::from(1)
             }
         },
@@ -351,7 +384,7 @@ fn main() -> ExitCode {
                     GraphFormat::Mermaid => pipewright_config::to_mermaid(&loaded.pipeline),
                     GraphFormat::Dot => pipewright_config::to_dot(&loaded.pipeline),
                 };
-                print!("{text}");
+                write_out(format_args!("{text}"));
                 ExitCode::SUCCESS
             }
             Err(err) => {

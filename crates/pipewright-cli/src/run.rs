@@ -329,12 +329,7 @@ impl Renderer {
                         bar: None,
                         partial: Default::default(),
                     });
-                    let buf = &mut view.partial[slot(stream)];
-                    buf.push_str(&data);
-                    while let Some(i) = buf.find('\n') {
-                        let line: String = buf.drain(..=i).collect();
-                        complete.push(line.trim_end_matches(['\n', '\r']).to_owned());
-                    }
+                    split_lines(&mut view.partial[slot(stream)], &data, &mut complete);
                 }
                 for line in complete {
                     self.log_line(&build, &step.0, stream, &line);
@@ -379,6 +374,33 @@ impl Renderer {
             _ => {}
         }
     }
+}
+
+/// The longest line printed as one: longer ones are printed in pieces of this size, so a
+/// single huge line costs time and memory in proportion to its length, not its square.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Appends `data` to the partial line `buf` and moves every complete line (and every
+/// [`MAX_LINE_BYTES`] piece of an over-long one) to `out`. Only the new bytes are searched.
+fn split_lines(buf: &mut String, data: &str, out: &mut Vec<String>) {
+    let mut search = buf.len();
+    buf.push_str(data);
+    let mut from = 0;
+    while let Some(rel) = buf[search..].find('\n') {
+        let end = search + rel;
+        out.push(buf[from..end].trim_end_matches('\r').to_owned());
+        from = end + 1;
+        search = from;
+    }
+    while buf.len() - from > MAX_LINE_BYTES {
+        let mut cut = from + MAX_LINE_BYTES;
+        while !buf.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(buf[from..cut].to_owned());
+        from = cut;
+    }
+    buf.drain(..from);
 }
 
 fn status_mark(status: StepStatus) -> (&'static str, console::Style) {
@@ -542,5 +564,32 @@ fn print_json_summary(result: &PipelineResult) {
         "builds": builds,
         "not_run": result.not_run.iter().map(|(j, r)| serde_json::json!({"job": j, "reason": r})).collect::<Vec<_>>(),
     });
-    println!("{summary}");
+    crate::write_out(format_args!("{summary}\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_lines_keeps_partial_lines_and_bounds_long_ones() {
+        let (mut buf, mut out) = (String::new(), Vec::new());
+        split_lines(&mut buf, "a\r\nb", &mut out);
+        assert_eq!(out, ["a"]);
+        assert_eq!(buf, "b");
+        split_lines(&mut buf, "c\n", &mut out);
+        assert_eq!(out, ["a", "bc"]);
+        assert!(buf.is_empty());
+        // One line far longer than the limit arrives in many chunks: it leaves in bounded
+        // pieces and the partial buffer never holds more than the limit.
+        let chunk = "é".repeat(1000);
+        for _ in 0..200 {
+            split_lines(&mut buf, &chunk, &mut out);
+            assert!(buf.len() <= MAX_LINE_BYTES);
+        }
+        let pieces = &out[2..];
+        assert!(pieces.iter().all(|p| p.len() <= MAX_LINE_BYTES));
+        let total: usize = pieces.iter().map(String::len).sum::<usize>() + buf.len();
+        assert_eq!(total, 200 * chunk.len());
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::catalog::{Catalog, TypeKind};
 use crate::diag::{Diagnostic, FileId, LoadError, Loc, Severity, Sources, suggest};
+use crate::files::{MAX_DEFINITION_BYTES, MAX_PIPELINE_BYTES, read_capped};
 use crate::funcs;
 use crate::model::*;
 use hcl::eval::{Context, Evaluate};
@@ -34,6 +35,9 @@ pub struct LoadOptions {
     pub catalog: Catalog,
     /// Fetches `https://` type definitions; without one such sources are an error.
     pub fetcher: Option<Arc<dyn TypeFetcher>>,
+    /// Let a relative `source` path leave the pipeline's directory (`../shared/types.hcl`).
+    /// Off by default, so a pipeline cannot read arbitrary files of the host that loads it.
+    pub allow_sources_outside: bool,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("vars_files", &self.vars_files)
             .field("catalog", &self.catalog)
             .field("fetcher", &self.fetcher.is_some())
+            .field("allow_sources_outside", &self.allow_sources_outside)
             .finish()
     }
 }
@@ -62,13 +67,15 @@ pub struct Loaded {
 }
 
 /// Loads a pipeline file.
+///
+/// The file must be a regular file of at most [`MAX_PIPELINE_BYTES`].
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
-    match std::fs::read_to_string(path) {
+    match read_capped(path, MAX_PIPELINE_BYTES) {
         Ok(text) => load_str_at(&path.display().to_string(), &text, path.parent(), opts),
         Err(e) => Err(LoadError {
             diagnostics: vec![
                 Diagnostic::error(format!("cannot read `{}`: {e}", path.display()), None)
-                    .help("check the path given to --pipeline"),
+                    .help("check the path of the pipeline file"),
             ],
             sources: Sources::new(),
         }),
@@ -874,6 +881,16 @@ impl<'o> Loader<'o> {
     }
 
     fn finish(mut self, pipeline: Pipeline) -> Result<Loaded, LoadError> {
+        if pipeline.jobs.is_empty() && !self.diags.iter().any(|d| d.severity == Severity::Error) {
+            let name = self.sources.name(0).to_owned();
+            self.diags.push(
+                Diagnostic::warning(
+                    format!("no jobs in `{name}`: there is nothing to run"),
+                    None,
+                )
+                .help("add a `job \"NAME\" { … }` block"),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         self.diags.retain(|d| seen.insert(d.clone()));
         self.diags
@@ -1207,7 +1224,7 @@ impl<'o> Loader<'o> {
     }
 
     fn read_vars_file(&mut self, path: &Path) -> Vec<(String, serde_json::Value, Option<Loc>)> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_capped(path, MAX_PIPELINE_BYTES) {
             Ok(t) => t,
             Err(e) => {
                 self.error(
@@ -1652,12 +1669,22 @@ impl<'o> Loader<'o> {
                 }
             }
         } else {
-            let path = if Path::new(src).is_absolute() {
-                PathBuf::from(src)
-            } else {
-                self.dir.join(src)
+            let path = match crate::files::definition_path(
+                src,
+                &self.dir,
+                self.opts.allow_sources_outside,
+            ) {
+                Ok(p) => p,
+                Err(why) => {
+                    self.error(
+                        Diagnostic::error(format!("cannot read type definition: {why}"), Some(loc))
+                            .label("source")
+                            .help("keep type definitions in the pipeline's directory (or below it), give an absolute path, or allow other paths explicitly (`--allow-sources-outside`)"),
+                    );
+                    return None;
+                }
             };
-            match std::fs::read_to_string(&path) {
+            match read_capped(&path, MAX_DEFINITION_BYTES) {
                 Ok(t) => (
                     t,
                     TypeSource::File {
@@ -1692,11 +1719,23 @@ impl<'o> Loader<'o> {
                 return None;
             }
         }
-        let file = self.sources.add(name, text.clone());
         match hcl_edit::parser::parse_body(&text) {
-            Ok(body) => Some(Resolved::Def { source, file, body }),
+            Ok(body) => {
+                let file = self.sources.add(name, text);
+                Some(Resolved::Def { source, file, body })
+            }
             Err(e) => {
-                self.parse_error(file, &e);
+                // The text may be anything the path or URL pointed at (`/proc/self/environ`,
+                // a key file): name the position, never show the content.
+                let (line, col) = crate::files::line_col(&text, e.location().offset());
+                self.error(
+                    Diagnostic::error(
+                        format!("`{name}` is not a valid type definition: HCL syntax error at {line}:{col}"),
+                        Some(loc),
+                    )
+                    .label("source")
+                    .help("a type definition is an HCL file with the body of the type block; its content is not shown here"),
+                );
                 None
             }
         }

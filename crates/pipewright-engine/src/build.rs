@@ -96,6 +96,34 @@ fn new_build_id(job: &str, number: u64) -> String {
     )
 }
 
+/// The record of a build that could not start (its workspace could not be made, say): errored
+/// with the reason, and announced with the same events as any build so a consumer of the event
+/// stream sees it end.
+pub(crate) fn not_started(job: &str, opts: &RunOptions, error: &Error) -> BuildResult {
+    let build_id = new_build_id(job, opts.number);
+    let reason = format!("the build could not start: {error}");
+    let emitter = Emitter::new(build_id.clone(), opts.events.clone());
+    emitter.emit(EventKind::BuildStarted {
+        job: job.to_owned(),
+        pipeline: opts.pipeline_name.clone(),
+        number: opts.number,
+    });
+    emitter.emit(EventKind::BuildStatus {
+        status: BuildStatus::Errored,
+    });
+    BuildResult {
+        build_id,
+        job: job.to_owned(),
+        number: opts.number,
+        status: BuildStatus::Errored,
+        reason: Some(reason),
+        steps: Vec::new(),
+        duration: Duration::ZERO,
+        workspace: None,
+        versions: BTreeMap::new(),
+    }
+}
+
 impl<'a> Build<'a> {
     /// Prepares a build: its id, its workspace and its base environment.
     pub(crate) fn prepare(

@@ -170,8 +170,8 @@ pub struct PipelineResult {
     pub builds: Vec<BuildResult>,
     /// Jobs that did not run, with the reason (an upstream job failed, the run was cancelled).
     pub not_run: Vec<(String, String)>,
-    /// `Succeeded` when every build passed, `Cancelled` when the run was cancelled, otherwise
-    /// `Failed`.
+    /// `Succeeded` when at least one build ran and every build passed, `Cancelled` when the run
+    /// was cancelled, `Errored` when a build could not run, otherwise `Failed`.
     pub status: BuildStatus,
 }
 
@@ -226,6 +226,12 @@ impl Engine {
         jobs: &[String],
         opts: &RunOptions,
     ) -> Result<PipelineResult> {
+        if pipeline.jobs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "the pipeline has no jobs: there is nothing to run",
+            ));
+        }
         let selected: Vec<&pipewright_config::Job> = if jobs.is_empty() {
             pipeline.jobs.values().collect()
         } else {
@@ -257,7 +263,9 @@ impl Engine {
                     // The build watches `opts.cancel` itself, so its hooks still run.
                     let result = match Build::prepare(self, pipeline, job, opts, store) {
                         Ok(b) => b.run().await,
-                        Err(e) => return Outcome::Failed(e.to_string()),
+                        // A build that could not start is recorded as errored, never dropped:
+                        // the pipeline's status is computed from these records.
+                        Err(e) => build::not_started(&job.name, opts, &e),
                     };
                     let outcome = if result.status.passes() {
                         Outcome::Succeeded
@@ -295,7 +303,13 @@ impl Engine {
         }
         let status = if opts.cancel.is_cancelled() {
             BuildStatus::Cancelled
-        } else if not_run.is_empty() && builds.iter().all(|b| b.status.passes()) {
+        } else if builds.iter().any(|b| b.status == BuildStatus::Errored) {
+            BuildStatus::Errored
+        } else if !builds.is_empty()
+            && not_run.is_empty()
+            && builds.iter().all(|b| b.status.passes())
+        {
+            // An empty result set is never a success.
             BuildStatus::Succeeded
         } else {
             BuildStatus::Failed
