@@ -22,7 +22,9 @@ fn output(cmd: &mut Command) -> (i32, String, String) {
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
+    if let Err(e) = std::fs::write(&p, text) {
+        panic!("cannot write {}: {e}", p.display());
+    }
     p
 }
 
