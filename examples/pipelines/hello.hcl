@@ -7,8 +7,11 @@ variable "greeting" {
 
 job "hello" {
   task "say" {
+    # Values reach commands through the environment, never spliced into the script: a
+    # `--var greeting='$(rm -rf ~)'` stays text.
+    env = { GREETING = var.greeting }
     run "shell" {
-      cmd = "echo \"${var.greeting} from $BUILD_JOB_NAME\""
+      cmd = "echo \"$GREETING from $BUILD_JOB_NAME\""
     }
   }
 }

@@ -11,13 +11,14 @@ job "build" {
   timeout = "10m"
 
   task "prepare" {
+    env = { VERSION = var.version }
     run "shell" {
       cmd = <<-SH
         mkdir -p src
         printf 'int main(void) { return 0; }\n' > src/main.c
-        echo "VERSION=${var.version}" >> "$PIPEWRIGHT_OUTPUT"
+        echo "VERSION=$VERSION" >> "$PIPEWRIGHT_OUTPUT"
         echo "CHANNEL=stable" >> "$PIPEWRIGHT_OUTPUT"
-        echo "prepared version ${var.version}"
+        echo "prepared version $VERSION"
       SH
     }
     outputs = ["src/main.c"]

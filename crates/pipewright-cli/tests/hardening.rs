@@ -227,3 +227,43 @@ fn devices_fifos_and_huge_files_are_refused_without_reading_them() {
 fn pipewright_config_cap() -> u64 {
     4 << 20
 }
+
+/// The README's first example with a hostile value: the value stays text.
+#[test]
+fn a_variable_cannot_inject_shell_code_into_the_hello_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let hello = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/pipelines/hello.hcl");
+    let (code, out, err) = output(
+        bin()
+            .arg("run")
+            .arg(&hello)
+            .arg("--var")
+            .arg(format!("greeting=$(touch {})", marker.display()))
+            .arg("--workspace-root")
+            .arg(dir.path().join("ws"))
+            .args(["--color", "never"]),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!marker.exists(), "the value ran as shell code");
+    assert!(out.contains("$(touch"), "{out}");
+}
+
+/// `validate` names the safe form when a variable is spliced into a shell command.
+#[test]
+fn validate_warns_about_spliced_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "p.hcl",
+        "variable \"v\" {\n  type = string\n  default = \"x\"\n}\njob \"a\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"echo ${var.v}\" }\n  }\n}\n",
+    );
+    let (code, _, err) = output(bin().arg("validate").arg(&file).args(["--color", "never"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: variable `v` is spliced into a shell command"),
+        "{err}"
+    );
+    assert!(err.contains("env = { V = var.v }"), "{err}");
+}

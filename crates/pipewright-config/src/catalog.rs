@@ -12,13 +12,16 @@ pub struct ResourceOps {
     pub put: bool,
 }
 
-/// Parameters a built-in runner requires.
+/// Parameters a built-in runner reads and requires.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunnerRule {
     /// Params that must be set.
     pub required: Vec<&'static str>,
     /// Exactly one of these must be set (empty: no such rule).
     pub exactly_one_of: Vec<&'static str>,
+    /// Every param the runner reads (besides `args`); any other is an error with a suggestion.
+    /// `None`: the runner accepts any param (its own validation runs when it is used).
+    pub params: Option<Vec<&'static str>>,
 }
 
 /// The built-ins of each kind. A binary that registers more plug-ins (or fewer) builds its own
@@ -53,6 +56,7 @@ impl Default for Catalog {
                     RunnerRule {
                         required: vec!["path"],
                         exactly_one_of: vec![],
+                        params: Some(vec!["path"]),
                     },
                 ),
                 (
@@ -60,6 +64,7 @@ impl Default for Catalog {
                     RunnerRule {
                         required: vec![],
                         exactly_one_of: vec!["cmd", "file"],
+                        params: Some(vec!["cmd", "file", "shell"]),
                     },
                 ),
                 (
@@ -67,6 +72,18 @@ impl Default for Catalog {
                     RunnerRule {
                         required: vec!["image", "cmd"],
                         exactly_one_of: vec![],
+                        params: Some(vec![
+                            "image",
+                            "cmd",
+                            "user",
+                            "workdir",
+                            "network",
+                            "memory",
+                            "cpus",
+                            "pull",
+                            "privileged",
+                            "env",
+                        ]),
                     },
                 ),
             ]),

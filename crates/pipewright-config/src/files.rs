@@ -114,6 +114,40 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The text inside each `${…}` of an HCL string template, skipping `$${` escapes. Nested
+/// braces are balanced so `${f({a = 1})}` is one interpolation.
+pub(crate) fn interpolations(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'$' && bytes[i + 1] == b'$' {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'$' && bytes[i + 1] == b'{' {
+            let start = i + 2;
+            let mut depth = 1;
+            let mut j = start;
+            while j < bytes.len() && depth > 0 {
+                match bytes[j] {
+                    b'{' => depth += 1,
+                    b'}' => depth -= 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if depth == 0 {
+                out.push(&text[start..j - 1]);
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +169,14 @@ mod tests {
         // /proc files claim 0 bytes; the read itself stops at the cap.
         let r = read_capped(Path::new("/proc/self/maps"), 16);
         assert!(matches!(r, Err(ReadError::TooLarge { limit: 16 })), "{r:?}");
+    }
+
+    #[test]
+    fn finds_interpolations_but_not_escapes() {
+        assert_eq!(
+            interpolations(r#""echo ${var.a} $${HOME} ${f({x = 1})}""#),
+            ["var.a", "f({x = 1})"]
+        );
     }
 
     #[test]

@@ -80,6 +80,12 @@ fn lower(a: FuncArgs) -> R {
 fn upper(a: FuncArgs) -> R {
     Ok(s(&a, 0)?.to_uppercase().into())
 }
+/// POSIX shell single-quoting: the value becomes one word, whatever it holds
+/// (`it's` → `'it'\''s'`).
+fn shellquote(a: FuncArgs) -> R {
+    let v = s(&a, 0)?;
+    Ok(format!("'{}'", v.replace('\'', r"'\''")).into())
+}
 fn title(a: FuncArgs) -> R {
     let mut out = String::new();
     let mut start = true;
@@ -860,6 +866,7 @@ fn table() -> Vec<(&'static str, FuncDef)> {
         ("trimsuffix", f(trimsuffix, vec![Str, Str])),
         ("trimspace", f(trimspace, vec![Str])),
         ("upper", f(upper, vec![Str])),
+        ("shellquote", f(shellquote, vec![Str])),
         ("startswith", f(startswith, vec![Str, Str])),
         ("endswith", f(endswith, vec![Str, Str])),
         ("strcontains", f(strcontains, vec![Str, Str])),
@@ -967,6 +974,8 @@ mod tests {
         assert_eq!(ok(r#"trim("?!hi!?", "!?")"#), r#""hi""#);
         assert_eq!(ok(r#"indent(2, "a\nb")"#), r#""a\n  b""#);
         assert_eq!(ok(r#"strcontains("abc", "b")"#), "true");
+        assert_eq!(ok(r#"shellquote("a b")"#), r#""'a b'""#);
+        assert_eq!(ok(r#"shellquote("it's $(x)")"#), r#""'it'\\''s $(x)'""#);
     }
 
     #[test]

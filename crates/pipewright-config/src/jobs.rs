@@ -287,28 +287,48 @@ impl Loader<'_> {
     }
 
     fn check_step_names(&mut self, job: &Job) {
-        let mut seen: Vec<(&str, &str, Loc)> = Vec::new();
+        // Steps are compared by the name their exports use: `a-b`, `a_b` and `A_B` would all
+        // write `TASK_A_B_*` and silently overwrite each other.
+        let mut seen: Vec<(&str, String, &str, Loc)> = Vec::new();
         for s in job.all_steps() {
+            if s.name.chars().any(char::is_control) {
+                self.error(
+                    Diagnostic::error(
+                        format!("step name {:?} contains a control character", s.name),
+                        Some(s.loc),
+                    )
+                    .label("not allowed in a name")
+                    .help("use letters, digits, `-` and `_`"),
+                );
+                continue;
+            }
             let kw = s.kind.keyword();
             if !matches!(kw, "get" | "task") {
                 continue;
             }
-            if let Some((_, _, first)) = seen.iter().find(|(k, n, _)| *k == kw && *n == s.name) {
-                let d = Diagnostic::error(
-                    format!("job `{}` has two `{kw}` steps named `{}`", job.name, s.name),
-                    Some(s.loc),
-                )
-                .label("second step with this name")
-                .related(*first, "first here")
-                .help(format!(
-                    "step names must be unique within a job: their exports are `{}_{}_*`",
-                    kw.to_uppercase(),
-                    pipewright_core::env_key(&s.name).to_uppercase()
-                ));
+            let key = pipewright_core::env_key(&s.name).to_uppercase();
+            let export = format!("{}_{key}_*", kw.to_uppercase());
+            if let Some((_, _, first_name, first)) =
+                seen.iter().find(|(k, n, _, _)| *k == kw && *n == key)
+            {
+                let message = if *first_name == s.name {
+                    format!("job `{}` has two `{kw}` steps named `{}`", job.name, s.name)
+                } else {
+                    format!(
+                        "`{kw}` steps `{first_name}` and `{}` of job `{}` would both export `{export}`",
+                        s.name, job.name
+                    )
+                };
+                let d = Diagnostic::error(message, Some(s.loc))
+                    .label("second step with this name")
+                    .related(*first, "first here")
+                    .help(format!(
+                        "step names must be unique within a job, also after `-`, `.` and case are folded: their exports are `{export}`"
+                    ));
                 self.error(d);
                 continue;
             }
-            seen.push((kw, &s.name, s.loc));
+            seen.push((kw, key, &s.name, s.loc));
         }
     }
 

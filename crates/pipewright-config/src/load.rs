@@ -133,7 +133,8 @@ pub(crate) enum Ref {
     },
     Runner {
         name: String,
-        params: Vec<String>,
+        /// The params given, with where each was written.
+        params: Vec<(String, Loc)>,
     },
     Notification(String),
     Job {
@@ -771,13 +772,20 @@ impl<'o> Loader<'o> {
             .and_then(|a| self.string_list(file, a, ctx))
             .unwrap_or_default();
         let rest = r.rest_attrs();
+        for a in rest.iter().filter(|a| a.key.as_str() == "cmd") {
+            self.warn_spliced_vars(file, a);
+        }
         let params = self.params_of(file, &rest, ctx);
+        let given = rest
+            .iter()
+            .map(|a| (a.key.as_str().to_owned(), loc_of(file, a.key.span())))
+            .collect();
         self.finish_reader(r);
         let loc = header_loc(file, b);
         self.refs.push((
             Ref::Runner {
                 name: runner.clone(),
-                params: params.0.keys().cloned().collect(),
+                params: given,
             },
             loc,
         ));
@@ -790,6 +798,48 @@ impl<'o> Loader<'o> {
             },
             extras,
         ))
+    }
+
+    /// Warns about `${var.x}` spliced into a shell command: a value holding `$(…)` or `;` runs
+    /// as shell code. `${shellquote(var.x)}` is left alone.
+    fn warn_spliced_vars(&mut self, file: FileId, a: &Attribute) {
+        let Some(span) = a.value.span() else { return };
+        let Some(text) = self.sources.text(file).get(span.clone()) else {
+            return;
+        };
+        let mut names = Vec::new();
+        for inner in crate::files::interpolations(text) {
+            if inner.contains("shellquote(") {
+                continue;
+            }
+            for (i, _) in inner.match_indices("var.") {
+                let before = inner[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                    continue;
+                }
+                let name: String = inner[i + 4..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                    .collect();
+                // Unknown names get their own error; warn only about declared variables.
+                if self.declared_vars.contains(&name) && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        for name in names {
+            let env = pipewright_core::env_key(&name).to_uppercase();
+            self.error(
+                Diagnostic::warning(
+                    format!("variable `{name}` is spliced into a shell command: a value with `$(…)`, `;` or quotes runs as shell code"),
+                    Some(loc_of(file, Some(span.clone()))),
+                )
+                .label("interpolated here")
+                .help(format!(
+                    "pass it through the environment: `env = {{ {env} = var.{name} }}` in the task and `\"${env}\"` in `cmd` (or quote it: `${{shellquote(var.{name})}}`)"
+                )),
+            );
+        }
     }
 
     // ---- the pipeline ----

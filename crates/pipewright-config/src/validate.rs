@@ -127,8 +127,38 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                     );
                     continue;
                 };
+                if let Some(known) = &rule.params {
+                    for (given, at) in &params {
+                        if known.contains(&given.as_str()) {
+                            continue;
+                        }
+                        let help = if given == "env" {
+                            "did you mean the task's `env`? Write `env = { … }` in the task block, beside `run`, and every runner passes it on".to_owned()
+                        } else {
+                            did_you_mean(given, known.iter().copied()).unwrap_or_else(|| {
+                                format!(
+                                    "the `{builtin}` runner reads {}",
+                                    known
+                                        .iter()
+                                        .map(|k| format!("`{k}`"))
+                                        .chain(std::iter::once("`args`".to_owned()))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            })
+                        };
+                        l.error(
+                            Diagnostic::error(
+                                format!("the `{name}` runner has no parameter `{given}`"),
+                                Some(*at),
+                            )
+                            .label("not read by this runner")
+                            .help(help),
+                        );
+                    }
+                }
                 for req in &rule.required {
-                    if !params.iter().any(|p| p == req) {
+                    if !params.iter().any(|(p, _)| p == req) {
                         l.error(
                             Diagnostic::error(
                                 format!("the `{name}` runner needs `{req}`"),
@@ -143,7 +173,7 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                     let given: Vec<&String> = rule
                         .exactly_one_of
                         .iter()
-                        .filter(|o| params.iter().any(|p| p == *o))
+                        .filter(|o| params.iter().any(|(p, _)| p == *o))
                         .map(|_| &name)
                         .collect();
                     if given.len() != 1 {

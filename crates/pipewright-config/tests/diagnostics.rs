@@ -537,3 +537,69 @@ fn seed_example_reports_only_what_it_leaves_undeclared() {
     assert_eq!(err.error_count(), 2, "{}", err.render(false));
     insta::assert_snapshot!(err.render(false));
 }
+
+case!(
+    runner_param_typos,
+    r#"
+job "test" {
+  task "a" {
+    run "shell" {
+      comd = "true"
+      shel = "/bin/bash"
+    }
+  }
+  task "b" {
+    run "exec" {
+      path = "/bin/true"
+      pth  = "/bin/false"
+    }
+  }
+}
+"#
+);
+
+case!(
+    env_inside_a_run_block,
+    r#"
+job "test" {
+  task "a" {
+    run "shell" {
+      cmd = "echo $TOKEN"
+      env = { TOKEN = "x" }
+    }
+  }
+}
+"#
+);
+
+case!(
+    step_names_that_export_the_same_variables,
+    r#"
+job "test" {
+  task "a-b" {
+    run "shell" { cmd = "true" }
+  }
+  task "A_B" {
+    run "shell" { cmd = "true" }
+  }
+  task "line\nbreak" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    variable_spliced_into_a_shell_command,
+    r#"
+variable "greeting" {
+  type    = string
+  default = "hi"
+}
+job "test" {
+  task "a" {
+    run "shell" { cmd = "echo ${var.greeting} ${shellquote(var.greeting)} $${HOME}" }
+  }
+}
+"#
+);
