@@ -158,6 +158,8 @@ pub(crate) struct Loader<'o> {
     pub(crate) dir: PathBuf,
     pub(crate) refs: Vec<(Ref, Loc)>,
     pub(crate) declared_vars: Vec<String>,
+    /// `https://` type definitions fetched up front, all at once, by (URL, pin).
+    prefetched: std::collections::HashMap<(String, Option<String>), Result<String, String>>,
 }
 
 /// Tracks which attributes and blocks of a body were read, so the rest can be reported as
@@ -291,6 +293,7 @@ impl<'o> Loader<'o> {
             dir: dir.map(Path::to_path_buf).unwrap_or_default(),
             refs: Vec::new(),
             declared_vars: Vec::new(),
+            prefetched: std::collections::HashMap::new(),
         }
     }
 
@@ -877,6 +880,7 @@ impl<'o> Loader<'o> {
             .filter(|b| b.ident.as_str() == "variable")
             .collect();
         self.variables(file, &vars, &mut p);
+        self.prefetch_urls(&blocks);
 
         for b in &blocks {
             match b.ident.as_str() {
@@ -897,6 +901,57 @@ impl<'o> Loader<'o> {
         }
         crate::validate::resolve(self, &mut p);
         p
+    }
+
+    /// Fetches every type definition given by a literal `https://` source at once, so slow or
+    /// hanging servers cost the longest wait, not the sum of them.
+    fn prefetch_urls(&mut self, blocks: &[&Block]) {
+        let Some(fetcher) = self.opts.fetcher.clone() else {
+            return;
+        };
+        let literal = |b: &Block, name: &str| {
+            b.body.iter().find_map(|s| match s {
+                Structure::Attribute(a) if a.key.as_str() == name => match &a.value {
+                    Expression::String(v) => Some(v.value().to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+        };
+        let mut wanted: Vec<(String, Option<String>)> = Vec::new();
+        for b in blocks
+            .iter()
+            .filter(|b| b.ident.as_str().ends_with("_type"))
+        {
+            if let Some(url) = literal(b, "source")
+                && (url.starts_with("https://") || url.starts_with("http://"))
+            {
+                let key = (url, literal(b, "sha256"));
+                if !wanted.contains(&key) {
+                    wanted.push(key);
+                }
+            }
+        }
+        if wanted.len() < 2 {
+            return;
+        }
+        let fetched: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wanted
+                .iter()
+                .map(|(url, sha)| {
+                    let fetcher = fetcher.clone();
+                    scope.spawn(move || fetcher.fetch(url, sha.as_deref()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the fetch panicked".to_owned()))
+                })
+                .collect()
+        });
+        self.prefetched = wanted.into_iter().zip(fetched).collect();
     }
 
     fn parse_error(&mut self, file: FileId, e: &hcl_edit::parser::Error) {
@@ -1701,7 +1756,12 @@ impl<'o> Loader<'o> {
                 );
                 return None;
             };
-            match fetcher.fetch(src, sha) {
+            let key = (src.to_owned(), sha.map(str::to_owned));
+            let fetched = match self.prefetched.remove(&key) {
+                Some(r) => r,
+                None => fetcher.fetch(src, sha),
+            };
+            match fetched {
                 Ok(t) => (
                     t,
                     TypeSource::Url {

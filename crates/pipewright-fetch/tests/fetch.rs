@@ -227,3 +227,74 @@ fn the_loader_uses_it_and_reports_a_pin_mismatch_with_both_hashes() {
         "points at the source line: {text}"
     );
 }
+
+/// Four type definitions by URL are fetched at once: the server answers only when all four
+/// requests are in flight (or after 10 s), so one-after-another fetching sees at most one.
+#[test]
+fn the_loader_fetches_every_url_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (f, m) = (in_flight.clone(), most.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (f, m) = (f.clone(), m.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap();
+                loop {
+                    let mut l = String::new();
+                    if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
+                        break;
+                    }
+                }
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                for _ in 0..200 {
+                    if f.load(Ordering::SeqCst) >= 4 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let name = first
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/x")
+                    .trim_start_matches('/')
+                    .trim_end_matches(".hcl")
+                    .to_owned();
+                let body =
+                    format!("runner_type \"{name}\" {{\n  run {{\n    path = \"true\"\n  }}\n}}\n");
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    let mut src = String::new();
+    for n in ["r1", "r2", "r3", "r4"] {
+        src.push_str(&format!(
+            "runner_type \"{n}\" {{\n  source = \"{base}/{n}.hcl\"\n}}\n"
+        ));
+    }
+    src.push_str("job \"a\" {\n  task \"t\" {\n    run \"r1\" {}\n  }\n}\n");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = LoadOptions {
+        fetcher: Some(Arc::new(HttpFetcher::new(cache.path()))),
+        ..LoadOptions::default()
+    };
+    let loaded = load_str("p.hcl", &src, &opts)
+        .map_err(|e| e.render(false))
+        .unwrap();
+    assert_eq!(loaded.pipeline.runner_types.len(), 4);
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        4,
+        "the fetches did not overlap"
+    );
+}
