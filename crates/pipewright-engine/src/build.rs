@@ -406,6 +406,8 @@ impl<'a> Build<'a> {
         let id = StepId(step.name.clone());
         let attempts = step.attempts.max(1);
         let started = Instant::now();
+        // Time spent stopping timed-out attempts, left out of the step's duration.
+        let mut stopping = Duration::ZERO;
         let mut last_reason = String::new();
         for attempt in 1..=attempts {
             let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
@@ -434,28 +436,49 @@ impl<'a> Build<'a> {
                         r = &mut fut => r,
                         () = tokio::time::sleep(t) => {
                             attempt_token.cancel();
-                            // Give the plug-in its grace period to stop what it started.
+                            // Give the plug-in its grace period to stop what it started; the
+                            // reason is written below.
                             let _ = tokio::time::timeout(self.engine.options.kill_grace + Duration::from_secs(5), &mut fut).await;
-                            Attempt::Failed { reason: format!("timed out after {}", pipewright_config::format_duration(t)), exit: None }
+                            Attempt::Cancelled
                         }
                     },
                     None => fut.await,
                 }
             };
-            // A plug-in that reports a timeout through the context deadline is a timeout too.
-            let result = match result {
-                Attempt::Cancelled if !token.is_cancelled() => Attempt::Failed {
-                    reason: match step.timeout {
-                        Some(t) => {
-                            format!("timed out after {}", pipewright_config::format_duration(t))
-                        }
-                        None => "stopped".into(),
-                    },
+            let mut took = attempt_started.elapsed();
+            // A timeout, whether the engine or the plug-in (through the context deadline) saw
+            // it first. The time spent stopping the task is not task time.
+            let timed_out = step
+                .timeout
+                .filter(|t| took >= *t && !token.is_cancelled())
+                .filter(|_| !matches!(result, Attempt::Done(_)));
+            let result = match (result, timed_out) {
+                (_, Some(t)) => {
+                    let grace = self.engine.options.kill_grace;
+                    let how = if took.saturating_sub(t) >= grace {
+                        format!(
+                            " (killed after a {} grace)",
+                            pipewright_config::format_duration(grace)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    took = t;
+                    Attempt::Failed {
+                        reason: format!(
+                            "timed out after {}{how}",
+                            pipewright_config::format_duration(t)
+                        ),
+                        exit: None,
+                    }
+                }
+                (Attempt::Cancelled, None) if !token.is_cancelled() => Attempt::Failed {
+                    reason: "stopped".into(),
                     exit: None,
                 },
-                other => other,
+                (other, None) => other,
             };
-            let took = attempt_started.elapsed();
+            stopping += attempt_started.elapsed().saturating_sub(took);
             match result {
                 Attempt::Done(new) => {
                     log.flush();
@@ -464,7 +487,7 @@ impl<'a> Build<'a> {
                         step: id,
                         status: StepStatus::Succeeded,
                         attempts: attempt,
-                        duration: started.elapsed(),
+                        duration: started.elapsed().saturating_sub(stopping),
                         reason: None,
                     };
                     self.conclude(rec, Some(ExitStatus::SUCCESS), took);
@@ -476,7 +499,7 @@ impl<'a> Build<'a> {
                         step: id,
                         status: StepStatus::Cancelled,
                         attempts: attempt,
-                        duration: started.elapsed(),
+                        duration: started.elapsed().saturating_sub(stopping),
                         reason: Some("cancelled".into()),
                     };
                     self.conclude(rec, None, took);
@@ -514,7 +537,7 @@ impl<'a> Build<'a> {
             step: id,
             status: StepStatus::Failed,
             attempts,
-            duration: started.elapsed(),
+            duration: started.elapsed().saturating_sub(stopping),
             reason: Some(last_reason),
         });
         if token.is_cancelled() {

@@ -240,15 +240,68 @@ job "j" {{
         )
         .await;
     assert_eq!(b.status, BuildStatus::Failed);
-    assert_eq!(
-        step(&b, "hang").reason.as_deref(),
-        Some("timed out after 1s")
-    );
+    let reason = step(&b, "hang").reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("timed out after 1s"), "{reason}");
     let pids = pids(&h.dir.path().join("pids"));
     assert_eq!(pids.len(), 2);
     for pid in pids {
         assert!(!alive(pid), "process {pid} survived the timeout");
     }
+}
+
+/// A task that ignores SIGTERM is killed after the grace period; the grace is named in the
+/// reason and not counted as task time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_reports_the_limit_not_the_limit_plus_the_grace() {
+    let h = harness(builtins());
+    let b = h
+        .job(
+            r#"
+job "j" {
+  task "stubborn" {
+    timeout = "1s"
+    run "shell" { cmd = "trap '' TERM; while :; do sleep 0.1; done" }
+  }
+}
+"#,
+            "j",
+        )
+        .await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let s = step(&b, "stubborn");
+    assert_eq!(
+        s.reason.as_deref(),
+        Some("timed out after 1s (killed after a 300ms grace)")
+    );
+    assert!(
+        s.duration < Duration::from_millis(1300),
+        "the grace was counted: {:?}",
+        s.duration
+    );
+}
+
+/// The documented rule: a timeout is a failure, so `on_failure` runs and `on_cancel` does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_timeout_runs_on_failure_not_on_cancel() {
+    let h = harness(builtins());
+    let b = h
+        .job(
+            r#"
+job "j" {
+  task "slow" {
+    timeout = "1s"
+    run "shell" { cmd = "sleep 30" }
+    on_failure "shell" { cmd = "touch @DIR@/failure" }
+    on_cancel "shell" { cmd = "touch @DIR@/cancel" }
+  }
+}
+"#,
+            "j",
+        )
+        .await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    assert!(h.dir.path().join("failure").exists());
+    assert!(!h.dir.path().join("cancel").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
