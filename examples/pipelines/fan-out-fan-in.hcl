@@ -111,7 +111,7 @@ job "deploy" {
   task "ship" {
     run "exec" {
       path = "/usr/local/bin/deploy"
-      args = ["--env", "$INPUT_environment", "binary/app"]
+      args = ["--env", "$INPUT_ENVIRONMENT", "binary/app"]
     }
     inputs = ["binary/app"]
   }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod params;
 mod run;
 
 /// Pipewright: a CI/CD toolkit. Pipelines are HCL files of resources, jobs and steps.
@@ -47,6 +48,10 @@ enum Command {
         /// Use a local directory for a resource: `--input src=./` (repeatable).
         #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
         inputs: Vec<(String, PathBuf)>,
+        /// A value for a job's `input` block, seen by commands as `INPUT_<NAME>`:
+        /// `--param target=staging` (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_var)]
+        params: Vec<(String, String)>,
         /// Keep build workspaces and print where they are.
         #[arg(long)]
         keep: bool,
@@ -124,7 +129,7 @@ struct ColorArg {
     color: Color,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -260,6 +265,7 @@ fn main() -> ExitCode {
             job,
             vars,
             inputs,
+            params,
             keep,
             parallel,
             kill_grace,
@@ -286,6 +292,20 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(1);
             }
+            let job_inputs = match params::job_inputs(&loaded.pipeline, &job, &params) {
+                Ok(v) => v,
+                Err(e) => {
+                    for line in e.lines() {
+                        eprintln!("error: {line}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            if output != Output::Json
+                && let Some(note) = params::server_only_notice(&loaded.pipeline, &job)
+            {
+                eprintln!("{note}");
+            }
             if !loaded.warnings.is_empty() {
                 eprint!(
                     "{}",
@@ -305,6 +325,7 @@ fn main() -> ExitCode {
                 pipeline_name: name,
                 jobs: job,
                 inputs: inputs.into_iter().collect(),
+                job_inputs,
                 keep,
                 parallel,
                 grace: kill_grace,

@@ -27,6 +27,7 @@ pub struct RunArgs {
     pub pipeline_name: String,
     pub jobs: Vec<String>,
     pub inputs: BTreeMap<String, PathBuf>,
+    pub job_inputs: BTreeMap<String, serde_json::Value>,
     pub keep: bool,
     pub parallel: usize,
     pub grace: Duration,
@@ -113,6 +114,7 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
     let opts = RunOptions {
         pipeline_name: args.pipeline_name.clone(),
         inputs: args.inputs.clone(),
+        job_inputs: args.job_inputs.clone(),
         events: sink,
         ..RunOptions::default()
     };

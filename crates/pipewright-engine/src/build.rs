@@ -153,7 +153,10 @@ impl<'a> Build<'a> {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                base_env.insert(format!("INPUT_{}", env_key(&input.name)), value);
+                base_env.insert(
+                    format!("INPUT_{}", env_key(&input.name).to_uppercase()),
+                    value,
+                );
             }
         }
         let emitter = Arc::new(Emitter::new(build_id, opts.events.clone()));

@@ -1191,7 +1191,12 @@ fn have(program: &str, install: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "`{program}` is required in CI ({install})"
         );
-        eprintln!("SKIPPED: `{program}` not found ({install})");
+        // Straight to the process's stderr: the test harness captures `eprintln!` but not this,
+        // so a skipped test is visible in `cargo test` output.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED: `{program}` not found ({install})\n").as_bytes(),
+        );
     }
     ok
 }

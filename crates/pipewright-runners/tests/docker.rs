@@ -22,7 +22,13 @@ fn docker_ready() -> bool {
             std::env::var_os("CI").is_none(),
             "a Docker daemon is required in CI (apt-get install docker.io; dockerd)"
         );
-        eprintln!("SKIPPED: no Docker daemon; start dockerd to run the Docker runner tests");
+        // Straight to the process's stderr: the test harness captures `eprintln!` but not this,
+        // so a skipped test is visible in `cargo test` output.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED: no Docker daemon; start dockerd to run the Docker runner tests\n")
+                .as_bytes(),
+        );
         return false;
     }
     let have = Command::new("docker")
