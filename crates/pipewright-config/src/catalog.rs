@@ -87,7 +87,8 @@ impl Default for Catalog {
                     },
                 ),
             ]),
-            service_types: vec!["docker".into(), "nats".into(), "postgres".into()],
+            // `postgresql` is the PikoCI seed's name for `postgres`.
+            service_types: vec!["nats".into(), "postgres".into(), "postgresql".into()],
             secret_types: vec!["env".into(), "file".into(), "vault".into()],
             notification_types: vec![],
         }

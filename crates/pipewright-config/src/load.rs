@@ -1050,19 +1050,19 @@ impl<'o> Loader<'o> {
                 continue;
             }
             let mut r = Reader::new(&b.body, format!("variable `{name}`"), file);
-            let ty = match r.attr("type") {
-                Some(a) => self.var_type(file, a),
-                None => {
-                    self.error(
-                        Diagnostic::error(format!("variable `{name}` has no `type`"), Some(loc))
-                            .label("missing `type`")
-                            .help("add `type = string` (or `number`, `bool`)"),
-                    );
-                    None
-                }
-            };
+            let ty_attr = r.attr("type");
             r.attr("description");
             let default_attr = r.attr("default");
+            let ty = match ty_attr {
+                Some(a) => self.var_type(file, a),
+                // As in Terraform, `type` may be left out: the default's literal type, else
+                // a string.
+                None => Some(match default_attr.map(|a| &a.value) {
+                    Some(Expression::Number(_)) => VarType::Number,
+                    Some(Expression::Bool(_)) => VarType::Bool,
+                    _ => VarType::String,
+                }),
+            };
             let secret_blocks = r.blocks("secret");
             self.finish_reader(r);
             let type_ok = ty.is_some();

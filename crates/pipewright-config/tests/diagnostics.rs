@@ -124,7 +124,7 @@ service_type "postgres" {
   stop "exec" { path = "pg_ctl" }
 }
 job "test" {
-  service "postgresql" {}
+  service "postgrse" {}
 }
 "#
 );
@@ -530,12 +530,26 @@ fn cli_var_errors() {
     insta::assert_snapshot!(render_with(src, &opts));
 }
 
+/// The seed document's example loads unchanged: a `variable` without `type` is a string and
+/// `service "postgresql"` is the built-in postgres service.
 #[test]
-fn seed_example_reports_only_what_it_leaves_undeclared() {
+fn seed_example_loads_unchanged() {
     let src = include_str!("fixtures/seed.hcl");
-    let err = load_str("seed.hcl", src, &LoadOptions::default()).unwrap_err();
-    assert_eq!(err.error_count(), 2, "{}", err.render(false));
-    insta::assert_snapshot!(err.render(false));
+    let loaded = match load_str("seed.hcl", src, &LoadOptions::default()) {
+        Ok(l) => l,
+        Err(e) => panic!("{}", e.render(false)),
+    };
+    let p = &loaded.pipeline;
+    assert_eq!(
+        p.variables["db_password"].ty,
+        pipewright_config::VarType::String
+    );
+    assert!(
+        p.jobs["test"]
+            .all_steps()
+            .iter()
+            .any(|s| s.name == "postgresql")
+    );
 }
 
 case!(

@@ -11,15 +11,16 @@ use pipewright_core::{Error, ErrorKind, Params, Result, Service};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The built-in service type names.
-pub const BUILTIN_TYPES: &[&str] = &["nats", "postgres"];
+/// The built-in service type names (`postgresql` is another name for `postgres`, as the PikoCI
+/// seed pipeline writes it).
+pub const BUILTIN_TYPES: &[&str] = &["nats", "postgres", "postgresql"];
 
 /// The built-in service `name` with the step's `params`. `grace` is how long a stopped server
 /// gets between `SIGTERM` and `SIGKILL`.
 pub fn create(name: &str, params: &Params, grace: Duration) -> Result<Arc<dyn Service>> {
     match name {
         "nats" => Ok(Arc::new(ProcessService::nats(params)?.with_grace(grace))),
-        "postgres" => Ok(Arc::new(
+        "postgres" | "postgresql" => Ok(Arc::new(
             ProcessService::postgres(params)?.with_grace(grace),
         )),
         other => Err(Error::new(
