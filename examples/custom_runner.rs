@@ -9,9 +9,9 @@
 //! `cargo run --example custom_runner`
 
 use async_trait::async_trait;
-use pipewright::config::{Catalog, LoadOptions, RunnerRule, load_str};
+use pipewright::config::{LoadOptions, load_str};
 use pipewright::core::{
-    Ctx, Error, ErrorKind, ExitStatus, Result, Runner, Stream, TaskSpec, Workspace,
+    Ctx, Error, ErrorKind, ExitStatus, ParamSpec, Result, Runner, Stream, TaskSpec, Workspace,
 };
 use pipewright::engine::{Engine, EngineOptions, Registry, RunOptions};
 use std::sync::Arc;
@@ -22,6 +22,11 @@ struct LineCounter;
 
 #[async_trait]
 impl Runner for LineCounter {
+    /// Declared, so `filez = […]` is a load-time error with "did you mean `files`?".
+    fn params(&self) -> ParamSpec {
+        ParamSpec::exactly(&["files"], &["files"])
+    }
+
     async fn run(&self, ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> Result<ExitStatus> {
         let files = task
             .params
@@ -65,24 +70,16 @@ job "stats" {
 "#;
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    // Validation learns the runner's name and required params...
-    let mut catalog = Catalog::default();
-    catalog.runners.insert(
-        "line-counter".into(),
-        RunnerRule {
-            required: vec!["files"],
-            ..RunnerRule::default()
-        },
-    );
+    // Register the runner once: the engine runs it, and validation learns its name and params
+    // from the same registry.
+    let mut registry = Registry::with_builtins(Duration::from_secs(5));
+    registry.runner("line-counter", Arc::new(LineCounter));
     let opts = LoadOptions {
-        catalog,
+        catalog: registry.catalog(),
         ..LoadOptions::default()
     };
     let loaded = load_str("stats.hcl", PIPELINE, &opts).map_err(|e| e.render(false))?;
 
-    // ...and the engine learns its implementation.
-    let mut registry = Registry::with_builtins(Duration::from_secs(5));
-    registry.runner("line-counter", Arc::new(LineCounter));
     let engine = Engine::new(registry).with_options(EngineOptions {
         workspace_root: std::env::temp_dir().join("pipewright-custom-runner"),
         ..EngineOptions::default()

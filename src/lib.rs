@@ -8,8 +8,13 @@
 //!   `SecretSource`).
 //! - [`config`] (feature `config`, on by default): the HCL pipeline language.
 //! - [`dag`] (feature `dag`, on by default): the generic async DAG executor.
-//! - [`engine`] and [`runners`] (feature `engine`, on by default): run jobs and pipelines, with
-//!   the host runners `exec`, `shell` and `runner_type` templates.
+//! - [`engine`] (feature `engine`, on by default): run jobs and pipelines. Its
+//!   `Registry::builtins` holds every built-in plug-in, from the crates below, and
+//!   `Registry::catalog` gives validation the same list.
+//! - [`runners`] (`exec`, `shell`, `docker`, templates), [`resources`] (`git`, `cron`, `fs`,
+//!   `artifact`), [`services`] (`nats`, `postgres`), [`secrets`] (`env`, `file`, `vault` and the
+//!   log masker), [`versions`] (version history and `passed`): feature `engine`.
+//! - [`fetch`] (feature `fetch`, on by default): `https://` type definitions.
 
 pub use pipewright_core as core;
 
@@ -24,3 +29,18 @@ pub use pipewright_engine as engine;
 
 #[cfg(feature = "engine")]
 pub use pipewright_runners as runners;
+
+#[cfg(feature = "engine")]
+pub use pipewright_resources as resources;
+
+#[cfg(feature = "engine")]
+pub use pipewright_services as services;
+
+#[cfg(feature = "engine")]
+pub use pipewright_secrets as secrets;
+
+#[cfg(feature = "engine")]
+pub use pipewright_versions as versions;
+
+#[cfg(feature = "fetch")]
+pub use pipewright_fetch as fetch;

@@ -16,3 +16,52 @@ fn facade_reexports_core_and_config() {
     );
     assert!(BuildStatus::Succeeded.passes());
 }
+
+/// Every built-in that validation names can be made by the facade's default registry.
+#[cfg(feature = "engine")]
+#[test]
+fn every_builtin_named_by_validation_is_in_the_default_registry() {
+    use pipewright::engine::Registry;
+    let registry = Registry::with_builtins(std::time::Duration::from_secs(1));
+    let catalog = registry.catalog();
+    assert_eq!(catalog, pipewright::config::Catalog::default());
+    let names: Vec<&str> = catalog.runners.keys().map(String::as_str).collect();
+    assert_eq!(names, ["docker", "exec", "shell"]);
+    let names: Vec<&str> = catalog.resource_types.keys().map(String::as_str).collect();
+    assert_eq!(names, ["artifact", "cron", "fs", "git"]);
+    assert_eq!(catalog.secret_types, ["env", "file", "vault"]);
+    // A resource of each built-in type is made from its declaration.
+    let src = r#"
+resource "git" "g" {
+  params { url = "https://example.com/r.git" }
+}
+resource "cron" "c" {
+  params { schedule = "0 * * * *" }
+}
+resource "fs" "f" {
+  params { path = "/tmp" }
+}
+resource "artifact" "a" {
+  params { dir = "/tmp/pipewright-facade-artifacts" }
+}
+job "j" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#;
+    let loaded = load_str(
+        "p.hcl",
+        src,
+        &LoadOptions {
+            catalog,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    for r in loaded.pipeline.resources.values() {
+        if let Err(e) = registry.resource(r) {
+            panic!("{}: {e}", r.id);
+        }
+    }
+}

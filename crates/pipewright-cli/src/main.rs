@@ -199,13 +199,13 @@ fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
 
 fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
     let opts = LoadOptions {
+        catalog: run::registry(pipewright_runners::DEFAULT_GRACE, false).catalog(),
         vars: vars.vars.clone(),
         vars_files: vars.vars_files.clone(),
         allow_sources_outside: vars.allow_sources_outside,
         fetcher: Some(std::sync::Arc::new(pipewright_fetch::HttpFetcher::new(
             run::types_cache_dir(),
         ))),
-        ..LoadOptions::default()
     };
     pipewright_config::load_file(file, &opts)
 }

@@ -2,7 +2,9 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipewright_core::{BuildStatus, Event, EventKind, StepStatus, Stream};
-use pipewright_engine::{BuildResult, Engine, EngineOptions, PipelineResult, Registry, RunOptions};
+use pipewright_engine::{
+    BuildResult, BuiltinOptions, Engine, EngineOptions, PipelineResult, Registry, RunOptions,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +44,16 @@ fn cache_home() -> Option<PathBuf> {
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+}
+
+/// The plug-ins of the reference binary: every built-in, from the one list in the engine's
+/// registry. Validation uses its catalogue, so whatever validates can run.
+pub(crate) fn registry(grace: Duration, allow_privileged: bool) -> Registry {
+    Registry::builtins(&BuiltinOptions {
+        grace,
+        cache_root: default_cache_root(),
+        allow_privileged,
+    })
 }
 
 fn default_cache_root() -> PathBuf {
@@ -90,23 +102,7 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         cache_root: default_cache_root(),
         ..EngineOptions::default()
     };
-    let mut registry = Registry::with_builtins(args.grace);
-    registry.runner(
-        "docker",
-        Arc::new(
-            pipewright_runners::DockerRunner::new()
-                .with_grace(args.grace)
-                .allow_privileged(args.allow_privileged),
-        ),
-    );
-    for name in pipewright_resources::BUILTIN_TYPES {
-        let root = options.cache_root.clone();
-        registry.resource_type(
-            name,
-            Arc::new(move |d: &pipewright_config::Resource| pipewright_resources::create(d, &root)),
-        );
-    }
-    let engine = Engine::new(registry).with_options(options);
+    let engine = Engine::new(registry(args.grace, args.allow_privileged)).with_options(options);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let sink = Arc::new(move |e: Event| {
         let _ = tx.send(e);

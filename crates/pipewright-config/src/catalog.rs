@@ -12,17 +12,8 @@ pub struct ResourceOps {
     pub put: bool,
 }
 
-/// Parameters a built-in runner reads and requires.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunnerRule {
-    /// Params that must be set.
-    pub required: Vec<&'static str>,
-    /// Exactly one of these must be set (empty: no such rule).
-    pub exactly_one_of: Vec<&'static str>,
-    /// Every param the runner reads (besides `args`); any other is an error with a suggestion.
-    /// `None`: the runner accepts any param (its own validation runs when it is used).
-    pub params: Option<Vec<&'static str>>,
-}
+/// Parameters a runner reads and requires (the runner's [`pipewright_core::Runner::params`]).
+pub type RunnerRule = pipewright_core::ParamSpec;
 
 /// The built-ins of each kind. A binary that registers more plug-ins (or fewer) builds its own
 /// catalog; [`Catalog::default`] is the reference `pipewright` binary's.
@@ -40,6 +31,20 @@ pub struct Catalog {
     pub notification_types: Vec<String>,
 }
 
+/// The params of the built-in `docker` runner.
+const DOCKER_PARAMS: &[&str] = &[
+    "image",
+    "cmd",
+    "user",
+    "workdir",
+    "network",
+    "memory",
+    "cpus",
+    "pull",
+    "privileged",
+    "env",
+];
+
 impl Default for Catalog {
     fn default() -> Self {
         let rt = |get, put| ResourceOps { get, put };
@@ -50,41 +55,17 @@ impl Default for Catalog {
                 ("fs".into(), rt(true, true)),
                 ("artifact".into(), rt(true, true)),
             ]),
+            // The same specs as the runners' own `Runner::params` (the engine's registry test
+            // holds the two together).
             runners: BTreeMap::from([
-                (
-                    "exec".into(),
-                    RunnerRule {
-                        required: vec!["path"],
-                        exactly_one_of: vec![],
-                        params: Some(vec!["path"]),
-                    },
-                ),
+                ("exec".into(), RunnerRule::exactly(&["path"], &["path"])),
                 (
                     "shell".into(),
-                    RunnerRule {
-                        required: vec![],
-                        exactly_one_of: vec!["cmd", "file"],
-                        params: Some(vec!["cmd", "file", "shell"]),
-                    },
+                    RunnerRule::exactly(&["cmd", "file", "shell"], &[]).one_of(&["cmd", "file"]),
                 ),
                 (
                     "docker".into(),
-                    RunnerRule {
-                        required: vec!["image", "cmd"],
-                        exactly_one_of: vec![],
-                        params: Some(vec![
-                            "image",
-                            "cmd",
-                            "user",
-                            "workdir",
-                            "network",
-                            "memory",
-                            "cpus",
-                            "pull",
-                            "privileged",
-                            "env",
-                        ]),
-                    },
+                    RunnerRule::exactly(DOCKER_PARAMS, &["image", "cmd"]),
                 ),
             ]),
             // `postgresql` is the PikoCI seed's name for `postgres`.

@@ -127,7 +127,7 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                     );
                     continue;
                 };
-                if let Some(known) = &rule.params {
+                if let Some(known) = &rule.known {
                     for (given, at) in &params {
                         if known.contains(&given.as_str()) {
                             continue;

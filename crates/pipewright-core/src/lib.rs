@@ -14,8 +14,8 @@ pub use event::{Event, EventKind, StepId};
 pub use secret::{SecretMap, SecretRef, SecretValue};
 pub use status::{BuildStatus, ExitStatus, StepStatus};
 pub use traits::{
-    Resource, ResourceCapabilities, Runner, RunnerCapabilities, SecretSource, Service, TaskSpec,
-    Workspace,
+    ParamSpec, Resource, ResourceCapabilities, Runner, RunnerCapabilities, SecretSource, Service,
+    TaskSpec, Workspace,
 };
 pub use types::{Metadata, MetadataField, Params, Version, env_key, flatten_json};
 

@@ -92,6 +92,41 @@ pub struct RunnerCapabilities {
     pub limits: bool,
 }
 
+/// The params a plug-in reads from its block, so validation can reject a typo (`shel`) or a
+/// missing param at load time, before anything runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Params that must be set.
+    pub required: Vec<&'static str>,
+    /// Exactly one of these must be set (empty: no such rule).
+    pub exactly_one_of: Vec<&'static str>,
+    /// Every param read (besides `args`); any other is an error with a suggestion. `None`:
+    /// any param is accepted and the plug-in checks them itself when it runs.
+    pub known: Option<Vec<&'static str>>,
+}
+
+impl ParamSpec {
+    /// Accepts any param (the default for plug-ins that do not declare theirs).
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// Exactly these params are read; `required` of them must be set.
+    pub fn exactly(known: &[&'static str], required: &[&'static str]) -> Self {
+        Self {
+            required: required.to_vec(),
+            exactly_one_of: Vec::new(),
+            known: Some(known.to_vec()),
+        }
+    }
+
+    /// Adds an exactly-one-of rule.
+    pub fn one_of(mut self, names: &[&'static str]) -> Self {
+        self.exactly_one_of = names.to_vec();
+        self
+    }
+}
+
 /// What to run: the runner's params from the `run "<runner>" { … }` block, its `args`, and the
 /// environment for the process. Secrets appear only in `env`, never in `args`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -143,6 +178,12 @@ pub trait Runner: Send + Sync {
     /// What this runner offers. Defaults to nothing beyond running a process.
     fn capabilities(&self) -> RunnerCapabilities {
         RunnerCapabilities::default()
+    }
+
+    /// The params this runner reads from a `run` block. Defaults to any: declare them so a typo
+    /// is a load-time error with a suggestion instead of a silently ignored setting.
+    fn params(&self) -> ParamSpec {
+        ParamSpec::any()
     }
 
     /// Runs the task to completion and returns how it ended. A non-zero exit is `Ok`; `Err` means

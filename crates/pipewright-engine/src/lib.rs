@@ -8,7 +8,7 @@ mod registry;
 
 pub use events::{EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
-pub use registry::{Registry, ResourceFactory, SecretFactory, ServiceFactory};
+pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};
 
 use build::Build;
 use pipewright_config::Pipeline;

@@ -1,10 +1,13 @@
 //! The plug-ins an engine can use, by type name.
 
-use pipewright_config::{Pipeline, TypeSource};
-use pipewright_core::{Error, ErrorKind, Params, Resource, Result, Runner, SecretSource, Service};
+use pipewright_config::{Catalog, Pipeline, ResourceOps, TypeSource};
+use pipewright_core::{
+    Error, ErrorKind, Params, Resource, ResourceCapabilities, Result, Runner, SecretSource, Service,
+};
 use pipewright_runners::{DockerRunner, ExecRunner, ShellRunner, TemplateRunner};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +15,49 @@ use std::time::Duration;
 pub trait ResourceFactory: Send + Sync {
     /// The resource for `decl` (its params are in `decl.params`).
     fn create(&self, decl: &pipewright_config::Resource) -> Result<Arc<dyn Resource>>;
+
+    /// What the resources this factory makes can do; validation refuses a `put` of a type
+    /// without `put` at load time. Defaults to everything.
+    fn capabilities(&self) -> ResourceCapabilities {
+        ResourceCapabilities::ALL
+    }
+}
+
+/// The built-in resource types (`git`, `cron`, `fs`, `artifact`), with their capabilities.
+struct BuiltinResource {
+    capabilities: ResourceCapabilities,
+    cache_root: PathBuf,
+}
+
+impl ResourceFactory for BuiltinResource {
+    fn create(&self, decl: &pipewright_config::Resource) -> Result<Arc<dyn Resource>> {
+        pipewright_resources::create(decl, &self.cache_root)
+    }
+
+    fn capabilities(&self) -> ResourceCapabilities {
+        self.capabilities
+    }
+}
+
+/// Settings of the built-in plug-ins that [`Registry::builtins`] registers.
+#[derive(Debug, Clone)]
+pub struct BuiltinOptions {
+    /// How long a stopped task or server gets between `SIGTERM` and `SIGKILL`.
+    pub grace: Duration,
+    /// Where `git` keeps its mirrors.
+    pub cache_root: PathBuf,
+    /// Whether `run "docker"` may ask for `privileged = true`.
+    pub allow_privileged: bool,
+}
+
+impl Default for BuiltinOptions {
+    fn default() -> Self {
+        Self {
+            grace: pipewright_runners::DEFAULT_GRACE,
+            cache_root: std::env::temp_dir().join("pipewright-cache"),
+            allow_privileged: false,
+        }
+    }
 }
 
 impl<F> ResourceFactory for F
@@ -94,6 +140,18 @@ impl Registry {
     /// `SIGTERM`, then `SIGKILL` after `grace`; the services `nats` and `postgres`; and the secret
     /// types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
+        Self::builtins(&BuiltinOptions {
+            grace,
+            ..BuiltinOptions::default()
+        })
+    }
+
+    /// Every built-in plug-in: the runners `exec`, `shell` and `docker`; the resource types
+    /// `git`, `cron`, `fs` and `artifact`; the services `nats` and `postgres` (also
+    /// `postgresql`); the secret types `env`, `file` and `vault`. This is the one list of
+    /// built-ins: validation uses [`Registry::catalog`], so what validates can run.
+    pub fn builtins(opts: &BuiltinOptions) -> Self {
+        let grace = opts.grace;
         let mut r = Self {
             grace: Some(grace),
             ..Self::default()
@@ -101,7 +159,15 @@ impl Registry {
         r.runner("exec", Arc::new(ExecRunner::new().with_grace(grace)));
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
         // Connects to the daemon on first use only, so a host without Docker is fine.
-        r.runner("docker", Arc::new(DockerRunner::new().with_grace(grace)));
+        r.runner(
+            "docker",
+            Arc::new(
+                DockerRunner::new()
+                    .with_grace(grace)
+                    .allow_privileged(opts.allow_privileged),
+            ),
+        );
+        r.builtin_resources(&opts.cache_root);
         for name in pipewright_services::BUILTIN_TYPES {
             r.service_type(
                 *name,
@@ -120,6 +186,66 @@ impl Registry {
             );
         }
         r
+    }
+
+    /// Registers (or re-registers) the built-in resource types with their mirrors and caches
+    /// under `cache_root`.
+    pub fn builtin_resources(&mut self, cache_root: &Path) -> &mut Self {
+        let mut only_check_get = ResourceCapabilities::ALL;
+        only_check_get.put = false;
+        for name in pipewright_resources::BUILTIN_TYPES {
+            let capabilities = if name == "cron" {
+                only_check_get
+            } else {
+                ResourceCapabilities::ALL
+            };
+            self.resource_type(
+                name,
+                Arc::new(BuiltinResource {
+                    capabilities,
+                    cache_root: cache_root.to_path_buf(),
+                }),
+            );
+        }
+        self
+    }
+
+    /// The names and capabilities validation needs, derived from what is registered: a
+    /// pipeline that loads with this catalogue names only plug-ins this registry can run.
+    /// Register a plug-in once, here, and both validation and running know it.
+    pub fn catalog(&self) -> Catalog {
+        let mut secret_types: Vec<String> = self
+            .secrets
+            .keys()
+            .chain(self.secret_factories.keys())
+            .cloned()
+            .collect();
+        secret_types.sort();
+        secret_types.dedup();
+        Catalog {
+            resource_types: self
+                .resources
+                .iter()
+                .map(|(n, f)| {
+                    let c = f.capabilities();
+                    (
+                        n.clone(),
+                        ResourceOps {
+                            get: c.check || c.get,
+                            put: c.put,
+                        },
+                    )
+                })
+                .collect(),
+            runners: self
+                .runners
+                .iter()
+                .map(|(n, r)| (n.clone(), r.params()))
+                .collect(),
+            service_types: self.services.keys().cloned().collect(),
+            secret_types,
+            notification_types: Vec::new(),
+        }
     }
 
     /// Registers a secret type made per pipeline from its `secret_type` config (a built-in

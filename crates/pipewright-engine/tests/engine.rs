@@ -753,7 +753,13 @@ job "j" {
     assert_eq!(h.file("seen"), "local\n");
 
     // Without --input, a resource type the registry lacks fails with a hint.
-    let b = h.engine.run_job(&p, "j", &h.opts()).await.unwrap();
+    let mut bare = Registry::new();
+    bare.runner(
+        "shell",
+        std::sync::Arc::new(pipewright_runners::ShellRunner::new()),
+    );
+    let engine = Engine::new(bare).with_options(h.engine.options().clone());
+    let b = engine.run_job(&p, "j", &h.opts()).await.unwrap();
     assert_eq!(b.status, BuildStatus::Failed);
     let reason = step(&b, "app").reason.clone().unwrap();
     assert!(reason.contains("--input app=DIR"), "{reason}");

@@ -10,7 +10,8 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use pipewright_core::{
-    Ctx, Error, ErrorKind, ExitStatus, Params, Result, Runner, Stream, TaskSpec, Workspace,
+    Ctx, Error, ErrorKind, ExitStatus, ParamSpec, Params, Result, Runner, Stream, TaskSpec,
+    Workspace,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -473,6 +474,24 @@ fn sanitize(s: &str) -> String {
 
 #[async_trait]
 impl Runner for DockerRunner {
+    fn params(&self) -> ParamSpec {
+        ParamSpec::exactly(
+            &[
+                "image",
+                "cmd",
+                "user",
+                "workdir",
+                "network",
+                "memory",
+                "cpus",
+                "pull",
+                "privileged",
+                "env",
+            ],
+            &["image", "cmd"],
+        )
+    }
+
     async fn run(&self, ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> Result<ExitStatus> {
         let s = Settings::from_task(task)?;
         if s.privileged && !self.allow_privileged {

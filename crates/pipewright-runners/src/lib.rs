@@ -14,7 +14,7 @@ pub use template::{TemplateRunner, expand};
 
 use async_trait::async_trait;
 use pipewright_core::{
-    Ctx, Error, ErrorKind, ExitStatus, Params, Result, Runner, TaskSpec, Workspace,
+    Ctx, Error, ErrorKind, ExitStatus, ParamSpec, Params, Result, Runner, TaskSpec, Workspace,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -78,6 +78,10 @@ impl ExecRunner {
 
 #[async_trait]
 impl Runner for ExecRunner {
+    fn params(&self) -> ParamSpec {
+        ParamSpec::exactly(&["path"], &["path"])
+    }
+
     async fn run(&self, ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> Result<ExitStatus> {
         let path = param_str(&task.params, "path").ok_or_else(|| {
             Error::new(ErrorKind::InvalidConfig, "the exec runner needs `path`")
@@ -123,6 +127,10 @@ impl ShellRunner {
 
 #[async_trait]
 impl Runner for ShellRunner {
+    fn params(&self) -> ParamSpec {
+        ParamSpec::exactly(&["cmd", "file", "shell"], &[]).one_of(&["cmd", "file"])
+    }
+
     async fn run(&self, ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> Result<ExitStatus> {
         let shell = param_str(&task.params, "shell").unwrap_or_else(|| "/bin/sh".to_owned());
         let mut args = Vec::with_capacity(task.args.len() + 3);
