@@ -20,11 +20,11 @@
 //! assert!(!Condition::parse("$BRANCH == 'main'").unwrap().eval(&evil));
 //! ```
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CmpOp {
     /// `==`
@@ -42,7 +42,7 @@ pub enum CmpOp {
 }
 
 /// A parsed condition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// A lone operand, tested for truthiness.
@@ -56,7 +56,7 @@ pub enum Condition {
 }
 
 /// An operand: text with `$VAR` references substituted at evaluation time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operand(pub String);
 
 /// Why a condition does not parse: a message and the byte offset in the condition text.

@@ -1,7 +1,7 @@
 //! Durations in Go's syntax (`90s`, `1h30m`, `500ms`), as the seed system writes them, and
 //! `check_interval` schedules (`@every 1m` or a cron expression).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Parses a Go-style duration: one or more `<number><unit>` pairs, units `ns`, `us`/`µs`, `ms`,
@@ -84,11 +84,11 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// When a resource is checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// `@every <duration>`.
-    Every(#[serde(serialize_with = "ser_duration")] Duration),
+    Every(#[serde(serialize_with = "ser_duration", deserialize_with = "de_duration")] Duration),
     /// A cron expression (5 fields, optional seconds field, or `@hourly`-style nicknames).
     Cron(String),
 }
@@ -116,6 +116,22 @@ impl Schedule {
             .parse(t)
             .map_err(|e| format!("invalid cron expression: {e}"))?;
         Ok(Schedule::Cron(t.to_owned()))
+    }
+}
+
+pub(crate) fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+pub(crate) fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    match <Option<String> as serde::Deserialize>::deserialize(d)? {
+        Some(text) => parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        None => Ok(None),
     }
 }
 

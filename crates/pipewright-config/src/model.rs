@@ -5,15 +5,15 @@
 
 use crate::condition::Condition;
 use crate::diag::Loc;
-use crate::duration::{Schedule, ser_opt_duration};
+use crate::duration::{Schedule, de_opt_duration, ser_opt_duration};
 use indexmap::IndexMap;
 use pipewright_core::{Params, Version};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// A loaded pipeline.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Pipeline {
     /// Variables by name.
     pub variables: IndexMap<String, Variable>,
@@ -38,7 +38,7 @@ pub struct Pipeline {
 }
 
 /// The type of a variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VarType {
     /// `string`
@@ -61,7 +61,7 @@ impl VarType {
 }
 
 /// Where a variable's value came from (highest precedence first).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "from")]
 pub enum VarOrigin {
     /// A `--var name=value` flag.
@@ -75,7 +75,7 @@ pub enum VarOrigin {
 }
 
 /// A `variable` block and its resolved value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variable {
     /// Name (`var.<name>`).
     pub name: String,
@@ -95,7 +95,7 @@ pub struct Variable {
 
 /// A variable's `secret "<type>" { path, key }` block. `path` and `key` may contain placeholders
 /// of other secret-backed variables (chained secrets), resolved in dependency order at run time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretBinding {
     /// The secret type's name.
     pub secret_type: String,
@@ -134,7 +134,7 @@ pub fn secret_placeholders(s: &str) -> Vec<&str> {
 }
 
 /// Where a type's definition comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TypeSource {
     /// Defined inline in the pipeline.
@@ -162,7 +162,7 @@ pub enum TypeSource {
 
 /// A command run through a runner: `check "exec" { path = "…" args = […] }`. The label names the
 /// runner; `args` is the argument list; every other attribute is a runner param.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerCommand {
     /// The runner's name (`exec`, `shell`, `docker` or a declared `runner_type`).
     pub runner: String,
@@ -176,20 +176,26 @@ pub struct RunnerCommand {
 }
 
 /// A `ready_check` command with its polling settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadyCheck {
     /// The probe command.
     pub command: RunnerCommand,
     /// Time between probes (default 1s).
-    #[serde(serialize_with = "crate::duration::ser_duration")]
+    #[serde(
+        serialize_with = "crate::duration::ser_duration",
+        deserialize_with = "crate::duration::de_duration"
+    )]
     pub interval: Duration,
     /// How long to wait for readiness (default 60s).
-    #[serde(serialize_with = "crate::duration::ser_duration")]
+    #[serde(
+        serialize_with = "crate::duration::ser_duration",
+        deserialize_with = "crate::duration::de_duration"
+    )]
     pub timeout: Duration,
 }
 
 /// A declared `resource_type`, `service_type`, `secret_type` or `notification_type`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeDecl {
     /// The type's name.
     pub name: String,
@@ -214,7 +220,7 @@ pub struct TypeDecl {
 }
 
 /// A `runner_type`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerType {
     /// The type's name.
     pub name: String,
@@ -229,7 +235,7 @@ pub struct RunnerType {
 
 /// A runner template: `path` and `args` expanded against `$WORKDIR`, the step's params and the
 /// environment; `"$args"` splices the calling block's args, `"$env"` splices `-e K=V` pairs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunTemplate {
     /// Program to run (empty expands to a no-op).
     pub path: String,
@@ -238,7 +244,7 @@ pub struct RunTemplate {
 }
 
 /// A `resource "<type>" "<name>"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
     /// Canonical id `<type>.<name>`.
     pub id: String,
@@ -260,7 +266,7 @@ pub struct Resource {
 }
 
 /// A `notification "<type>" "<name>"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     /// Canonical id `<type>.<name>`.
     pub id: String,
@@ -284,7 +290,7 @@ pub struct Notification {
 }
 
 /// A `job`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// The job's name (`<group>--<key>` for `for_each`/`matrix` instances).
     pub name: String,
@@ -295,7 +301,10 @@ pub struct Job {
     /// Cross-job mutual exclusion groups.
     pub serial_groups: Vec<String>,
     /// Wall-clock limit for the plan.
-    #[serde(serialize_with = "ser_opt_duration")]
+    #[serde(
+        serialize_with = "ser_opt_duration",
+        deserialize_with = "de_opt_duration"
+    )]
     pub timeout: Option<Duration>,
     /// Worker tags (all required).
     pub tags: Vec<String>,
@@ -363,7 +372,7 @@ impl Job {
 }
 
 /// An `input "<name>"` of a job, set on manual trigger (`INPUT_<name>`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobInput {
     /// Name (env-var safe).
     pub name: String,
@@ -380,21 +389,24 @@ pub struct JobInput {
 }
 
 /// An `approve "<label>"` gate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     /// The label.
     pub label: String,
     /// Approvals needed (default 1).
     pub approvals: u32,
     /// How long to wait.
-    #[serde(serialize_with = "ser_opt_duration")]
+    #[serde(
+        serialize_with = "ser_opt_duration",
+        deserialize_with = "de_opt_duration"
+    )]
     pub timeout: Option<Duration>,
     /// Notifications sent when approval is requested.
     pub notify: Vec<NotifyStep>,
 }
 
 /// One step of a plan: its kind plus the settings every step shares.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// The step's name: the task name, the resource name of a get/put, the service name…; unique
     /// within its job (used in `GET_<STEP>_*`/`TASK_<STEP>_*` exports and logs).
@@ -403,7 +415,10 @@ pub struct Step {
     #[serde(flatten)]
     pub kind: StepKind,
     /// Per-attempt time limit.
-    #[serde(serialize_with = "ser_opt_duration")]
+    #[serde(
+        serialize_with = "ser_opt_duration",
+        deserialize_with = "de_opt_duration"
+    )]
     pub timeout: Option<Duration>,
     /// Total tries (default 1).
     pub attempts: u32,
@@ -415,7 +430,7 @@ pub struct Step {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "step")]
 pub enum StepKind {
     /// `get "<type>" "<name>"`.
@@ -450,7 +465,7 @@ impl StepKind {
 }
 
 /// Which version a `get` fetches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionPolicy {
     /// The newest allowed version (default).
@@ -462,7 +477,7 @@ pub enum VersionPolicy {
 }
 
 /// A `get` step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GetStep {
     /// The resource id `<type>.<name>`.
     pub resource: String,
@@ -477,7 +492,7 @@ pub struct GetStep {
 }
 
 /// A `task` step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskStep {
     /// The `run "<runner>" { … }` block.
     pub run: RunnerCommand,
@@ -492,7 +507,7 @@ pub struct TaskStep {
 }
 
 /// A `put` step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PutStep {
     /// The resource id `<type>.<name>`.
     pub resource: String,
@@ -501,7 +516,7 @@ pub struct PutStep {
 }
 
 /// A `notify` step, or a notification inside hooks and approvals.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotifyStep {
     /// The notification id `<type>.<name>`.
     pub notification: String,
@@ -512,7 +527,7 @@ pub struct NotifyStep {
 }
 
 /// A `service` step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStep {
     /// The service type's name.
     pub service_type: String,
@@ -521,7 +536,7 @@ pub struct ServiceStep {
 }
 
 /// An `in_parallel` group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InParallel {
     /// Max sub-steps at once (0: unlimited).
     pub limit: u32,
@@ -532,7 +547,7 @@ pub struct InParallel {
 }
 
 /// An `if` with its `else_if` branches and optional `else`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IfChain {
     /// `if` then each `else_if`, in order; the first whose condition holds runs.
     pub branches: Vec<Branch>,
@@ -541,7 +556,7 @@ pub struct IfChain {
 }
 
 /// One conditional branch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Branch {
     /// The block's label.
     pub label: String,
@@ -554,7 +569,7 @@ pub struct Branch {
 }
 
 /// Hooks of a step or job.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hooks {
     /// After success.
     pub on_success: Vec<HookAction>,
@@ -586,7 +601,7 @@ impl Hooks {
 }
 
 /// What a hook does: a runner command (labelled form) or a step (unlabelled form).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HookAction {
     /// `on_failure "exec" { path = … }`.

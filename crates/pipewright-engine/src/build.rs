@@ -2,6 +2,7 @@
 
 use crate::events::{Emitter, StepLog};
 use crate::outputs::{export_prefix, read_outputs};
+use crate::plan::PlannedInput;
 use crate::{BuildResult, Engine, RunOptions, StepRecord};
 use pipewright_config::{
     HookAction, Hooks, IfChain, InParallel, Job, Pipeline, RunnerCommand, ServiceStep, Step,
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 /// Variables exported by earlier steps (`GET_*`, `TASK_*`).
 type Exports = BTreeMap<String, String>;
 
+mod inputs;
 mod secrets;
 
 /// A service type's command with the runner it goes through.
@@ -77,6 +79,11 @@ pub(crate) struct Build<'a> {
     inputs: Mutex<BTreeMap<String, VersionId>>,
     outputs: Mutex<BTreeMap<String, Vec<VersionId>>>,
     runners: Mutex<BTreeMap<String, Arc<dyn Runner>>>,
+    /// The input of each `get`, by resource id: given (a plan from elsewhere) or chosen by
+    /// [`Build::plan_inputs`] before the first step.
+    plan: Mutex<Option<BTreeMap<String, PlannedInput>>>,
+    /// What the planner's checks printed, by resource id, for the `get` step's log.
+    check_logs: Mutex<BTreeMap<String, Vec<(Stream, Vec<u8>)>>>,
     secrets: tokio::sync::Mutex<secrets::SecretCache>,
     outputs_made: std::sync::atomic::AtomicU64,
 }
@@ -132,6 +139,7 @@ impl<'a> Build<'a> {
         job: &'a Job,
         opts: &'a RunOptions,
         store: Arc<dyn VersionStore>,
+        plan: Option<BTreeMap<String, PlannedInput>>,
     ) -> Result<Self, Error> {
         let build_id = new_build_id(&job.name, opts.number);
         let meta = BuildMeta {
@@ -177,6 +185,8 @@ impl<'a> Build<'a> {
             inputs: Mutex::new(BTreeMap::new()),
             outputs: Mutex::new(BTreeMap::new()),
             runners: Mutex::new(BTreeMap::new()),
+            plan: Mutex::new(plan),
+            check_logs: Mutex::new(BTreeMap::new()),
             secrets: tokio::sync::Mutex::new(secrets::SecretCache::default()),
             outputs_made: std::sync::atomic::AtomicU64::new(0),
         })
@@ -200,8 +210,14 @@ impl<'a> Build<'a> {
         secrets_ctx.cancel = job_token.clone();
         secrets_ctx.build = self.meta.clone();
         let preloaded = self.preload_secrets(&secrets_ctx).await;
-        let flow = if let Err(e) = preloaded {
-            let reason = format!("cannot resolve the job's secrets: {e}");
+        let planned = match preloaded {
+            Ok(_) => self
+                .ensure_plan(&secrets_ctx)
+                .await
+                .map_err(|e| (format!("cannot choose the input versions: {e}"), e)),
+            Err(e) => Err((format!("cannot resolve the job's secrets: {e}"), e)),
+        };
+        let flow = if let Err((reason, e)) = planned {
             self.skip_all(&self.job.steps, &reason);
             if e.kind() == ErrorKind::Cancelled {
                 Flow::Cancelled
@@ -693,74 +709,7 @@ impl<'a> Build<'a> {
                 format!("no resource `{}`", g.resource),
             )
         })?;
-        let dest = self.workdir.join(&decl.name);
-        let rid = decl.id.as_str();
-        let store = &self.store;
-        let (version, id) = if let Some(dir) = self
-            .opts
-            .inputs
-            .get(&decl.name)
-            .or_else(|| self.opts.inputs.get(&decl.id))
-        {
-            ctx.log_system(&format!(
-                "using the local directory {} for `{}`",
-                dir.display(),
-                decl.name
-            ));
-            let (src, dst) = (dir.clone(), dest.clone());
-            tokio::task::spawn_blocking(move || copy_dir(&src, &dst))
-                .await
-                .map_err(|e| {
-                    Error::new(ErrorKind::Other, format!("copying the input failed: {e}"))
-                })?
-                .map_err(|e| Error::from(e).with_context("input", dir.display().to_string()))?;
-            let v = Version::from_pairs([("path", dir.display().to_string())]);
-            let ids = store.save_versions(rid, std::slice::from_ref(&v)).await;
-            (v, ids.first().copied())
-        } else {
-            let resource = self.resource(decl, ctx).await?;
-            let (version, id) = match &g.version {
-                pipewright_config::VersionPolicy::Pinned(v) => {
-                    let ids = store.save_versions(rid, std::slice::from_ref(v)).await;
-                    (v.clone(), ids.first().copied())
-                }
-                _ if !g.passed.is_empty() => {
-                    let history = store.history().await;
-                    let id = pipewright_versions::resolve_passed(&history, rid, &g.passed)
-                        .map_err(|e| Error::new(ErrorKind::NotFound, e.reason))?;
-                    let v = history.version(rid, id).cloned().unwrap_or_default();
-                    ctx.log_system(&format!(
-                        "using {v}, the newest version that passed {}",
-                        g.passed.join(", ")
-                    ));
-                    (v, Some(id))
-                }
-                _ => {
-                    let last = store.history().await.latest(rid).map(|(_, v)| v.clone());
-                    let found = resource.check(ctx, last.as_ref()).await?;
-                    store.save_versions(rid, &found).await;
-                    let history = store.history().await;
-                    let chosen = match history.pins.get(rid) {
-                        Some(pin) => history.version(rid, *pin).map(|v| (*pin, v)),
-                        None => history.latest(rid),
-                    };
-                    let (id, v) = chosen.ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::NotFound,
-                            format!("resource `{}` has no versions yet", decl.name),
-                        )
-                    })?;
-                    (v.clone(), Some(id))
-                }
-            };
-            std::fs::create_dir_all(&dest)?;
-            let meta = resource.get(ctx, &version, &dest).await?;
-            ctx.log_system(&format!("fetched `{}` at {version}", decl.name));
-            for f in &meta.0 {
-                ctx.log_system(&format!("  {}: {}", f.name, f.value));
-            }
-            (version, id)
-        };
+        let (version, id) = self.fetch_input(decl, ctx).await?;
         if let Ok(mut v) = self.versions.lock() {
             v.insert(decl.id.clone(), version.clone());
         }

@@ -4,10 +4,12 @@ mod build;
 mod command;
 mod events;
 mod outputs;
+mod plan;
 mod registry;
 
 pub use events::{EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
+pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput};
 pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};
 
 use build::Build;
@@ -212,9 +214,70 @@ impl Engine {
     ) -> Result<BuildResult> {
         let job = find_job(pipeline, job)?;
         let store = opts.store();
-        Ok(Build::prepare(self, pipeline, job, opts, store)?
+        Ok(Build::prepare(self, pipeline, job, opts, store, None)?
             .run()
             .await)
+    }
+
+    /// The plan a build of `job` would run now: the versions its `get`s would fetch (checking
+    /// resources where the choice needs their newest versions) and why, and the definitions
+    /// it uses. Nothing else runs. Errors when the job does not exist or no version can be
+    /// chosen (`passed` not satisfied yet, a resource with no versions).
+    pub async fn plan(
+        &self,
+        pipeline: &Pipeline,
+        job: &str,
+        opts: &RunOptions,
+    ) -> Result<BuildPlan> {
+        let j = find_job(pipeline, job)?;
+        let inputs = Build::prepare(self, pipeline, j, opts, opts.store(), None)?
+            .choose_inputs_only()
+            .await?;
+        if let Some(bad) = inputs.values().find(|i| i.unresolved.is_some()) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no version of `{}` can be chosen for job `{}`: {}",
+                    bad.resource,
+                    j.name,
+                    bad.unresolved.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(BuildPlan {
+            schema: PLAN_SCHEMA,
+            pipeline: opts.pipeline_name.clone(),
+            job: j.name.clone(),
+            number: opts.number,
+            inputs,
+            job_inputs: opts.job_inputs.clone(),
+            definition: plan::definition(pipeline, &j.name),
+        })
+    }
+
+    /// Runs one build exactly as `plan` says, in this process: no pipeline file, no type
+    /// fetch, no version choice. `opts` gives the events, cancellation and store; the plan's
+    /// pipeline name, number and job inputs win over those in `opts`.
+    pub async fn run_plan(&self, plan: &BuildPlan, opts: &RunOptions) -> Result<BuildResult> {
+        plan.check()?;
+        let job = find_job(&plan.definition, &plan.job)?;
+        let opts = RunOptions {
+            pipeline_name: plan.pipeline.clone(),
+            number: plan.number,
+            job_inputs: plan.job_inputs.clone(),
+            ..opts.clone()
+        };
+        let store = opts.store();
+        Ok(Build::prepare(
+            self,
+            &plan.definition,
+            job,
+            &opts,
+            store,
+            Some(plan.inputs.clone()),
+        )?
+        .run()
+        .await)
     }
 
     /// Runs `jobs` (all jobs when empty) as one DAG: a job starts when the jobs it names in
@@ -261,7 +324,7 @@ impl Engine {
                 let (store, builds) = (store.clone(), &builds);
                 async move {
                     // The build watches `opts.cancel` itself, so its hooks still run.
-                    let result = match Build::prepare(self, pipeline, job, opts, store) {
+                    let result = match Build::prepare(self, pipeline, job, opts, store, None) {
                         Ok(b) => b.run().await,
                         // A build that could not start is recorded as errored, never dropped:
                         // the pipeline's status is computed from these records.

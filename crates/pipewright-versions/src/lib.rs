@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 use async_trait::async_trait;
-use pipewright_config::{Pipeline, StepKind, VersionPolicy};
+use pipewright_config::{GetStep, Pipeline, StepKind, VersionPolicy};
 use pipewright_core::{BuildStatus, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -158,10 +158,39 @@ pub fn resolve_passed(
         })
 }
 
-/// The version each `get` of a new build of `job` uses, by resource id. Priority: a version
-/// pinned in the pipeline (`version = {…}`), then `passed` resolution, then a version pinned
-/// on the resource, then the version that triggered the build (for its resource), then the
-/// newest.
+/// The version one `get` of a new build uses. Priority: a version pinned in the pipeline
+/// (`version = {…}`), then `passed` resolution, then a version pinned on the resource, then
+/// the version that triggered the build (for its resource), then the newest.
+pub fn resolve_input(
+    get: &GetStep,
+    history: &History,
+    trigger: Option<(&str, VersionId)>,
+) -> Result<VersionId, NoVersion> {
+    let r = get.resource.as_str();
+    if let VersionPolicy::Pinned(v) = &get.version {
+        history.find(r, v).ok_or_else(|| NoVersion {
+            resource: r.to_owned(),
+            reason: format!("the pinned version {v} of `{r}` has not been seen by a check"),
+        })
+    } else if !get.passed.is_empty() {
+        resolve_passed(history, r, &get.passed)
+    } else if let Some(pin) = history.pins.get(r) {
+        Ok(*pin)
+    } else if let Some((_, id)) = trigger.filter(|(tr, _)| *tr == r) {
+        Ok(id)
+    } else {
+        history
+            .latest(r)
+            .map(|(id, _)| id)
+            .ok_or_else(|| NoVersion {
+                resource: r.to_owned(),
+                reason: format!("`{r}` has no versions yet"),
+            })
+    }
+}
+
+/// The version each `get` of a new build of `job` uses, by resource id ([`resolve_input`]
+/// for each).
 pub fn resolve_inputs(
     pipeline: &Pipeline,
     job: &str,
@@ -176,28 +205,7 @@ pub fn resolve_inputs(
         let StepKind::Get(g) = &step.kind else {
             continue;
         };
-        let r = g.resource.as_str();
-        let id = if let VersionPolicy::Pinned(v) = &g.version {
-            history.find(r, v).ok_or_else(|| NoVersion {
-                resource: r.to_owned(),
-                reason: format!("the pinned version {v} of `{r}` has not been seen by a check"),
-            })?
-        } else if !g.passed.is_empty() {
-            resolve_passed(history, r, &g.passed)?
-        } else if let Some(pin) = history.pins.get(r) {
-            *pin
-        } else if let Some((_, id)) = trigger.filter(|(tr, _)| *tr == r) {
-            id
-        } else {
-            history
-                .latest(r)
-                .map(|(id, _)| id)
-                .ok_or_else(|| NoVersion {
-                    resource: r.to_owned(),
-                    reason: format!("`{r}` has no versions yet"),
-                })?
-        };
-        out.insert(r.to_owned(), id);
+        out.insert(g.resource.clone(), resolve_input(g, history, trigger)?);
     }
     Ok(out)
 }

@@ -1,0 +1,259 @@
+//! Choosing and fetching a build's inputs: the planner (the one place versions are chosen)
+//! and the `get` step, which fetches exactly what the plan says.
+
+use super::{Build, copy_dir};
+use crate::plan::PlannedInput;
+use pipewright_config::{StepKind, VersionPolicy};
+use pipewright_core::{Ctx, Error, ErrorKind, LogSink, Stream, Version};
+use pipewright_versions::{VersionId, resolve_input};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Output of a check made while planning, kept for the `get` step's log (at most 1 MiB).
+#[derive(Default)]
+pub(super) struct Captured(Mutex<Vec<(Stream, Vec<u8>)>>);
+
+impl LogSink for Captured {
+    fn write(&self, stream: Stream, chunk: &[u8]) {
+        if let Ok(mut c) = self.0.lock() {
+            let held: usize = c.iter().map(|(_, b)| b.len()).sum();
+            if held < 1 << 20 {
+                c.push((stream, chunk.to_vec()));
+            }
+        }
+    }
+}
+
+impl Build<'_> {
+    /// Chooses the inputs without running anything else, then removes the workspace: what
+    /// `Engine::plan` shows. Secrets are resolved (a resource's credentials may need them)
+    /// but stay in this process.
+    pub(crate) async fn choose_inputs_only(self) -> Result<BTreeMap<String, PlannedInput>, Error> {
+        let mut ctx = Ctx::new();
+        ctx.cancel = self.opts.cancel.child_token();
+        ctx.build = self.meta.clone();
+        let chosen = match self.preload_secrets(&ctx).await {
+            Ok(_) => self.plan_inputs(&ctx).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+            tracing::warn!(error = %e, dir = %self.workdir.display(), "could not remove the planning workspace");
+        }
+        chosen
+    }
+
+    /// Chooses the inputs unless a plan was given.
+    pub(super) async fn ensure_plan(&self, ctx: &Ctx) -> Result<(), Error> {
+        if self.plan.lock().map(|p| p.is_some()).unwrap_or(false) {
+            return Ok(());
+        }
+        let chosen = self.plan_inputs(ctx).await?;
+        if let Ok(mut p) = self.plan.lock() {
+            *p = Some(chosen);
+        }
+        Ok(())
+    }
+
+    /// The input of every `get` of the job: a local directory when one replaces the resource,
+    /// otherwise the version the versions crate's rule picks ([`resolve_input`]: pinned in
+    /// the pipeline → `passed` → pinned on the resource → newest), checking the resource first
+    /// where the rule needs its newest versions. A check's output is kept for the `get`
+    /// step's log; an input that cannot be chosen is marked `unresolved`, so its `get` fails
+    /// with the reason.
+    pub(crate) async fn plan_inputs(
+        &self,
+        ctx: &Ctx,
+    ) -> Result<BTreeMap<String, PlannedInput>, Error> {
+        let mut out = BTreeMap::new();
+        for step in self.job.all_steps() {
+            let StepKind::Get(g) = &step.kind else {
+                continue;
+            };
+            let decl = self.pipeline.resources.get(&g.resource).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("no resource `{}`", g.resource),
+                )
+            })?;
+            let rid = decl.id.as_str();
+            if out.contains_key(rid) {
+                continue;
+            }
+            let mut input = PlannedInput {
+                resource: rid.to_owned(),
+                version: None,
+                local_dir: None,
+                why: String::new(),
+                unresolved: None,
+            };
+            let local = self
+                .opts
+                .inputs
+                .get(&decl.name)
+                .or_else(|| self.opts.inputs.get(&decl.id));
+            if let Some(dir) = local {
+                input.why = format!("the local directory {} (--input)", dir.display());
+                input.local_dir = Some(dir.clone());
+                out.insert(rid.to_owned(), input);
+                continue;
+            }
+            if let Err(e) = self.discover(g, decl, ctx).await {
+                if e.kind() == ErrorKind::Cancelled {
+                    return Err(e);
+                }
+                input.unresolved = Some(e.to_string());
+                out.insert(rid.to_owned(), input);
+                continue;
+            }
+            let history = self.store.history().await;
+            match resolve_input(g, &history, None) {
+                Ok(id) => {
+                    input.version = history.version(rid, id).cloned();
+                    input.why = self.why(rid, id, &history);
+                }
+                Err(e) => input.unresolved = Some(e.reason),
+            }
+            out.insert(rid.to_owned(), input);
+        }
+        Ok(out)
+    }
+
+    /// Brings the versions a `get` may choose from into the store: its pinned version, or
+    /// what a check finds (not needed for `passed`, which chooses among recorded versions).
+    async fn discover(
+        &self,
+        g: &pipewright_config::GetStep,
+        decl: &pipewright_config::Resource,
+        ctx: &Ctx,
+    ) -> Result<(), Error> {
+        let rid = decl.id.as_str();
+        match &g.version {
+            VersionPolicy::Pinned(v) => {
+                self.store.save_versions(rid, std::slice::from_ref(v)).await;
+            }
+            _ if !g.passed.is_empty() => {}
+            _ => {
+                let log = Arc::new(Captured::default());
+                let ctx = ctx.clone().with_log(log.clone());
+                let resource = self.resource(decl, &ctx).await;
+                let checked = match resource {
+                    Ok(resource) => {
+                        let last = self
+                            .store
+                            .history()
+                            .await
+                            .latest(rid)
+                            .map(|(_, v)| v.clone());
+                        resource.check(&ctx, last.as_ref()).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let (Ok(mut logs), Ok(chunks)) = (self.check_logs.lock(), log.0.lock()) {
+                    logs.insert(rid.to_owned(), chunks.clone());
+                }
+                self.store.save_versions(rid, &checked?).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the planner chose version `id` of `rid`, in the rule's words.
+    fn why(&self, rid: &str, id: VersionId, history: &pipewright_versions::History) -> String {
+        let get = self
+            .job
+            .all_steps()
+            .into_iter()
+            .find_map(|s| match &s.kind {
+                StepKind::Get(g) if g.resource == rid => Some(g),
+                _ => None,
+            });
+        match get {
+            Some(g) if matches!(g.version, VersionPolicy::Pinned(_)) => {
+                "pinned in the pipeline (`version = {…}`)".to_owned()
+            }
+            Some(g) if !g.passed.is_empty() => {
+                format!("the newest version that passed {}", g.passed.join(", "))
+            }
+            _ if history.pins.get(rid) == Some(&id) => "pinned on the resource".to_owned(),
+            _ => "the newest version".to_owned(),
+        }
+    }
+
+    /// The planned input of resource `rid`.
+    fn planned(&self, rid: &str) -> Result<PlannedInput, Error> {
+        self.plan
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().and_then(|p| p.get(rid).cloned()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("the build's plan has no input for `{rid}`"),
+                )
+            })
+    }
+
+    /// A `get`: fetches the planned input into `$WORKDIR/<name>` and returns the version and
+    /// its id in this engine's store.
+    pub(super) async fn fetch_input(
+        &self,
+        decl: &pipewright_config::Resource,
+        ctx: &Ctx,
+    ) -> Result<(Version, Option<VersionId>), Error> {
+        let dest = self.workdir.join(&decl.name);
+        let rid = decl.id.as_str();
+        let input = self.planned(rid)?;
+        let replay = self
+            .check_logs
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(rid))
+            .unwrap_or_default();
+        for (stream, chunk) in replay {
+            ctx.log.write(stream, &chunk);
+        }
+        if let Some(why) = &input.unresolved {
+            return Err(Error::new(ErrorKind::NotFound, why.clone()));
+        }
+        if let Some(dir) = &input.local_dir {
+            ctx.log_system(&format!(
+                "using the local directory {} for `{}`",
+                dir.display(),
+                decl.name
+            ));
+            let (src, dst) = (dir.clone(), dest.clone());
+            tokio::task::spawn_blocking(move || copy_dir(&src, &dst))
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("copying the input failed: {e}"))
+                })?
+                .map_err(|e| Error::from(e).with_context("input", dir.display().to_string()))?;
+            let v = Version::from_pairs([("path", dir.display().to_string())]);
+            let ids = self
+                .store
+                .save_versions(rid, std::slice::from_ref(&v))
+                .await;
+            return Ok((v, ids.first().copied()));
+        }
+        let version = input.version.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the plan names no version of `{}`", decl.name),
+            )
+        })?;
+        ctx.log_system(&format!("using {version}: {}", input.why));
+        // A plan made elsewhere carries versions, not this store's ids.
+        let ids = self
+            .store
+            .save_versions(rid, std::slice::from_ref(&version))
+            .await;
+        let resource = self.resource(decl, ctx).await?;
+        std::fs::create_dir_all(&dest)?;
+        let meta = resource.get(ctx, &version, &dest).await?;
+        ctx.log_system(&format!("fetched `{}` at {version}", decl.name));
+        for f in &meta.0 {
+            ctx.log_system(&format!("  {}: {}", f.name, f.value));
+        }
+        Ok((version, ids.first().copied()))
+    }
+}

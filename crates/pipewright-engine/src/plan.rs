@@ -1,0 +1,97 @@
+//! Build plans: everything one build needs, chosen before it runs, in a form that can be
+//! stored, sent to another process and executed there without the pipeline file.
+
+use pipewright_config::{Pipeline, StepKind};
+use pipewright_core::Version;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// The plan format this engine writes and reads. A plan with another schema is refused.
+pub const PLAN_SCHEMA: u32 = 1;
+
+/// One build of one job, decided: which version each `get` fetches and why, the job's input
+/// values, and the definitions the build uses (the job, its resources, every type definition
+/// inlined, variables with secret *references*, never secret values). Executing it needs no
+/// HCL, no type fetch and no version check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildPlan {
+    /// [`PLAN_SCHEMA`] when written by this engine.
+    pub schema: u32,
+    /// The pipeline's name (`BUILD_PIPELINE_NAME`).
+    pub pipeline: String,
+    /// The job.
+    pub job: String,
+    /// The build number (`BUILD_NUMBER`).
+    pub number: u64,
+    /// The input of each `get`, by resource id (`type.name`).
+    pub inputs: BTreeMap<String, PlannedInput>,
+    /// Values of the job's `input` blocks (`INPUT_<NAME>`).
+    pub job_inputs: BTreeMap<String, serde_json::Value>,
+    /// The pipeline reduced to this job and what it uses.
+    pub definition: Pipeline,
+}
+
+/// What a `get` fetches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedInput {
+    /// The resource id (`type.name`).
+    pub resource: String,
+    /// The version to fetch; `None` when a local directory stands in for the resource.
+    pub version: Option<Version>,
+    /// The local directory that replaces the resource (`run --input NAME=DIR`).
+    pub local_dir: Option<PathBuf>,
+    /// Why this input was chosen, for people (`the newest version that passed build`).
+    pub why: String,
+    /// Why no input could be chosen (the `get` fails with this reason). Never set in a plan
+    /// [`crate::Engine::plan`] returns: that is an error instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<String>,
+}
+
+impl BuildPlan {
+    /// Checks that this engine can execute the plan.
+    pub fn check(&self) -> pipewright_core::Result<()> {
+        use pipewright_core::{Error, ErrorKind};
+        if self.schema != PLAN_SCHEMA {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "the plan has schema {}, this engine executes schema {PLAN_SCHEMA}",
+                    self.schema
+                ),
+            ));
+        }
+        if !self.definition.jobs.contains_key(&self.job) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!("the plan does not define its job `{}`", self.job),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `pipeline` reduced to `job` and the resources it gets or puts; the types, runners and
+/// variables stay whole (they are small, and a step may reach any of them).
+pub(crate) fn definition(pipeline: &Pipeline, job: &str) -> Pipeline {
+    let mut def = pipeline.clone();
+    def.jobs.retain(|name, _| name == job);
+    def.groups.clear();
+    let mut used = BTreeSet::new();
+    for j in def.jobs.values() {
+        for s in j.all_steps() {
+            match &s.kind {
+                StepKind::Get(g) => {
+                    used.insert(g.resource.clone());
+                }
+                StepKind::Put(p) => {
+                    used.insert(p.resource.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    def.resources.retain(|id, _| used.contains(id));
+    def
+}
