@@ -83,7 +83,7 @@ pub(crate) struct Build<'a> {
     /// [`Build::plan_inputs`] before the first step.
     plan: Mutex<Option<BTreeMap<String, PlannedInput>>>,
     /// What the planner's checks printed, by resource id, for the `get` step's log.
-    check_logs: Mutex<BTreeMap<String, Vec<(Stream, Vec<u8>)>>>,
+    check_logs: Mutex<BTreeMap<String, inputs::Chunks>>,
     secrets: tokio::sync::Mutex<secrets::SecretCache>,
     outputs_made: std::sync::atomic::AtomicU64,
 }

@@ -9,9 +9,12 @@ use pipewright_versions::{VersionId, resolve_input};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// Log chunks, in order, with their stream.
+pub(super) type Chunks = Vec<(Stream, Vec<u8>)>;
+
 /// Output of a check made while planning, kept for the `get` step's log (at most 1 MiB).
 #[derive(Default)]
-pub(super) struct Captured(Mutex<Vec<(Stream, Vec<u8>)>>);
+pub(super) struct Captured(Mutex<Chunks>);
 
 impl LogSink for Captured {
     fn write(&self, stream: Stream, chunk: &[u8]) {
