@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod params;
+mod plan;
 mod run;
 
 /// Pipewright: a CI/CD toolkit. Pipelines are HCL files of resources, jobs and steps.
@@ -35,8 +36,12 @@ enum Command {
     /// Example: pipewright run --pipeline examples/pipelines/hello.hcl --var greeting=hi
     Run {
         /// The pipeline file.
-        #[arg(value_name = "FILE", required_unless_present = "pipeline")]
+        #[arg(value_name = "FILE", required_unless_present_any = ["pipeline", "plan"])]
         file: Option<PathBuf>,
+        /// Run one build from a plan written by `pipewright plan --output json` instead of a
+        /// pipeline file: no HCL, no type fetch, the plan's versions.
+        #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["file", "pipeline", "job"])]
+        plan: Option<PathBuf>,
         /// The pipeline file (the same as the positional FILE).
         #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
         pipeline: Option<PathBuf>,
@@ -70,6 +75,36 @@ enum Command {
         workspace_root: Option<PathBuf>,
         /// `text` for people (a live view on a terminal, prefixed lines otherwise), `json` for
         /// tools (one event per line, then a summary).
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        color: ColorArg,
+    },
+    /// Show the plan a build of one job would run, without running it: the version each `get`
+    /// would fetch and why (resources are checked as a build would check them), the job's
+    /// inputs and the steps. `--output json` writes the plan itself, which `run --plan`
+    /// executes anywhere.
+    ///
+    /// Example: pipewright plan examples/pipelines/git-to-deploy.hcl --job test
+    Plan {
+        /// The pipeline file.
+        #[arg(value_name = "FILE", required_unless_present = "pipeline")]
+        file: Option<PathBuf>,
+        /// The pipeline file (the same as the positional FILE).
+        #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
+        pipeline: Option<PathBuf>,
+        /// The job to plan.
+        #[arg(long, short = 'j', value_name = "NAME")]
+        job: String,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Use a local directory for a resource: `--input src=./` (repeatable).
+        #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
+        inputs: Vec<(String, PathBuf)>,
+        /// A value for a job's `input` block: `--param target=staging` (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_var)]
+        params: Vec<(String, String)>,
+        /// `text` for people, `json` for the plan itself.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         #[command(flatten)]
@@ -252,6 +287,21 @@ pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     let _ = stdout.write_fmt(args).and_then(|()| stdout.flush());
 }
 
+fn output_mode(output: Output) -> run::Mode {
+    match output {
+        Output::Json => run::Mode::Json,
+        Output::Text if std::io::stdout().is_terminal() => run::Mode::Live,
+        Output::Text => run::Mode::Plain,
+    }
+}
+
+/// A pipeline's name: its file's stem.
+fn pipeline_name(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pipeline".into())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIPEWRIGHT_LOG"))
@@ -259,6 +309,90 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Plan {
+            file,
+            pipeline,
+            job,
+            vars,
+            inputs,
+            params,
+            output,
+            color,
+        } => {
+            let Some(path) = file.or(pipeline) else {
+                eprintln!("error: name the pipeline file: pipewright plan FILE --job NAME");
+                return ExitCode::from(2);
+            };
+            let loaded = match load(&path, &vars) {
+                Ok(l) => l,
+                Err(err) => {
+                    report_failure(&err, color.enabled());
+                    return ExitCode::from(1);
+                }
+            };
+            let job_inputs =
+                match params::job_inputs(&loaded.pipeline, std::slice::from_ref(&job), &params) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        for line in e.lines() {
+                            eprintln!("error: {line}");
+                        }
+                        return ExitCode::from(2);
+                    }
+                };
+            ExitCode::from(plan::show(
+                &loaded.pipeline,
+                plan::PlanArgs {
+                    pipeline_name: pipeline_name(&path),
+                    job,
+                    inputs: inputs.into_iter().collect(),
+                    job_inputs,
+                    json: matches!(output, Output::Json),
+                },
+            ))
+        }
+        Command::Run {
+            plan: Some(plan_file),
+            inputs,
+            keep,
+            parallel,
+            kill_grace,
+            allow_privileged,
+            workspace_root,
+            output,
+            color,
+            ..
+        } => {
+            let plan = match plan::read(&plan_file) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let args = run::RunArgs {
+                pipeline_name: plan.pipeline.clone(),
+                jobs: vec![],
+                inputs: inputs.into_iter().collect(),
+                job_inputs: plan.job_inputs.clone(),
+                keep,
+                parallel,
+                grace: kill_grace,
+                allow_privileged,
+                workspace_root,
+                mode: output_mode(output),
+                color: color.enabled_for_stdout(),
+                plan: None,
+            };
+            let definition = plan.definition.clone();
+            ExitCode::from(run::run(
+                &definition,
+                run::RunArgs {
+                    plan: Some(plan),
+                    ..args
+                },
+            ))
+        }
         Command::Run {
             file,
             pipeline,
@@ -273,6 +407,7 @@ fn main() -> ExitCode {
             workspace_root,
             output,
             color,
+            plan: None,
         } => {
             let Some(pipeline) = file.or(pipeline) else {
                 eprintln!("error: name the pipeline file: pipewright run FILE");
@@ -312,15 +447,8 @@ fn main() -> ExitCode {
                     pipewright_config::render(&loaded.warnings, &loaded.sources, color.enabled())
                 );
             }
-            let mode = match output {
-                Output::Json => run::Mode::Json,
-                Output::Text if std::io::stdout().is_terminal() => run::Mode::Live,
-                Output::Text => run::Mode::Plain,
-            };
-            let name = pipeline
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "pipeline".into());
+            let mode = output_mode(output);
+            let name = pipeline_name(&pipeline);
             let args = run::RunArgs {
                 pipeline_name: name,
                 jobs: job,
@@ -333,6 +461,7 @@ fn main() -> ExitCode {
                 workspace_root,
                 mode,
                 color: color.enabled_for_stdout(),
+                plan: None,
             };
             ExitCode::from(run::run(&loaded.pipeline, args))
         }

@@ -37,6 +37,8 @@ pub struct RunArgs {
     pub workspace_root: Option<PathBuf>,
     pub mode: Mode,
     pub color: bool,
+    /// Run this plan's one build instead of the pipeline's jobs.
+    pub plan: Option<pipewright_engine::BuildPlan>,
 }
 
 fn cache_home() -> Option<PathBuf> {
@@ -56,7 +58,7 @@ pub(crate) fn registry(grace: Duration, allow_privileged: bool) -> Registry {
     })
 }
 
-fn default_cache_root() -> PathBuf {
+pub(crate) fn default_cache_root() -> PathBuf {
     match cache_home() {
         Some(c) => c.join("pipewright").join("cache"),
         None => std::env::temp_dir().join("pipewright-cache"),
@@ -90,8 +92,9 @@ pub fn run(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
     rt.block_on(run_async(pipeline, args))
 }
 
-async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
-    let options = EngineOptions {
+/// Engine settings from the command line.
+pub(crate) fn engine_options(args: &RunArgs) -> EngineOptions {
+    EngineOptions {
         workspace_root: args
             .workspace_root
             .clone()
@@ -101,7 +104,11 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         kill_grace: args.grace,
         cache_root: default_cache_root(),
         ..EngineOptions::default()
-    };
+    }
+}
+
+async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
+    let options = engine_options(&args);
     let engine = Engine::new(registry(args.grace, args.allow_privileged)).with_options(options);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let sink = Arc::new(move |e: Event| {
@@ -145,7 +152,14 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         }
     });
 
-    let result = engine.run_pipeline(pipeline, &args.jobs, &opts).await;
+    let result = match &args.plan {
+        Some(plan) => engine.run_plan(plan, &opts).await.map(|b| PipelineResult {
+            status: b.status,
+            builds: vec![b],
+            not_run: Vec::new(),
+        }),
+        None => engine.run_pipeline(pipeline, &args.jobs, &opts).await,
+    };
     drop(opts);
     signals.abort();
     // The renderer ends when every sender is gone.

@@ -237,10 +237,20 @@ impl Engine {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
-                    "no version of `{}` can be chosen for job `{}`: {}",
-                    bad.resource,
+                    "cannot plan job `{}`: {}{}",
                     j.name,
-                    bad.unresolved.as_deref().unwrap_or_default()
+                    bad.unresolved.as_deref().unwrap_or_default(),
+                    if opts.store.is_none() {
+                        format!(
+                            " (this engine has no build history: give the input a directory, \
+                             `--input {}=DIR`, or run the upstream jobs in the same run)",
+                            bad.resource
+                                .split_once('.')
+                                .map_or(bad.resource.as_str(), |(_, n)| n)
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             ));
         }
