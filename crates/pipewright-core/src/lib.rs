@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod blob;
 mod context;
 mod error;
 mod event;
@@ -8,6 +9,7 @@ mod status;
 mod traits;
 mod types;
 
+pub use blob::BlobStore;
 pub use context::{BuildMeta, Ctx, LogSink, NullSink, Stream};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventKind, StepId};

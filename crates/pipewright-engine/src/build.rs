@@ -581,10 +581,29 @@ impl<'a> Build<'a> {
     async fn attempt(&self, step: &Step, attempt: u32, ctx: &Ctx) -> Attempt {
         match &step.kind {
             StepKind::Task(t) => {
-                self.run_command(
-                    &step.name, &t.run, &t.env, &t.inputs, &t.outputs, attempt, ctx,
-                )
-                .await
+                let keys: Vec<(String, String)> = t
+                    .caches
+                    .iter()
+                    .map(|c| {
+                        let key = crate::caches::key(&self.meta.pipeline, &self.job.name, c);
+                        (c.clone(), key)
+                    })
+                    .collect();
+                let store = self.engine.blob_store();
+                if attempt == 1 && !keys.is_empty() {
+                    crate::caches::restore(store.as_ref(), &keys, &self.workdir, &self.outdir, ctx)
+                        .await;
+                }
+                let r = self
+                    .run_command(
+                        &step.name, &t.run, &t.env, &t.inputs, &t.outputs, attempt, ctx,
+                    )
+                    .await;
+                if matches!(r, Attempt::Done(_)) && !keys.is_empty() {
+                    crate::caches::save(store.as_ref(), &keys, &self.workdir, &self.outdir, ctx)
+                        .await;
+                }
+                r
             }
             StepKind::Get(g) => match self.get(step, g, ctx).await {
                 Ok(e) => Attempt::Done(e),

@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 mod build;
+mod caches;
 mod command;
 mod events;
 mod outputs;
 mod plan;
 mod registry;
 
+pub use caches::DirBlobStore;
 pub use events::{EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
 pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput};
@@ -178,10 +180,21 @@ pub struct PipelineResult {
 }
 
 /// Runs jobs and pipelines with the plug-ins of a [`Registry`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     registry: Registry,
     options: EngineOptions,
+    blobs: Option<Arc<dyn pipewright_core::BlobStore>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registry", &self.registry)
+            .field("options", &self.options)
+            .field("shared_blob_store", &self.blobs.is_some())
+            .finish()
+    }
 }
 
 impl Engine {
@@ -190,7 +203,22 @@ impl Engine {
         Self {
             registry,
             options: EngineOptions::default(),
+            blobs: None,
         }
+    }
+
+    /// Keeps task caches in `store` instead of a directory under
+    /// [`EngineOptions::cache_root`] (a store shared by several workers).
+    pub fn with_blob_store(mut self, store: Arc<dyn pipewright_core::BlobStore>) -> Self {
+        self.blobs = Some(store);
+        self
+    }
+
+    /// Where task caches are kept.
+    pub fn blob_store(&self) -> Arc<dyn pipewright_core::BlobStore> {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| Arc::new(DirBlobStore::new(self.options.cache_root.join("blobs"))))
     }
 
     /// Replaces the options.

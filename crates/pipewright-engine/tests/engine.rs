@@ -280,6 +280,47 @@ job "j" {
     );
 }
 
+/// `caches`: the second build of a job finds what the first one's task left in the cached
+/// path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_build_finds_the_first_build_s_cache() {
+    let h = harness(builtins());
+    let mut options = h.engine.options().clone();
+    options.cache_root = h.dir.path().join("cache");
+    let engine = h.engine.clone().with_options(options);
+    let text = r#"
+job "j" {
+  task "build" {
+    caches = ["target", ".deps/x"]
+    run "shell" {
+      cmd = <<-SH
+        mkdir -p target .deps/x
+        n=$(cat target/count 2>/dev/null || echo 0)
+        echo $((n + 1)) > target/count
+        cp target/count @DIR@/seen
+      SH
+    }
+  }
+}
+"#;
+    let p = h.pipeline(text);
+    for _ in 0..2 {
+        let b = engine.run_job(&p, "j", &h.opts()).await.unwrap();
+        assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    }
+    assert_eq!(h.file("seen"), "2\n");
+    assert!(
+        h.log("build").contains("cache `target` restored"),
+        "{}",
+        h.log("build")
+    );
+    // Another job does not see it: caches are keyed by pipeline, job and path.
+    let other = h.pipeline(&text.replace("job \"j\"", "job \"k\""));
+    let b = engine.run_job(&other, "k", &h.opts()).await.unwrap();
+    assert_eq!(b.status, BuildStatus::Succeeded);
+    assert_eq!(h.file("seen"), "1\n");
+}
+
 /// The documented rule: a timeout is a failure, so `on_failure` runs and `on_cancel` does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_step_timeout_runs_on_failure_not_on_cancel() {
