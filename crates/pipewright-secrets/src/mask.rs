@@ -12,6 +12,22 @@ pub const MASK: &str = "***";
 /// out unrelated text while revealing nothing about the secret.
 const MIN_DERIVED: usize = 6;
 
+/// Values (and lines of multi-line values) shorter than this many characters, once trimmed,
+/// are not masked: masking `ab` would blank out every `ab` of a log, and where the masks fall
+/// would give the value away anyway. GitHub Actions does the same; callers warn about them
+/// (see [`too_short`]).
+pub const MIN_SECRET_CHARS: usize = 4;
+
+/// True when `value` is too short to be masked ([`MIN_SECRET_CHARS`]).
+///
+/// ```
+/// assert!(pipewright_secrets::too_short(" ab "));
+/// assert!(!pipewright_secrets::too_short("abcd"));
+/// ```
+pub fn too_short(value: &str) -> bool {
+    value.trim().chars().count() < MIN_SECRET_CHARS
+}
+
 /// A set of secrets compiled for masking. Build one per build from every resolved value; share
 /// it behind an `Arc`. Masking is leftmost-longest: of two secrets starting at the same byte,
 /// the longer one wins.
@@ -52,7 +68,8 @@ impl std::fmt::Debug for Masker {
 }
 
 impl Masker {
-    /// A masker for `secrets`; empty values are ignored.
+    /// A masker for `secrets`; empty values and values shorter than [`MIN_SECRET_CHARS`] are
+    /// ignored.
     pub fn new<I, S>(secrets: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -62,7 +79,7 @@ impl Masker {
         let mut secrets_n = 0;
         for s in secrets {
             let s = s.as_ref();
-            if s.trim().is_empty() {
+            if too_short(s) {
                 continue;
             }
             secrets_n += 1;
@@ -204,19 +221,16 @@ impl StreamMasker {
     }
 }
 
-/// Every pattern that reveals `s`.
+/// Every pattern that reveals `s` (already known not to be too short).
 fn variants(s: &str, out: &mut Vec<String>) {
     let mut raw: Vec<&str> = vec![s, s.trim()];
     if s.contains('\n') {
         raw.retain(|r| !r.contains('\n'));
-        raw.extend(
-            s.split('\n')
-                .map(|l| l.strip_suffix('\r').unwrap_or(l))
-                .filter(|l| !l.trim().is_empty()),
-        );
+        raw.extend(s.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)));
     }
+    // A short line (`}` of a JSON document) would blank out every such line of the log.
     for r in raw {
-        if !r.is_empty() {
+        if !too_short(r) {
             out.push(r.to_owned());
         }
     }

@@ -23,13 +23,14 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Every non-empty line of every secret: none may survive masking.
+/// Every line of every secret long enough to be masked: none may survive masking.
 fn lines(secrets: &[String]) -> Vec<Vec<u8>> {
     secrets
         .iter()
+        .filter(|s| !pipewright_secrets::too_short(s))
         .flat_map(|s| s.split('\n'))
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !pipewright_secrets::too_short(l))
         .map(|l| l.as_bytes().to_vec())
         .collect()
 }
@@ -201,4 +202,28 @@ fn url_and_json_forms_are_masked() {
     assert_eq!(m.mask_str(&format!("?q={url}&")), "?q=***&");
     let json = serde_json::to_string(secret).unwrap();
     assert_eq!(m.mask_str(&json), "\"***\"");
+}
+
+#[test]
+fn short_values_and_short_lines_are_not_masked() {
+    let m = Masker::new([
+        "ab",
+        " xyz ",
+        "abcd",
+        "{\n  \"k\": \"long-enough-value\"\n}",
+    ]);
+    assert_eq!(m.secrets(), 2, "the two short values are not registered");
+    assert_eq!(
+        m.mask_str("ab xyz abcd cab"),
+        "ab xyz *** cab",
+        "a short value would blank out every occurrence"
+    );
+    // The value's own lines are masked, its one-character lines are not.
+    assert_eq!(
+        m.mask_str("{\n  \"k\": \"long-enough-value\"\n}\nif x { y }"),
+        "{\n***\n}\nif x { y }"
+    );
+    assert!(pipewright_secrets::too_short("abc"));
+    assert!(pipewright_secrets::too_short("  é  "));
+    assert!(!pipewright_secrets::too_short("ééé1"));
 }
