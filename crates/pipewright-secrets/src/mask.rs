@@ -37,7 +37,13 @@ pub fn too_short(value: &str) -> bool {
 ///   trimmed of surrounding whitespace;
 /// - its standard and URL-safe base64 at all three byte alignments (the characters that depend
 ///   on the secret alone, so the secret is found inside a larger encoded blob too);
-/// - its URL-encoded (percent-encoded) and JSON-escaped forms when they differ from the value.
+/// - its percent-encoded forms — everything but letters and digits, RFC 3986 (`-_.~` kept),
+///   Python's `quote` (`/` kept too), `encodeURIComponent`, and the form encodings with `+` for
+///   a space (Python `quote_plus`, Go `QueryEscape`, WHATWG, PHP `urlencode`), each with upper-
+///   and lower-case hex — and its JSON-escaped form, when they differ from the value.
+///
+/// Values shorter than [`MIN_SECRET_CHARS`] are not masked at all. Other encodings (hex,
+/// reversed, case-changed, partly encoded) are not matched.
 ///
 /// No pattern contains a newline, which lets a [`StreamMasker`] release each complete line at
 /// once.
@@ -247,30 +253,84 @@ fn variants(s: &str, out: &mut Vec<String>) {
             derived(base64_fragment(engine, s.as_bytes(), offset), out);
         }
     }
-    derived(
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string(),
-        out,
-    );
-    derived(
-        percent_encoding::utf8_percent_encode(s, URL_COMPONENT).to_string(),
-        out,
-    );
+    for form in URL_FORMS {
+        for lower in [false, true] {
+            derived(url_encode(s, form, lower), out);
+        }
+    }
     if let Ok(json) = serde_json::to_string(s) {
         derived(json[1..json.len() - 1].to_owned(), out);
     }
 }
 
-/// What `encodeURIComponent` leaves alone: most logs show this form rather than the strict one.
-const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')');
+/// One way of percent-encoding: the bytes besides ASCII letters and digits left as they are,
+/// and whether a space becomes `+` (form encoding) rather than `%20`.
+struct UrlForm {
+    keep: &'static [u8],
+    plus: bool,
+}
+
+/// The percent-encodings common tools produce; each is also matched with lower-case hex.
+/// Identical results collapse, so a secret of letters, digits and `-` adds one pattern at most.
+const URL_FORMS: &[UrlForm] = &[
+    // Every byte but letters and digits.
+    UrlForm {
+        keep: b"",
+        plus: false,
+    },
+    // RFC 3986 unreserved: Python `quote(s, safe="")`, curl, PHP `rawurlencode`.
+    UrlForm {
+        keep: b"-_.~",
+        plus: false,
+    },
+    // Python `quote(s)`, whose default keeps `/`.
+    UrlForm {
+        keep: b"-_.~/",
+        plus: false,
+    },
+    // JavaScript `encodeURIComponent`.
+    UrlForm {
+        keep: b"-_.!~*'()",
+        plus: false,
+    },
+    // Python `quote_plus`, Go `url.QueryEscape`.
+    UrlForm {
+        keep: b"-_.~",
+        plus: true,
+    },
+    // HTML forms and `URLSearchParams` (WHATWG), Java `URLEncoder`.
+    UrlForm {
+        keep: b"*-._",
+        plus: true,
+    },
+    // PHP `urlencode`.
+    UrlForm {
+        keep: b"-_.",
+        plus: true,
+    },
+];
+
+/// `s` percent-encoded as `form` says, with upper- or lower-case hex digits.
+fn url_encode(s: &str, form: &UrlForm, lower: bool) -> String {
+    let hex: &[u8; 16] = if lower {
+        b"0123456789abcdef"
+    } else {
+        b"0123456789ABCDEF"
+    };
+    let mut out = String::with_capacity(s.len() * 3);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || form.keep.contains(&b) {
+            out.push(char::from(b));
+        } else if b == b' ' && form.plus {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(hex[usize::from(b >> 4)]));
+            out.push(char::from(hex[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
 
 /// The base64 characters determined by `secret` alone when it starts `offset` bytes into an
 /// encoded stream: encode `offset` filler bytes + the secret, then drop the characters that mix

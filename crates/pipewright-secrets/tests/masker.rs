@@ -227,3 +227,55 @@ fn short_values_and_short_lines_are_not_masked() {
     assert!(pipewright_secrets::too_short("  é  "));
     assert!(!pipewright_secrets::too_short("ééé1"));
 }
+
+/// Each form below is what the named tool printed for the secret (Python's `urllib.parse`,
+/// Node's `encodeURIComponent` and `URLSearchParams`); each must be masked inside a URL.
+#[test]
+fn every_common_url_encoding_is_masked() {
+    let secret = "Tr0ub4dor&3 horse~!/*'(x)@é";
+    let m = Masker::new([secret]);
+    for (tool, form) in [
+        (
+            "quote(safe=''), curl, rawurlencode",
+            "Tr0ub4dor%263%20horse~%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "quote() keeping /",
+            "Tr0ub4dor%263%20horse~%21/%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "quote_plus, Go QueryEscape",
+            "Tr0ub4dor%263+horse~%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "encodeURIComponent",
+            "Tr0ub4dor%263%20horse~!%2F*'(x)%40%C3%A9",
+        ),
+        (
+            "URLSearchParams, HTML forms",
+            "Tr0ub4dor%263+horse%7E%21%2F*%27%28x%29%40%C3%A9",
+        ),
+        (
+            "PHP urlencode",
+            "Tr0ub4dor%263+horse%7E%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "everything encoded",
+            "Tr0ub4dor%263%20horse%7E%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "lower-case hex",
+            "Tr0ub4dor%263%20horse~%21%2f%2a%27%28x%29%40%c3%a9",
+        ),
+        (
+            "lower-case hex, form",
+            "Tr0ub4dor%263+horse%7e%21%2f*%27%28x%29%40%c3%a9",
+        ),
+    ] {
+        assert_eq!(
+            m.mask_str(&format!("https://h/cb?token={form}&next=1")),
+            "https://h/cb?token=***&next=1",
+            "{tool}: {form}"
+        );
+    }
+}
