@@ -203,3 +203,73 @@ fn var_overrides_a_secret_block_and_is_masked_too() {
         "origins listed: {all}"
     );
 }
+
+/// Runs `pipewright run` on `pipeline` (written to `dir`) with `env`; stdout and stderr joined.
+fn run(dir: &std::path::Path, pipeline: &str, mode: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let file = dir.join("p.hcl");
+    std::fs::write(&file, pipeline).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .arg("run")
+        .arg("--pipeline")
+        .arg(&file)
+        .arg("--workspace-root")
+        .arg(dir.join("ws"))
+        .args(["--output", mode])
+        .env_remove("VAULT_TOKEN")
+        .env_remove("BAO_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), all)
+}
+
+/// A failing resource check quotes its output, which holds a secret: the JSON summary's
+/// reasons are masked like the events'.
+#[test]
+fn the_json_summary_masks_step_and_build_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+variable "token" {
+  type = string
+  secret "env" { key = "PW_TEST_TOKEN" }
+}
+resource_type "leaky" {
+  check "shell" { cmd = "echo \"auth=$param_token\"" }
+  pull "shell" { cmd = "true" }
+}
+resource "leaky" "r" {
+  params { token = var.token }
+}
+job "j" {
+  get "leaky" "r" {}
+}
+"#;
+    let (code, all) = run(dir.path(), pipeline, "json", &[("PW_TEST_TOKEN", TOKEN)]);
+    assert_eq!(code, 1, "{all}");
+    assert!(!all.contains(TOKEN), "the token leaked:\n{all}");
+    let summary: serde_json::Value = all
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in\n{all}"));
+    let build = &summary["builds"][0];
+    let step = build["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "r")
+        .unwrap();
+    assert!(
+        step["reason"].as_str().unwrap().contains("`auth=***`"),
+        "{step}"
+    );
+    assert!(
+        build["reason"].as_str().unwrap().contains("auth=***"),
+        "{build}"
+    );
+}

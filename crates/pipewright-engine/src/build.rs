@@ -38,6 +38,15 @@ pub(crate) enum Flow {
     Cancelled,
 }
 
+/// How a step ended, before it becomes a [`StepRecord`] (whose reason is masked).
+struct Ending {
+    step: StepId,
+    status: StepStatus,
+    attempts: u32,
+    duration: Duration,
+    reason: Option<String>,
+}
+
 /// The result of one attempt of a get/task/put/notify.
 enum Attempt {
     Done(Exports),
@@ -249,14 +258,24 @@ impl<'a> Build<'a> {
             })
             .await;
         self.emitter.emit(EventKind::BuildStatus { status });
-        let versions = self.versions.lock().map(|v| v.clone()).unwrap_or_default();
+        let versions = self
+            .versions
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, v)| {
+                let shown = v.0.into_iter().map(|(k, x)| (k, self.emitter.mask(&x)));
+                (id, Version(shown.collect()))
+            })
+            .collect();
         let steps = self.records.lock().map(|r| r.clone()).unwrap_or_default();
         BuildResult {
             build_id: self.meta.build_id.clone(),
             job: self.job.name.clone(),
             number: self.meta.number,
             status,
-            reason: reason.map(|r| self.emitter.mask(&r)),
+            reason: reason.map(|r| self.emitter.masked(&r)),
             steps,
             duration: started.elapsed(),
             workspace,
@@ -264,10 +283,20 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn record(&self, rec: StepRecord) {
+    /// Records the step's end for the summary; its reason is masked here, the one place a
+    /// [`StepRecord`] is made.
+    fn record(&self, end: Ending) -> StepRecord {
+        let rec = StepRecord {
+            step: end.step,
+            status: end.status,
+            attempts: end.attempts,
+            duration: end.duration,
+            reason: end.reason.map(|r| self.emitter.masked(&r)),
+        };
         if let Ok(mut r) = self.records.lock() {
-            r.push(rec);
+            r.push(rec.clone());
         }
+        rec
     }
 
     fn finished(
@@ -288,10 +317,10 @@ impl<'a> Build<'a> {
     }
 
     /// Emits the step's end (`took`: its last attempt) and records it for the summary.
-    fn conclude(&self, mut rec: StepRecord, exit: Option<ExitStatus>, took: Duration) {
-        rec.reason = rec.reason.map(|r| self.emitter.mask(&r));
-        self.finished(&rec.step, rec.status, exit, took, rec.reason.clone());
-        self.record(rec);
+    fn conclude(&self, end: Ending, exit: Option<ExitStatus>, took: Duration) {
+        let rec = self.record(end);
+        let reason = rec.reason.map(pipewright_secrets::Masked::into_string);
+        self.finished(&rec.step, rec.status, exit, took, reason);
     }
 
     /// Records `steps` (and everything nested in them) as skipped.
@@ -308,7 +337,7 @@ impl<'a> Build<'a> {
                     }
                 }
                 _ => {
-                    let rec = StepRecord {
+                    let rec = Ending {
                         step: StepId(s.name.clone()),
                         status: StepStatus::Skipped,
                         attempts: 0,
@@ -432,7 +461,7 @@ impl<'a> Build<'a> {
                 Attempt::Done(new) => {
                     log.flush();
                     exports.extend(new);
-                    let rec = StepRecord {
+                    let rec = Ending {
                         step: id,
                         status: StepStatus::Succeeded,
                         attempts: attempt,
@@ -444,7 +473,7 @@ impl<'a> Build<'a> {
                 }
                 Attempt::Cancelled => {
                     log.flush();
-                    let rec = StepRecord {
+                    let rec = Ending {
                         step: id,
                         status: StepStatus::Cancelled,
                         attempts: attempt,
@@ -482,7 +511,8 @@ impl<'a> Build<'a> {
         } else {
             format!("`{}` failed: {last_reason}", step.name)
         };
-        self.record(StepRecord {
+        // Its last attempt's end was emitted above.
+        self.record(Ending {
             step: id,
             status: StepStatus::Failed,
             attempts,
@@ -1004,7 +1034,7 @@ impl<'a> Build<'a> {
             }
         };
         let took = started.elapsed();
-        let rec = StepRecord {
+        let rec = Ending {
             step: id,
             status,
             attempts: 1,
@@ -1107,7 +1137,7 @@ impl<'a> Build<'a> {
                 StepStatus::Succeeded
             };
             let took = started.elapsed();
-            let rec = StepRecord {
+            let rec = Ending {
                 step: id,
                 status,
                 attempts: 1,

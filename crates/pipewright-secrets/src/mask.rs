@@ -157,12 +157,66 @@ impl Masker {
         Cow::Owned(out)
     }
 
+    /// Masks `text` into a [`Masked`], the form result types keep texts in.
+    pub fn masked(&self, text: &str) -> Masked {
+        Masked(self.mask_str(text).into_owned())
+    }
+
     /// Masks a whole string. Patterns are whole UTF-8 strings, so the result stays UTF-8.
     pub fn mask_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match self.mask(text.as_bytes()) {
             Cow::Borrowed(_) => Cow::Borrowed(text),
             Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
         }
+    }
+}
+
+/// Text that went through a [`Masker`]. Only [`Masker::masked`] makes one, so a field of this
+/// type (a failure reason in a build result) cannot hold a value the masker knew in plain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Masked(String);
+
+impl Masked {
+    /// The masked text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The masked text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Masked {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Masked {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Masked {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Masked {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 

@@ -279,3 +279,12 @@ fn every_common_url_encoding_is_masked() {
         );
     }
 }
+
+#[test]
+fn masked_text_is_only_made_by_the_masker() {
+    let m = Masker::new(["hunter2-password"]);
+    let reason = m.masked("login failed for hunter2-password");
+    assert_eq!(reason, "login failed for ***");
+    assert_eq!(reason.to_string(), "login failed for ***");
+    assert!(reason.contains("***"));
+}

@@ -1,0 +1,108 @@
+//! Secrets in the engine with real `/bin/sh` commands: sources that answer one key per call,
+//! reasons masked in the build result, `get` failures that quote nothing, short values.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pipewright_core::{BuildStatus, Event, EventKind, StepStatus};
+use pipewright_engine::{BuildResult, Engine, EngineOptions, Registry, RunOptions};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TOKEN: &str = "tk-7f3e9a1b2c4d";
+
+struct Harness {
+    dir: tempfile::TempDir,
+    engine: Engine,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EngineOptions {
+            workspace_root: dir.path().join("builds"),
+            kill_grace: Duration::from_millis(300),
+            ..EngineOptions::default()
+        };
+        Self {
+            dir,
+            engine: Engine::new(Registry::with_builtins(Duration::from_millis(300)))
+                .with_options(options),
+            events: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    async fn job(&self, text: &str, job: &str) -> BuildResult {
+        let text = text.replace("@DIR@", &self.dir.path().display().to_string());
+        let p = match pipewright_config::load_str("test.hcl", &text, &Default::default()) {
+            Ok(l) => l.pipeline,
+            Err(e) => panic!("{}", e.render(false)),
+        };
+        let events = self.events.clone();
+        let opts = RunOptions {
+            events: Arc::new(move |e: Event| events.lock().unwrap().push(e)),
+            ..RunOptions::default()
+        };
+        self.engine.run_job(&p, job, &opts).await.unwrap()
+    }
+
+    /// Every event, one JSON line each.
+    fn events_text(&self) -> String {
+        let mut out = String::new();
+        for e in self.events.lock().unwrap().iter() {
+            out.push_str(&serde_json::to_string(&e.kind).unwrap());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn step<'a>(b: &'a BuildResult, name: &str) -> &'a pipewright_engine::StepRecord {
+    b.steps
+        .iter()
+        .find(|s| s.step.0 == name)
+        .unwrap_or_else(|| panic!("no step `{name}` in {:#?}", b.steps))
+}
+
+/// A resource's failing `check` quotes its output, which holds a secret param: the reason is
+/// masked in the events and in the build result alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn reasons_in_the_build_result_are_masked() {
+    let h = Harness::new();
+    let text = format!(
+        r#"
+secret_type "script" {{
+  get "shell" {{ cmd = "printf '{{\"token\":\"{TOKEN}\"}}\\n'" }}
+}}
+variable "token" {{
+  type = string
+  secret "script" {{
+    path = "ci"
+    key  = "token"
+  }}
+}}
+resource_type "leaky" {{
+  check "shell" {{ cmd = "echo \"auth=$param_token\"" }}
+  pull "shell" {{ cmd = "true" }}
+}}
+resource "leaky" "r" {{
+  params {{ token = var.token }}
+}}
+job "j" {{
+  get "leaky" "r" {{}}
+  task "after" {{
+    run "shell" {{ cmd = "true" }}
+  }}
+}}
+"#
+    );
+    let b = h.job(&text, "j").await;
+    assert_eq!(b.status, BuildStatus::Failed, "{b:#?}");
+    let get = step(&b, "r");
+    assert_eq!(get.status, StepStatus::Failed);
+    let reason = get.reason.as_deref().unwrap();
+    assert!(reason.contains("`auth=***`"), "{reason}");
+    let build_reason = b.reason.as_deref().unwrap();
+    assert!(build_reason.contains("auth=***"), "{build_reason}");
+    let all = format!("{b:?}\n{}", h.events_text());
+    assert!(!all.contains(TOKEN), "the token reached the result:\n{all}");
+}
