@@ -228,6 +228,42 @@ fn run(dir: &std::path::Path, pipeline: &str, mode: &str, env: &[(&str, &str)]) 
     (out.status.code().unwrap_or(-1), all)
 }
 
+#[test]
+fn two_env_secrets_without_a_path_both_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = format!(
+        r#"
+variable "a" {{
+  type = string
+  secret "env" {{ key = "MY_A" }}
+}}
+variable "b" {{
+  type = string
+  secret "env" {{ key = "MY_B" }}
+}}
+job "j" {{
+  task "t" {{
+    env = {{
+      A = var.a
+      B = var.b
+    }}
+    run "shell" {{ cmd = "printf '%s %s' \"$A\" \"$B\" > {}/seen" }}
+  }}
+}}
+"#,
+        dir.path().display()
+    );
+    let (code, all) = run(
+        dir.path(),
+        &pipeline,
+        "text",
+        &[("MY_A", "alpha-value-1"), ("MY_B", "bravo-value-2")],
+    );
+    assert_eq!(code, 0, "{all}");
+    let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+    assert_eq!(seen, "alpha-value-1 bravo-value-2");
+}
+
 /// A failing resource check quotes its output, which holds a secret: the JSON summary's
 /// reasons are masked like the events'.
 #[test]

@@ -218,6 +218,7 @@ pub trait Service: Send + Sync {
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     /// Fetches every key at `secret.path` (the engine picks `secret.key` and caches the whole map
-    /// for the build, so one path is fetched once).
+    /// for the build, so one path is fetched once). A source that can only return the key it
+    /// was asked for may: the engine asks again for another key of the same path.
     async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap>;
 }

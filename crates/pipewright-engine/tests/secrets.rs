@@ -63,6 +63,45 @@ fn step<'a>(b: &'a BuildResult, name: &str) -> &'a pipewright_engine::StepRecord
         .unwrap_or_else(|| panic!("no step `{name}` in {:#?}", b.steps))
 }
 
+/// A `get` command that, like the `env` type, answers only the key it is asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_answering_one_key_per_call_serves_every_key_of_a_path() {
+    let h = Harness::new();
+    let text = r#"
+secret_type "one" {
+  get "shell" {
+    cmd = <<-SH
+      echo "$param_key" >> @DIR@/calls
+      printf '{"%s":"value-of-%s"}\n' "$param_key" "$param_key"
+    SH
+  }
+}
+variable "a" {
+  type = string
+  secret "one" { key = "MY_A" }
+}
+variable "b" {
+  type = string
+  secret "one" { key = "MY_B" }
+}
+job "j" {
+  task "t" {
+    env = {
+      A = var.a
+      B = var.b
+    }
+    run "shell" { cmd = "echo \"$A $B\" > @DIR@/seen" }
+  }
+}
+"#;
+    let b = h.job(text, "j").await;
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    let seen = std::fs::read_to_string(h.dir.path().join("seen")).unwrap();
+    assert_eq!(seen, "value-of-MY_A value-of-MY_B\n");
+    let calls = std::fs::read_to_string(h.dir.path().join("calls")).unwrap();
+    assert_eq!(calls, "MY_A\nMY_B\n", "one call per key, none repeated");
+}
+
 /// A resource's failing `check` quotes its output, which holds a secret param: the reason is
 /// masked in the events and in the build result alike.
 #[tokio::test(flavor = "multi_thread")]

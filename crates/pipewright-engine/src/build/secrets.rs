@@ -181,12 +181,14 @@ impl Build<'_> {
             let cache_key = (binding.secret_type.clone(), path.clone());
             let cached = self.secrets.lock().await.maps.get(&cache_key).cloned();
             let map = match cached {
-                Some(m) => m,
-                None => {
+                Some(m) if m.contains_key(&key) => m,
+                // Not fetched yet, or fetched by a source that returns only the key it is asked
+                // for (`env`, a `get` command printing one key): ask, and add to what is known.
+                _ => {
                     let source = self
                         .secret_source(&binding.secret_type, ctx, depth + 1)
                         .await?;
-                    let m = source
+                    let fetched = source
                         .get(
                             ctx,
                             &SecretRef {
@@ -196,8 +198,10 @@ impl Build<'_> {
                         )
                         .await
                         .map_err(|e| e.with_context("variable", var))?;
-                    self.secrets.lock().await.maps.insert(cache_key, m.clone());
-                    m
+                    let mut cache = self.secrets.lock().await;
+                    let m = cache.maps.entry(cache_key).or_default();
+                    m.extend(fetched);
+                    m.clone()
                 }
             };
             let value = map
