@@ -1118,10 +1118,10 @@ job "needs-broken" {
     let reason = b.reason.clone().unwrap();
     assert!(
         reason.contains("cannot resolve the job's secrets")
-            && reason.contains("`get` of secret type `script` failed")
-            && reason.contains("no such path"),
+            && reason.contains("`get` of secret type `script` failed: exit code 4"),
         "{reason}"
     );
+    assert!(!reason.contains("no such path"), "stderr is never quoted");
     assert_eq!(step(&b, "t").status, StepStatus::Skipped);
 }
 

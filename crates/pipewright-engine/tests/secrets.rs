@@ -145,3 +145,42 @@ job "j" {{
     let all = format!("{b:?}\n{}", h.events_text());
     assert!(!all.contains(TOKEN), "the token reached the result:\n{all}");
 }
+
+/// A failing `get` may print the secret on stderr: the reason gives the exit status only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_get_quotes_none_of_its_output() {
+    let h = Harness::new();
+    let text = format!(
+        r#"
+secret_type "script" {{
+  get "shell" {{
+    cmd = "echo 'token {TOKEN} was refused' >&2; echo '{TOKEN}'; exit 4"
+  }}
+}}
+variable "token" {{
+  type = string
+  secret "script" {{
+    path = "ci"
+    key  = "token"
+  }}
+}}
+job "j" {{
+  task "t" {{
+    env = {{ T = var.token }}
+    run "shell" {{ cmd = "echo never" }}
+  }}
+}}
+"#
+    );
+    let b = h.job(&text, "j").await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let reason = b.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("`get` of secret type `script` failed: exit code 4")
+            && reason.contains("its output is not shown"),
+        "{reason}"
+    );
+    let all = format!("{b:?}\n{}", h.events_text());
+    assert!(!all.contains(TOKEN), "the get's output was quoted:\n{all}");
+    assert!(!all.contains("was refused"), "{all}");
+}

@@ -328,21 +328,17 @@ struct CommandSecret {
     workdir: std::path::PathBuf,
 }
 
-/// Keeps stdout (bounded) and the last stderr line; forwards nothing.
+/// Keeps stdout (bounded); forwards nothing.
 #[derive(Default)]
-struct Capture(Mutex<(Vec<u8>, Vec<u8>)>);
+struct Capture(Mutex<Vec<u8>>);
 
 impl LogSink for Capture {
     fn write(&self, stream: Stream, chunk: &[u8]) {
-        if let Ok(mut c) = self.0.lock() {
-            let buf = if stream == Stream::Stdout {
-                &mut c.0
-            } else {
-                &mut c.1
-            };
-            if buf.len() < 1 << 20 {
-                buf.extend_from_slice(chunk);
-            }
+        if stream == Stream::Stdout
+            && let Ok(mut buf) = self.0.lock()
+            && buf.len() < 1 << 20
+        {
+            buf.extend_from_slice(chunk);
         }
     }
 }
@@ -370,15 +366,15 @@ impl SecretSource for CommandSecret {
             )),
         };
         let exit = self.runner.run(&run_ctx, &spec, &ws).await?;
-        let (out, err) = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
+        let out = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
         if !exit.success() {
-            let err = String::from_utf8_lossy(&err);
-            let last = last_line(&err);
+            // Its stderr may hold the secret (a shell's `set -x`, a tool echoing its input).
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!(
-                    "`get` of secret type `{}` failed: {exit}: {}",
-                    self.name, last
+                    "`get` of secret type `{}` failed: {exit} (its output is not shown: it may \
+                     hold secrets; run the command by hand to see it)",
+                    self.name
                 ),
             ));
         }
