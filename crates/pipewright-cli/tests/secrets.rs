@@ -309,3 +309,50 @@ job "j" {
         "{build}"
     );
 }
+
+/// The vault type's `token` may itself be a secret variable.
+#[test]
+fn the_vault_token_can_come_from_a_secret_variable() {
+    let Some(server) = bao() else { return };
+    put(&server, "ci", &[&format!("password={PASSWORD}")]);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = format!(
+        r#"
+variable "bao_token" {{
+  type = string
+  secret "env" {{ key = "PW_TEST_BAO_TOKEN" }}
+}}
+secret_type "bao" {{
+  source  = "pipewright://vault"
+  address = "{addr}"
+  token   = var.bao_token
+}}
+variable "pw" {{
+  type = string
+  secret "bao" {{
+    path = "secret/ci"
+    key  = "password"
+  }}
+}}
+job "j" {{
+  task "t" {{
+    env = {{ PW = var.pw }}
+    run "shell" {{ cmd = "printf '%s' \"$PW\" > {seen}" }}
+  }}
+}}
+"#,
+        addr = server.addr,
+        seen = dir.path().join("seen").display()
+    );
+    let (code, all) = run(
+        dir.path(),
+        &pipeline,
+        "text",
+        &[("PW_TEST_BAO_TOKEN", "root-token")],
+    );
+    assert_eq!(code, 0, "{all}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("seen")).unwrap(),
+        PASSWORD
+    );
+}
