@@ -310,6 +310,84 @@ job "j" {
     );
 }
 
+/// The token the vault type authenticates with is not handed to tasks, is still handed to a
+/// `get` command (which may call `bao` itself), and is masked wherever it shows up. `address`
+/// is set on the `secret_type`; the environment names a dead server.
+#[test]
+fn the_vault_token_is_withheld_from_tasks_and_masked() {
+    let Some(server) = bao() else { return };
+    put(&server, "ci", &[&format!("password={PASSWORD}")]);
+    put(&server, "cli", &[&format!("token={TOKEN}")]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, "root-token\n").unwrap();
+    let pipeline = format!(
+        r#"
+secret_type "bao" {{
+  source  = "pipewright://vault"
+  address = "{addr}"
+}}
+secret_type "bao_cli" {{
+  addr = "{addr}"
+  get "shell" {{
+    cmd = <<-SH
+      v=$(BAO_ADDR="$param_addr" bao kv get -mount=secret -field="$param_key" "$param_path") || exit 1
+      printf '{{"%s":"%s"}}\n' "$param_key" "$v"
+    SH
+  }}
+}}
+variable "pw" {{
+  type = string
+  secret "bao" {{
+    path = "secret/data/ci"
+    key  = "password"
+  }}
+}}
+variable "tok" {{
+  type = string
+  secret "bao_cli" {{
+    path = "cli"
+    key  = "token"
+  }}
+}}
+job "j" {{
+  task "t" {{
+    env = {{
+      PW  = var.pw
+      TOK = var.tok
+    }}
+    run "shell" {{
+      cmd = <<-SH
+        echo "vault=[$VAULT_TOKEN] bao=[$BAO_TOKEN]"
+        echo "pw=$PW tok=$TOK"
+        echo "file: $(cat {token_file})"
+      SH
+    }}
+  }}
+}}
+"#,
+        addr = server.addr,
+        token_file = token_file.display()
+    );
+    let (code, all) = run(
+        dir.path(),
+        &pipeline,
+        "text",
+        &[
+            ("VAULT_ADDR", "http://127.0.0.1:9"),
+            ("VAULT_TOKEN", "root-token"),
+            ("BAO_TOKEN", "root-token"),
+        ],
+    );
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("vault=[] bao=[]"), "withheld: {all}");
+    assert!(all.contains("pw=*** tok=***"), "{all}");
+    assert!(all.contains("file: ***"), "the token is masked: {all}");
+    for leak in ["root-token", PASSWORD, TOKEN] {
+        assert!(!all.contains(leak), "`{leak}` leaked:\n{all}");
+    }
+}
+
 /// The vault type's `token` may itself be a secret variable.
 #[test]
 fn the_vault_token_can_come_from_a_secret_variable() {

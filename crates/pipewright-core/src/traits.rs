@@ -221,4 +221,10 @@ pub trait SecretSource: Send + Sync {
     /// for the build, so one path is fetched once). A source that can only return the key it
     /// was asked for may: the engine asks again for another key of the same path.
     async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap>;
+
+    /// The credentials the source itself authenticates with (a Vault token). The engine masks
+    /// them like the values the source returns.
+    fn credentials(&self) -> Vec<crate::SecretValue> {
+        Vec::new()
+    }
 }

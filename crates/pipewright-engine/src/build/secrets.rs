@@ -4,8 +4,8 @@
 use super::{BoxFut, Build};
 use pipewright_config::{TypeSource, secret_placeholder, secret_placeholders};
 use pipewright_core::{
-    Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, Stream, TaskSpec,
-    Workspace,
+    Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, SecretValue,
+    Stream, TaskSpec, Workspace,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,13 @@ pub(crate) struct SecretCache {
     values: BTreeMap<String, String>,
     maps: BTreeMap<(String, String), SecretMap>,
     sources: BTreeMap<String, Arc<dyn SecretSource>>,
+}
+
+impl SecretCache {
+    /// How much is known: a change means the masker must be rebuilt.
+    fn known(&self) -> (usize, usize) {
+        (self.values.len(), self.sources.len())
+    }
 }
 
 impl Build<'_> {
@@ -56,13 +63,19 @@ impl Build<'_> {
         result
     }
 
-    /// Rebuilds the masker from every value known so far.
+    /// Rebuilds the masker from every value known so far and the credentials of every source.
     async fn register_masks(&self) {
         let cache = self.secrets.lock().await;
+        let credentials: Vec<SecretValue> = cache
+            .sources
+            .values()
+            .flat_map(|s| s.credentials())
+            .collect();
         let mut values: Vec<&str> = cache.values.values().map(String::as_str).collect();
         for m in cache.maps.values() {
             values.extend(m.values().map(|v| v.expose()));
         }
+        values.extend(credentials.iter().map(SecretValue::expose));
         // Secret-backed variables given a value on the command line or in a vars file.
         for v in self.pipeline.variables.values() {
             if v.secret.is_some()
@@ -84,13 +97,13 @@ impl Build<'_> {
         out
     }
 
-    async fn known_values(&self) -> usize {
-        self.secrets.lock().await.values.len()
+    async fn known_values(&self) -> (usize, usize) {
+        self.secrets.lock().await.known()
     }
 
-    /// A secret the preload did not see was fetched: mask it from now on.
-    async fn register_if_new(&self, known: usize) {
-        if self.known_values().await > known {
+    /// A secret (or a source) the preload did not see was fetched: mask it from now on.
+    async fn register_if_new(&self, known: (usize, usize)) {
+        if self.known_values().await != known {
             self.register_masks().await;
         }
     }
@@ -318,8 +331,9 @@ fn collect_refs(v: &serde_json::Value, out: &mut BTreeSet<String>) {
 }
 
 /// A `secret_type` with a `get` command: run through its runner with `param_*` (the type's
-/// config, `path`, `key`); the last stdout line is a JSON object of values. Its output is never
-/// logged — it is the secret.
+/// config, `path`, `key`) and the Vault / OpenBao token variables other processes do not get;
+/// the last stdout line is a JSON object of values. Its output is never logged or quoted — it
+/// is the secret.
 struct CommandSecret {
     name: String,
     config: pipewright_core::Params,
@@ -343,13 +357,32 @@ impl LogSink for Capture {
     }
 }
 
+/// The withheld token variables set in pipewright's environment, for a `get` command.
+fn withheld_env() -> Vec<(String, String)> {
+    pipewright_runners::WITHHELD_ENV
+        .iter()
+        .filter_map(|n| {
+            std::env::var(n)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| ((*n).to_owned(), v))
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl SecretSource for CommandSecret {
+    fn credentials(&self) -> Vec<SecretValue> {
+        withheld_env().into_iter().map(|(_, v)| v.into()).collect()
+    }
+
     async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap> {
         let capture = Arc::new(Capture::default());
         let mut run_ctx = ctx.clone();
         run_ctx.log = capture.clone();
-        let mut env = self.config.to_env("param_");
+        let mut env: std::collections::BTreeMap<String, String> =
+            withheld_env().into_iter().collect();
+        env.extend(self.config.to_env("param_"));
         env.insert("param_path".into(), secret.path.clone());
         env.insert("param_key".into(), secret.key.clone());
         let spec = TaskSpec {
