@@ -434,3 +434,31 @@ job "j" {{
         PASSWORD
     );
 }
+
+#[test]
+fn a_short_secret_is_warned_about_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = r#"
+variable "pin" {
+  type = string
+  secret "env" { key = "PW_TEST_PIN" }
+}
+job "j" {
+  task "t" {
+    env = { P = var.pin }
+    run "shell" { cmd = "echo \"pin is $P\"" }
+  }
+}
+"#;
+    let (code, all) = run(dir.path(), pipeline, "text", &[("PW_TEST_PIN", "q7z")]);
+    assert_eq!(code, 0, "{all}");
+    let warning = all
+        .lines()
+        .find(|l| l.contains("warning:"))
+        .unwrap_or_else(|| panic!("no warning in\n{all}"));
+    assert!(
+        warning.contains("secret variable `pin` is shorter than 4 characters")
+            && !warning.contains("q7z"),
+        "{warning}"
+    );
+}

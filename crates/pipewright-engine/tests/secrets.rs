@@ -54,6 +54,18 @@ impl Harness {
         }
         out
     }
+
+    fn log(&self, step: &str) -> String {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Log { step: s, data, .. } if s.0 == step => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn step<'a>(b: &'a BuildResult, name: &str) -> &'a pipewright_engine::StepRecord {
@@ -183,4 +195,54 @@ job "j" {{
     let all = format!("{b:?}\n{}", h.events_text());
     assert!(!all.contains(TOKEN), "the get's output was quoted:\n{all}");
     assert!(!all.contains("was refused"), "{all}");
+}
+
+/// A value under four characters is not masked (it would blank out unrelated text), and the
+/// build log says so, naming the variable and not the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_secret_is_warned_about_by_name() {
+    let h = Harness::new();
+    let text = r#"
+secret_type "script" {
+  get "shell" { cmd = "printf '{\"pin\":\"q7z\",\"token\":\"tk-7f3e9a1b2c4d\"}\\n'" }
+}
+variable "pin" {
+  type = string
+  secret "script" {
+    path = "ci"
+    key  = "pin"
+  }
+}
+variable "token" {
+  type = string
+  secret "script" {
+    path = "ci"
+    key  = "token"
+  }
+}
+job "j" {
+  task "t" {
+    env = {
+      P = var.pin
+      T = var.token
+    }
+    run "shell" { cmd = "echo \"pin=$P token=$T\"" }
+  }
+}
+"#;
+    let b = h.job(text, "j").await;
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    let warning = h.log("job:secrets");
+    assert_eq!(
+        warning.matches("warning:").count(),
+        1,
+        "one warning, for `pin` only: {warning}"
+    );
+    assert!(
+        warning.contains("secret variable `pin` is shorter than 4 characters")
+            && warning.contains("not masked"),
+        "{warning}"
+    );
+    assert!(!warning.contains("q7z"), "{warning}");
+    assert_eq!(h.log("t"), "pin=q7z token=***\n");
 }

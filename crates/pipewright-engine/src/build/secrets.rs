@@ -2,10 +2,11 @@
 //! paths in dependency order, and every value registered with the build's masker.
 
 use super::{BoxFut, Build};
+use crate::events::StepLog;
 use pipewright_config::{TypeSource, secret_placeholder, secret_placeholders};
 use pipewright_core::{
     Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, SecretValue,
-    Stream, TaskSpec, Workspace,
+    StepId, Stream, TaskSpec, Workspace,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -13,12 +14,17 @@ use std::sync::{Arc, Mutex};
 /// How deep secret paths may chain (a path naming a secret whose path names a secret…).
 const MAX_CHAIN: usize = 10;
 
-/// What a build has fetched: values by variable, whole maps by (type, path), sources by type.
+/// The step name of build-level secret warnings in the event stream.
+const SECRETS_STEP: &str = "job:secrets";
+
+/// What a build has fetched: values by variable, whole maps by (type, path), sources by type,
+/// and the variables already warned about.
 #[derive(Default)]
 pub(crate) struct SecretCache {
     values: BTreeMap<String, String>,
     maps: BTreeMap<(String, String), SecretMap>,
     sources: BTreeMap<String, Arc<dyn SecretSource>>,
+    warned: BTreeSet<String>,
 }
 
 impl SecretCache {
@@ -50,6 +56,15 @@ impl Build<'_> {
         let mut names = BTreeSet::new();
         for t in &texts {
             names.extend(secret_placeholders(t).into_iter().map(str::to_owned));
+        }
+        // Secret-backed variables given a value on the command line or in a vars file.
+        for v in self.pipeline.variables.values() {
+            if v.secret.is_some()
+                && let serde_json::Value::String(s) = &v.value
+                && secret_placeholders(s).is_empty()
+            {
+                self.warn_if_short(&v.name, s).await;
+            }
         }
         let mut result = Ok(names.len());
         for name in &names {
@@ -106,6 +121,28 @@ impl Build<'_> {
         if self.known_values().await != known {
             self.register_masks().await;
         }
+    }
+
+    /// Warns, once per build and by name only, about a value too short to be masked.
+    async fn warn_if_short(&self, var: &str, value: &str) {
+        if !pipewright_secrets::too_short(value)
+            || !self.secrets.lock().await.warned.insert(var.to_owned())
+        {
+            return;
+        }
+        tracing::warn!(build = %self.meta.build_id, variable = var, "secret too short to mask");
+        let log = StepLog::new(self.emitter.clone(), StepId(SECRETS_STEP.into()));
+        LogSink::write(
+            &log,
+            Stream::System,
+            format!(
+                "warning: the secret variable `{var}` is shorter than {} characters, so it is \
+                 not masked in the output; use a longer value\n",
+                pipewright_secrets::MIN_SECRET_CHARS
+            )
+            .as_bytes(),
+        );
+        log.flush();
     }
 
     fn resolve_at<'s>(
@@ -239,6 +276,7 @@ impl Build<'_> {
                 .await
                 .values
                 .insert(var.to_owned(), value.clone());
+            self.warn_if_short(var, &value).await;
             Ok(value)
         })
     }
