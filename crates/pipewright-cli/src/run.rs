@@ -556,7 +556,7 @@ fn print_json_summary(result: &PipelineResult) {
                 "job": b.job,
                 "number": b.number,
                 "status": b.status,
-                "reason": b.reason,
+                "reason": b.reason.as_deref(),
                 "duration_ms": b.duration.as_millis() as u64,
                 "workspace": b.workspace,
                 "versions": b.versions,
@@ -565,7 +565,7 @@ fn print_json_summary(result: &PipelineResult) {
                     "status": s.status,
                     "attempts": s.attempts,
                     "duration_ms": s.duration.as_millis() as u64,
-                    "reason": s.reason,
+                    "reason": s.reason.as_deref(),
                 })).collect::<Vec<_>>(),
             })
         })

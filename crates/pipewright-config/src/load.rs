@@ -1435,11 +1435,17 @@ impl<'o> Loader<'o> {
         let mut def_file = file;
         let mut loaded_body: Option<Body> = None;
         let mut source = TypeSource::Inline;
+        let mut builtin_config = Params::new();
         if let (Some(src), Some(sa)) = (&source_text, source_attr) {
             let sloc = loc_of(file, sa.value.span());
-            // Anything else in a block with `source` would be silently ignored: refuse it.
+            let resolved = self.resolve_source(src, sha.as_deref(), kind, sloc);
+            // A built-in secret type takes its configuration (`address`, `token`, `format`…)
+            // beside `source`; anything else would be silently ignored: refuse it.
+            let config_allowed =
+                kind == TypeKind::Secret && matches!(resolved, Some(Resolved::Builtin(_)));
             for s in b.body.iter() {
                 let (n, l) = match s {
+                    Structure::Attribute(_) if config_allowed => continue,
                     Structure::Attribute(a) => {
                         (a.key.as_str().to_owned(), loc_of(file, a.key.span()))
                     }
@@ -1454,7 +1460,7 @@ impl<'o> Loader<'o> {
                     );
                 }
             }
-            match self.resolve_source(src, sha.as_deref(), kind, sloc) {
+            match resolved {
                 Some(Resolved::Builtin(n)) => source = TypeSource::Builtin { name: n },
                 Some(Resolved::Def {
                     source: s,
@@ -1473,7 +1479,10 @@ impl<'o> Loader<'o> {
                     }
                 }
             }
-            r.rest_attrs();
+            let rest = r.rest_attrs();
+            if config_allowed {
+                builtin_config = self.params_of(file, &rest, &ctx);
+            }
             r.blocks_of(&[
                 "check",
                 "pull",
@@ -1534,6 +1543,11 @@ impl<'o> Loader<'o> {
         let empty = Body::new();
         let r = Reader::new(&empty, String::new(), file);
         self.finish_type_body(file, &name, kind, loc, source, r, &ctx, p);
+        if kind == TypeKind::Secret
+            && let Some(t) = p.secret_types.get_mut(&name)
+        {
+            t.config = builtin_config;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

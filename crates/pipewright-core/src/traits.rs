@@ -259,6 +259,13 @@ pub trait Service: Send + Sync {
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     /// Fetches every key at `secret.path` (the engine picks `secret.key` and caches the whole map
-    /// for the build, so one path is fetched once).
+    /// for the build, so one path is fetched once). A source that can only return the key it
+    /// was asked for may: the engine asks again for another key of the same path.
     async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap>;
+
+    /// The credentials the source itself authenticates with (a Vault token). The engine masks
+    /// them like the values the source returns.
+    fn credentials(&self) -> Vec<crate::SecretValue> {
+        Vec::new()
+    }
 }

@@ -40,6 +40,15 @@ pub(crate) enum Flow {
     Cancelled,
 }
 
+/// How a step ended, before it becomes a [`StepRecord`] (whose reason is masked).
+struct Ending {
+    step: StepId,
+    status: StepStatus,
+    attempts: u32,
+    duration: Duration,
+    reason: Option<String>,
+}
+
 /// The result of one attempt of a get/task/put/notify.
 enum Attempt {
     Done(Exports),
@@ -123,7 +132,8 @@ pub(crate) fn not_started(job: &str, opts: &RunOptions, error: &Error) -> BuildR
         job: job.to_owned(),
         number: opts.number,
         status: BuildStatus::Errored,
-        reason: Some(reason),
+        // No secret is known before a build starts; the masker is the door all the same.
+        reason: Some(emitter.masker().masked(&reason)),
         steps: Vec::new(),
         duration: Duration::ZERO,
         workspace: None,
@@ -296,14 +306,24 @@ impl<'a> Build<'a> {
             })
             .await;
         self.emitter.emit(EventKind::BuildStatus { status });
-        let versions = self.versions.lock().map(|v| v.clone()).unwrap_or_default();
+        let versions = self
+            .versions
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, v)| {
+                let shown = v.0.into_iter().map(|(k, x)| (k, self.emitter.mask(&x)));
+                (id, Version(shown.collect()))
+            })
+            .collect();
         let steps = self.records.lock().map(|r| r.clone()).unwrap_or_default();
         BuildResult {
             build_id: self.meta.build_id.clone(),
             job: self.job.name.clone(),
             number: self.meta.number,
             status,
-            reason: reason.map(|r| self.emitter.mask(&r)),
+            reason: reason.map(|r| self.emitter.masked(&r)),
             steps,
             duration: started.elapsed(),
             workspace,
@@ -311,10 +331,20 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn record(&self, rec: StepRecord) {
+    /// Records the step's end for the summary; its reason is masked here, the one place a
+    /// [`StepRecord`] is made.
+    fn record(&self, end: Ending) -> StepRecord {
+        let rec = StepRecord {
+            step: end.step,
+            status: end.status,
+            attempts: end.attempts,
+            duration: end.duration,
+            reason: end.reason.map(|r| self.emitter.masked(&r)),
+        };
         if let Ok(mut r) = self.records.lock() {
-            r.push(rec);
+            r.push(rec.clone());
         }
+        rec
     }
 
     fn finished(
@@ -335,10 +365,10 @@ impl<'a> Build<'a> {
     }
 
     /// Emits the step's end (`took`: its last attempt) and records it for the summary.
-    fn conclude(&self, mut rec: StepRecord, exit: Option<ExitStatus>, took: Duration) {
-        rec.reason = rec.reason.map(|r| self.emitter.mask(&r));
-        self.finished(&rec.step, rec.status, exit, took, rec.reason.clone());
-        self.record(rec);
+    fn conclude(&self, end: Ending, exit: Option<ExitStatus>, took: Duration) {
+        let rec = self.record(end);
+        let reason = rec.reason.map(pipewright_secrets::Masked::into_string);
+        self.finished(&rec.step, rec.status, exit, took, reason);
     }
 
     /// Records `steps` (and everything nested in them) as skipped.
@@ -355,7 +385,7 @@ impl<'a> Build<'a> {
                     }
                 }
                 _ => {
-                    let rec = StepRecord {
+                    let rec = Ending {
                         step: StepId(s.name.clone()),
                         status: StepStatus::Skipped,
                         attempts: 0,
@@ -502,7 +532,7 @@ impl<'a> Build<'a> {
                 Attempt::Done(new) => {
                     log.flush();
                     exports.extend(new);
-                    let rec = StepRecord {
+                    let rec = Ending {
                         step: id,
                         status: StepStatus::Succeeded,
                         attempts: attempt,
@@ -514,7 +544,7 @@ impl<'a> Build<'a> {
                 }
                 Attempt::Cancelled => {
                     log.flush();
-                    let rec = StepRecord {
+                    let rec = Ending {
                         step: id,
                         status: StepStatus::Cancelled,
                         attempts: attempt,
@@ -552,7 +582,8 @@ impl<'a> Build<'a> {
         } else {
             format!("`{}` failed: {last_reason}", step.name)
         };
-        self.record(StepRecord {
+        // Its last attempt's end was emitted above.
+        self.record(Ending {
             step: id,
             status: StepStatus::Failed,
             attempts,
@@ -1026,7 +1057,7 @@ impl<'a> Build<'a> {
             }
         };
         let took = started.elapsed();
-        let rec = StepRecord {
+        let rec = Ending {
             step: id,
             status,
             attempts: 1,
@@ -1129,7 +1160,7 @@ impl<'a> Build<'a> {
                 StepStatus::Succeeded
             };
             let took = started.elapsed();
-            let rec = StepRecord {
+            let rec = Ending {
                 step: id,
                 status,
                 attempts: 1,

@@ -1,7 +1,7 @@
 //! Event delivery: the sink trait, per-build sequencing and the per-step log sink.
 
 use pipewright_core::{Event, EventKind, LogSink, StepId, Stream};
-use pipewright_secrets::{Masker, StreamMasker};
+use pipewright_secrets::{Masked, Masker, StreamMasker};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -75,6 +75,11 @@ impl Emitter {
     /// `text` with the build's secrets masked.
     pub(crate) fn mask(&self, text: &str) -> String {
         self.masker().mask_str(text).into_owned()
+    }
+
+    /// `text` with the build's secrets masked, in the form result types hold.
+    pub(crate) fn masked(&self, text: &str) -> Masked {
+        self.masker().masked(text)
     }
 
     pub(crate) fn emit(&self, mut kind: EventKind) {

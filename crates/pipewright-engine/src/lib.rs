@@ -11,6 +11,7 @@ mod registry;
 pub use caches::DirBlobStore;
 pub use events::{EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
+pub use pipewright_secrets::Masked;
 pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput};
 pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};
 
@@ -140,8 +141,8 @@ pub struct StepRecord {
     pub attempts: u32,
     /// Time over all attempts.
     pub duration: Duration,
-    /// Why it failed or was skipped.
-    pub reason: Option<String>,
+    /// Why it failed or was skipped, with the build's secrets masked.
+    pub reason: Option<Masked>,
 }
 
 /// The end of one build.
@@ -155,15 +156,16 @@ pub struct BuildResult {
     pub number: u64,
     /// The final status.
     pub status: BuildStatus,
-    /// Why it did not succeed.
-    pub reason: Option<String>,
+    /// Why it did not succeed, with the build's secrets masked.
+    pub reason: Option<Masked>,
     /// Every step, in the order they ended.
     pub steps: Vec<StepRecord>,
     /// Wall time.
     pub duration: Duration,
     /// The kept workspace, when [`EngineOptions::keep_workspace`] is set.
     pub workspace: Option<PathBuf>,
-    /// Resource versions the build got or put, by resource id (`type.name`).
+    /// Resource versions the build got or put, by resource id (`type.name`), with the build's
+    /// secrets masked (the version store keeps them as they are).
     pub versions: BTreeMap<String, Version>,
 }
 

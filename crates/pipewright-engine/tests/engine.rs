@@ -240,7 +240,11 @@ job "j" {{
         )
         .await;
     assert_eq!(b.status, BuildStatus::Failed);
-    let reason = step(&b, "hang").reason.clone().unwrap_or_default();
+    let reason = step(&b, "hang")
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .to_owned();
     assert!(reason.starts_with("timed out after 1s"), "{reason}");
     let pids = pids(&h.dir.path().join("pids"));
     assert_eq!(pids.len(), 2);
@@ -1218,10 +1222,10 @@ job "needs-broken" {
     let reason = b.reason.clone().unwrap();
     assert!(
         reason.contains("cannot resolve the job's secrets")
-            && reason.contains("`get` of secret type `script` failed")
-            && reason.contains("no such path"),
+            && reason.contains("`get` of secret type `script` failed: exit code 4"),
         "{reason}"
     );
+    assert!(!reason.contains("no such path"), "stderr is never quoted");
     assert_eq!(step(&b, "t").status, StepStatus::Skipped);
 }
 

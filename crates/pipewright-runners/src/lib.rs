@@ -7,7 +7,7 @@ mod template;
 pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
 
 pub use process::{
-    COOKIE_VAR, DEFAULT_GRACE, ProcessSpec, build_cookie_prefix, reap_cookie,
+    COOKIE_VAR, DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, build_cookie_prefix, reap_cookie,
     reap_cookie_gracefully, run_process,
 };
 pub use template::{TemplateRunner, expand};

@@ -24,6 +24,10 @@ use tokio::task::JoinHandle;
 /// The environment variable that marks every process a task starts.
 pub const COOKIE_VAR: &str = "PIPEWRIGHT_PROCESS_COOKIE";
 
+/// Variables a process never inherits from pipewright's own environment: the Vault / OpenBao
+/// token the `vault` secret type reads. A process that needs one gets it in its `env`.
+pub const WITHHELD_ENV: &[&str] = &["VAULT_TOKEN", "BAO_TOKEN"];
+
 /// How long a task may take to stop after `SIGTERM` before it gets `SIGKILL`, unless configured.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
@@ -41,7 +45,7 @@ pub struct ProcessSpec {
     pub program: String,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Variables added to the inherited environment.
+    /// Variables added to the inherited environment (less [`WITHHELD_ENV`]).
     pub env: BTreeMap<String, String>,
     /// The working directory.
     pub cwd: PathBuf,
@@ -56,6 +60,9 @@ pub async fn run_process(ctx: &Ctx, spec: &ProcessSpec, grace: Duration) -> Resu
     let cookie = new_cookie(&ctx.build.build_id);
     let program = resolve_program(&spec.program, &spec.env);
     let mut cmd = Command::new(program.as_ref());
+    for name in WITHHELD_ENV {
+        cmd.env_remove(name);
+    }
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(&spec.env)

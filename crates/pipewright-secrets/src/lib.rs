@@ -11,7 +11,7 @@ mod vault;
 
 pub use env::EnvSource;
 pub use file::{FileFormat, FileSource};
-pub use mask::{MASK, Masker, StreamMasker};
+pub use mask::{MASK, MIN_SECRET_CHARS, Masked, Masker, StreamMasker, too_short};
 pub use vault::VaultSource;
 
 use pipewright_core::{Error, ErrorKind, Params, Result, SecretSource};

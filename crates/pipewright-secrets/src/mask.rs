@@ -12,6 +12,22 @@ pub const MASK: &str = "***";
 /// out unrelated text while revealing nothing about the secret.
 const MIN_DERIVED: usize = 6;
 
+/// Values (and lines of multi-line values) shorter than this many characters, once trimmed,
+/// are not masked: masking `ab` would blank out every `ab` of a log, and where the masks fall
+/// would give the value away anyway. GitHub Actions does the same; callers warn about them
+/// (see [`too_short`]).
+pub const MIN_SECRET_CHARS: usize = 4;
+
+/// True when `value` is too short to be masked ([`MIN_SECRET_CHARS`]).
+///
+/// ```
+/// assert!(pipewright_secrets::too_short(" ab "));
+/// assert!(!pipewright_secrets::too_short("abcd"));
+/// ```
+pub fn too_short(value: &str) -> bool {
+    value.trim().chars().count() < MIN_SECRET_CHARS
+}
+
 /// A set of secrets compiled for masking. Build one per build from every resolved value; share
 /// it behind an `Arc`. Masking is leftmost-longest: of two secrets starting at the same byte,
 /// the longer one wins.
@@ -21,7 +37,13 @@ const MIN_DERIVED: usize = 6;
 ///   trimmed of surrounding whitespace;
 /// - its standard and URL-safe base64 at all three byte alignments (the characters that depend
 ///   on the secret alone, so the secret is found inside a larger encoded blob too);
-/// - its URL-encoded (percent-encoded) and JSON-escaped forms when they differ from the value.
+/// - its percent-encoded forms — everything but letters and digits, RFC 3986 (`-_.~` kept),
+///   Python's `quote` (`/` kept too), `encodeURIComponent`, and the form encodings with `+` for
+///   a space (Python `quote_plus`, Go `QueryEscape`, WHATWG, PHP `urlencode`), each with upper-
+///   and lower-case hex — and its JSON-escaped form, when they differ from the value.
+///
+/// Values shorter than [`MIN_SECRET_CHARS`] are not masked at all. Other encodings (hex,
+/// reversed, case-changed, partly encoded) are not matched.
 ///
 /// No pattern contains a newline, which lets a [`StreamMasker`] release each complete line at
 /// once.
@@ -52,7 +74,8 @@ impl std::fmt::Debug for Masker {
 }
 
 impl Masker {
-    /// A masker for `secrets`; empty values are ignored.
+    /// A masker for `secrets`; empty values and values shorter than [`MIN_SECRET_CHARS`] are
+    /// ignored.
     pub fn new<I, S>(secrets: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -62,7 +85,7 @@ impl Masker {
         let mut secrets_n = 0;
         for s in secrets {
             let s = s.as_ref();
-            if s.trim().is_empty() {
+            if too_short(s) {
                 continue;
             }
             secrets_n += 1;
@@ -134,12 +157,66 @@ impl Masker {
         Cow::Owned(out)
     }
 
+    /// Masks `text` into a [`Masked`], the form result types keep texts in.
+    pub fn masked(&self, text: &str) -> Masked {
+        Masked(self.mask_str(text).into_owned())
+    }
+
     /// Masks a whole string. Patterns are whole UTF-8 strings, so the result stays UTF-8.
     pub fn mask_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         match self.mask(text.as_bytes()) {
             Cow::Borrowed(_) => Cow::Borrowed(text),
             Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
         }
+    }
+}
+
+/// Text that went through a [`Masker`]. Only [`Masker::masked`] makes one, so a field of this
+/// type (a failure reason in a build result) cannot hold a value the masker knew in plain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Masked(String);
+
+impl Masked {
+    /// The masked text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The masked text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Masked {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Masked {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Masked {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Masked {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
@@ -204,19 +281,16 @@ impl StreamMasker {
     }
 }
 
-/// Every pattern that reveals `s`.
+/// Every pattern that reveals `s` (already known not to be too short).
 fn variants(s: &str, out: &mut Vec<String>) {
     let mut raw: Vec<&str> = vec![s, s.trim()];
     if s.contains('\n') {
         raw.retain(|r| !r.contains('\n'));
-        raw.extend(
-            s.split('\n')
-                .map(|l| l.strip_suffix('\r').unwrap_or(l))
-                .filter(|l| !l.trim().is_empty()),
-        );
+        raw.extend(s.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)));
     }
+    // A short line (`}` of a JSON document) would blank out every such line of the log.
     for r in raw {
-        if !r.is_empty() {
+        if !too_short(r) {
             out.push(r.to_owned());
         }
     }
@@ -233,30 +307,84 @@ fn variants(s: &str, out: &mut Vec<String>) {
             derived(base64_fragment(engine, s.as_bytes(), offset), out);
         }
     }
-    derived(
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string(),
-        out,
-    );
-    derived(
-        percent_encoding::utf8_percent_encode(s, URL_COMPONENT).to_string(),
-        out,
-    );
+    for form in URL_FORMS {
+        for lower in [false, true] {
+            derived(url_encode(s, form, lower), out);
+        }
+    }
     if let Ok(json) = serde_json::to_string(s) {
         derived(json[1..json.len() - 1].to_owned(), out);
     }
 }
 
-/// What `encodeURIComponent` leaves alone: most logs show this form rather than the strict one.
-const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')');
+/// One way of percent-encoding: the bytes besides ASCII letters and digits left as they are,
+/// and whether a space becomes `+` (form encoding) rather than `%20`.
+struct UrlForm {
+    keep: &'static [u8],
+    plus: bool,
+}
+
+/// The percent-encodings common tools produce; each is also matched with lower-case hex.
+/// Identical results collapse, so a secret of letters, digits and `-` adds one pattern at most.
+const URL_FORMS: &[UrlForm] = &[
+    // Every byte but letters and digits.
+    UrlForm {
+        keep: b"",
+        plus: false,
+    },
+    // RFC 3986 unreserved: Python `quote(s, safe="")`, curl, PHP `rawurlencode`.
+    UrlForm {
+        keep: b"-_.~",
+        plus: false,
+    },
+    // Python `quote(s)`, whose default keeps `/`.
+    UrlForm {
+        keep: b"-_.~/",
+        plus: false,
+    },
+    // JavaScript `encodeURIComponent`.
+    UrlForm {
+        keep: b"-_.!~*'()",
+        plus: false,
+    },
+    // Python `quote_plus`, Go `url.QueryEscape`.
+    UrlForm {
+        keep: b"-_.~",
+        plus: true,
+    },
+    // HTML forms and `URLSearchParams` (WHATWG), Java `URLEncoder`.
+    UrlForm {
+        keep: b"*-._",
+        plus: true,
+    },
+    // PHP `urlencode`.
+    UrlForm {
+        keep: b"-_.",
+        plus: true,
+    },
+];
+
+/// `s` percent-encoded as `form` says, with upper- or lower-case hex digits.
+fn url_encode(s: &str, form: &UrlForm, lower: bool) -> String {
+    let hex: &[u8; 16] = if lower {
+        b"0123456789abcdef"
+    } else {
+        b"0123456789ABCDEF"
+    };
+    let mut out = String::with_capacity(s.len() * 3);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || form.keep.contains(&b) {
+            out.push(char::from(b));
+        } else if b == b' ' && form.plus {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(hex[usize::from(b >> 4)]));
+            out.push(char::from(hex[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
 
 /// The base64 characters determined by `secret` alone when it starts `offset` bytes into an
 /// encoded stream: encode `offset` filler bytes + the secret, then drop the characters that mix

@@ -148,6 +148,10 @@ impl VaultSource {
 
 #[async_trait]
 impl SecretSource for VaultSource {
+    fn credentials(&self) -> Vec<SecretValue> {
+        vec![self.token.clone()]
+    }
+
     async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap> {
         let path = secret.path.trim_matches('/');
         if path.is_empty() {

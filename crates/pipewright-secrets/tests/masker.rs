@@ -23,13 +23,14 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Every non-empty line of every secret: none may survive masking.
+/// Every line of every secret long enough to be masked: none may survive masking.
 fn lines(secrets: &[String]) -> Vec<Vec<u8>> {
     secrets
         .iter()
+        .filter(|s| !pipewright_secrets::too_short(s))
         .flat_map(|s| s.split('\n'))
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !pipewright_secrets::too_short(l))
         .map(|l| l.as_bytes().to_vec())
         .collect()
 }
@@ -201,4 +202,89 @@ fn url_and_json_forms_are_masked() {
     assert_eq!(m.mask_str(&format!("?q={url}&")), "?q=***&");
     let json = serde_json::to_string(secret).unwrap();
     assert_eq!(m.mask_str(&json), "\"***\"");
+}
+
+#[test]
+fn short_values_and_short_lines_are_not_masked() {
+    let m = Masker::new([
+        "ab",
+        " xyz ",
+        "abcd",
+        "{\n  \"k\": \"long-enough-value\"\n}",
+    ]);
+    assert_eq!(m.secrets(), 2, "the two short values are not registered");
+    assert_eq!(
+        m.mask_str("ab xyz abcd cab"),
+        "ab xyz *** cab",
+        "a short value would blank out every occurrence"
+    );
+    // The value's own lines are masked, its one-character lines are not.
+    assert_eq!(
+        m.mask_str("{\n  \"k\": \"long-enough-value\"\n}\nif x { y }"),
+        "{\n***\n}\nif x { y }"
+    );
+    assert!(pipewright_secrets::too_short("abc"));
+    assert!(pipewright_secrets::too_short("  é  "));
+    assert!(!pipewright_secrets::too_short("ééé1"));
+}
+
+/// Each form below is what the named tool printed for the secret (Python's `urllib.parse`,
+/// Node's `encodeURIComponent` and `URLSearchParams`); each must be masked inside a URL.
+#[test]
+fn every_common_url_encoding_is_masked() {
+    let secret = "Tr0ub4dor&3 horse~!/*'(x)@é";
+    let m = Masker::new([secret]);
+    for (tool, form) in [
+        (
+            "quote(safe=''), curl, rawurlencode",
+            "Tr0ub4dor%263%20horse~%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "quote() keeping /",
+            "Tr0ub4dor%263%20horse~%21/%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "quote_plus, Go QueryEscape",
+            "Tr0ub4dor%263+horse~%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "encodeURIComponent",
+            "Tr0ub4dor%263%20horse~!%2F*'(x)%40%C3%A9",
+        ),
+        (
+            "URLSearchParams, HTML forms",
+            "Tr0ub4dor%263+horse%7E%21%2F*%27%28x%29%40%C3%A9",
+        ),
+        (
+            "PHP urlencode",
+            "Tr0ub4dor%263+horse%7E%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "everything encoded",
+            "Tr0ub4dor%263%20horse%7E%21%2F%2A%27%28x%29%40%C3%A9",
+        ),
+        (
+            "lower-case hex",
+            "Tr0ub4dor%263%20horse~%21%2f%2a%27%28x%29%40%c3%a9",
+        ),
+        (
+            "lower-case hex, form",
+            "Tr0ub4dor%263+horse%7e%21%2f*%27%28x%29%40%c3%a9",
+        ),
+    ] {
+        assert_eq!(
+            m.mask_str(&format!("https://h/cb?token={form}&next=1")),
+            "https://h/cb?token=***&next=1",
+            "{tool}: {form}"
+        );
+    }
+}
+
+#[test]
+fn masked_text_is_only_made_by_the_masker() {
+    let m = Masker::new(["hunter2-password"]);
+    let reason = m.masked("login failed for hunter2-password");
+    assert_eq!(reason, "login failed for ***");
+    assert_eq!(reason.to_string(), "login failed for ***");
+    assert!(reason.contains("***"));
 }

@@ -264,3 +264,64 @@ async fn vault_kv_v1_and_v2_against_openbao() {
     assert_eq!(gone.kind(), ErrorKind::Unavailable, "{gone}");
     assert!(gone.to_string().contains("cannot reach vault"), "{gone}");
 }
+
+/// `address`, `token`, `kv_version` and `timeout` written on a `secret_type` with a built-in
+/// `source` reach the vault type (the environment names no server here).
+#[tokio::test]
+async fn vault_config_set_on_the_secret_type_in_hcl() {
+    let Some(server) = bao() else { return };
+    let addr = server.addr.clone();
+    wait_ready(&addr).await;
+    assert_eq!(
+        api(
+            &addr,
+            reqwest::Method::POST,
+            "secret/data/app",
+            serde_json::json!({"data": {"password": "from-hcl-address"}})
+        )
+        .await,
+        200
+    );
+    let hcl = format!(
+        r#"
+secret_type "bao" {{
+  source     = "pipewright://vault"
+  address    = "{addr}"
+  token      = "root-token"
+  kv_version = 2
+  timeout    = 5
+}}
+"#
+    );
+    let loaded = match pipewright_config::load_str("p.hcl", &hcl, &Default::default()) {
+        Ok(l) => l,
+        Err(e) => panic!("{}", e.render(false)),
+    };
+    let decl = &loaded.pipeline.secret_types["bao"];
+    assert_eq!(
+        decl.config.get_str("address").as_deref(),
+        Some(addr.as_str())
+    );
+    let vault = pipewright_secrets::create("vault", &decl.config, ".".as_ref()).unwrap();
+    let got = vault
+        .get(&Ctx::new(), &r("secret/app", "password"))
+        .await
+        .unwrap();
+    assert_eq!(got["password"].expose(), "from-hcl-address");
+
+    // Blocks stay refused beside a built-in source, and so does config on a fetched definition.
+    let with_block = r#"
+secret_type "bao" {
+  source = "pipewright://vault"
+  get "shell" { cmd = "true" }
+}
+"#;
+    let Err(e) = pipewright_config::load_str("p.hcl", with_block, &Default::default()) else {
+        panic!("a `get` beside a built-in source is refused")
+    };
+    assert!(
+        e.render(false).contains("has both `source` and `get`"),
+        "{}",
+        e.render(false)
+    );
+}

@@ -2,10 +2,11 @@
 //! paths in dependency order, and every value registered with the build's masker.
 
 use super::{BoxFut, Build};
+use crate::events::StepLog;
 use pipewright_config::{TypeSource, secret_placeholder, secret_placeholders};
 use pipewright_core::{
-    Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, Stream, TaskSpec,
-    Workspace,
+    Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, SecretValue,
+    StepId, Stream, TaskSpec, Workspace,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -13,12 +14,24 @@ use std::sync::{Arc, Mutex};
 /// How deep secret paths may chain (a path naming a secret whose path names a secret…).
 const MAX_CHAIN: usize = 10;
 
-/// What a build has fetched: values by variable, whole maps by (type, path), sources by type.
+/// The step name of build-level secret warnings in the event stream.
+const SECRETS_STEP: &str = "job:secrets";
+
+/// What a build has fetched: values by variable, whole maps by (type, path), sources by type,
+/// and the variables already warned about.
 #[derive(Default)]
 pub(crate) struct SecretCache {
     values: BTreeMap<String, String>,
     maps: BTreeMap<(String, String), SecretMap>,
     sources: BTreeMap<String, Arc<dyn SecretSource>>,
+    warned: BTreeSet<String>,
+}
+
+impl SecretCache {
+    /// How much is known: a change means the masker must be rebuilt.
+    fn known(&self) -> (usize, usize) {
+        (self.values.len(), self.sources.len())
+    }
 }
 
 impl Build<'_> {
@@ -44,6 +57,15 @@ impl Build<'_> {
         for t in &texts {
             names.extend(secret_placeholders(t).into_iter().map(str::to_owned));
         }
+        // Secret-backed variables given a value on the command line or in a vars file.
+        for v in self.pipeline.variables.values() {
+            if v.secret.is_some()
+                && let serde_json::Value::String(s) = &v.value
+                && secret_placeholders(s).is_empty()
+            {
+                self.warn_if_short(&v.name, s).await;
+            }
+        }
         let mut result = Ok(names.len());
         for name in &names {
             if let Err(e) = self.secret_value(name, ctx, 0).await {
@@ -56,13 +78,19 @@ impl Build<'_> {
         result
     }
 
-    /// Rebuilds the masker from every value known so far.
+    /// Rebuilds the masker from every value known so far and the credentials of every source.
     async fn register_masks(&self) {
         let cache = self.secrets.lock().await;
+        let credentials: Vec<SecretValue> = cache
+            .sources
+            .values()
+            .flat_map(|s| s.credentials())
+            .collect();
         let mut values: Vec<&str> = cache.values.values().map(String::as_str).collect();
         for m in cache.maps.values() {
             values.extend(m.values().map(|v| v.expose()));
         }
+        values.extend(credentials.iter().map(SecretValue::expose));
         // Secret-backed variables given a value on the command line or in a vars file.
         for v in self.pipeline.variables.values() {
             if v.secret.is_some()
@@ -84,15 +112,37 @@ impl Build<'_> {
         out
     }
 
-    async fn known_values(&self) -> usize {
-        self.secrets.lock().await.values.len()
+    async fn known_values(&self) -> (usize, usize) {
+        self.secrets.lock().await.known()
     }
 
-    /// A secret the preload did not see was fetched: mask it from now on.
-    async fn register_if_new(&self, known: usize) {
-        if self.known_values().await > known {
+    /// A secret (or a source) the preload did not see was fetched: mask it from now on.
+    async fn register_if_new(&self, known: (usize, usize)) {
+        if self.known_values().await != known {
             self.register_masks().await;
         }
+    }
+
+    /// Warns, once per build and by name only, about a value too short to be masked.
+    async fn warn_if_short(&self, var: &str, value: &str) {
+        if !pipewright_secrets::too_short(value)
+            || !self.secrets.lock().await.warned.insert(var.to_owned())
+        {
+            return;
+        }
+        tracing::warn!(build = %self.meta.build_id, variable = var, "secret too short to mask");
+        let log = StepLog::new(self.emitter.clone(), StepId(SECRETS_STEP.into()));
+        LogSink::write(
+            &log,
+            Stream::System,
+            format!(
+                "warning: the secret variable `{var}` is shorter than {} characters, so it is \
+                 not masked in the output; use a longer value\n",
+                pipewright_secrets::MIN_SECRET_CHARS
+            )
+            .as_bytes(),
+        );
+        log.flush();
     }
 
     fn resolve_at<'s>(
@@ -181,12 +231,14 @@ impl Build<'_> {
             let cache_key = (binding.secret_type.clone(), path.clone());
             let cached = self.secrets.lock().await.maps.get(&cache_key).cloned();
             let map = match cached {
-                Some(m) => m,
-                None => {
+                Some(m) if m.contains_key(&key) => m,
+                // Not fetched yet, or fetched by a source that returns only the key it is asked
+                // for (`env`, a `get` command printing one key): ask, and add to what is known.
+                _ => {
                     let source = self
                         .secret_source(&binding.secret_type, ctx, depth + 1)
                         .await?;
-                    let m = source
+                    let fetched = source
                         .get(
                             ctx,
                             &SecretRef {
@@ -196,8 +248,10 @@ impl Build<'_> {
                         )
                         .await
                         .map_err(|e| e.with_context("variable", var))?;
-                    self.secrets.lock().await.maps.insert(cache_key, m.clone());
-                    m
+                    let mut cache = self.secrets.lock().await;
+                    let m = cache.maps.entry(cache_key).or_default();
+                    m.extend(fetched);
+                    m.clone()
                 }
             };
             let value = map
@@ -222,6 +276,7 @@ impl Build<'_> {
                 .await
                 .values
                 .insert(var.to_owned(), value.clone());
+            self.warn_if_short(var, &value).await;
             Ok(value)
         })
     }
@@ -314,8 +369,9 @@ fn collect_refs(v: &serde_json::Value, out: &mut BTreeSet<String>) {
 }
 
 /// A `secret_type` with a `get` command: run through its runner with `param_*` (the type's
-/// config, `path`, `key`); the last stdout line is a JSON object of values. Its output is never
-/// logged — it is the secret.
+/// config, `path`, `key`) and the Vault / OpenBao token variables other processes do not get;
+/// the last stdout line is a JSON object of values. Its output is never logged or quoted — it
+/// is the secret.
 struct CommandSecret {
     name: String,
     config: pipewright_core::Params,
@@ -324,32 +380,47 @@ struct CommandSecret {
     workdir: std::path::PathBuf,
 }
 
-/// Keeps stdout (bounded) and the last stderr line; forwards nothing.
+/// Keeps stdout (bounded); forwards nothing.
 #[derive(Default)]
-struct Capture(Mutex<(Vec<u8>, Vec<u8>)>);
+struct Capture(Mutex<Vec<u8>>);
 
 impl LogSink for Capture {
     fn write(&self, stream: Stream, chunk: &[u8]) {
-        if let Ok(mut c) = self.0.lock() {
-            let buf = if stream == Stream::Stdout {
-                &mut c.0
-            } else {
-                &mut c.1
-            };
-            if buf.len() < 1 << 20 {
-                buf.extend_from_slice(chunk);
-            }
+        if stream == Stream::Stdout
+            && let Ok(mut buf) = self.0.lock()
+            && buf.len() < 1 << 20
+        {
+            buf.extend_from_slice(chunk);
         }
     }
 }
 
+/// The withheld token variables set in pipewright's environment, for a `get` command.
+fn withheld_env() -> Vec<(String, String)> {
+    pipewright_runners::WITHHELD_ENV
+        .iter()
+        .filter_map(|n| {
+            std::env::var(n)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| ((*n).to_owned(), v))
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl SecretSource for CommandSecret {
+    fn credentials(&self) -> Vec<SecretValue> {
+        withheld_env().into_iter().map(|(_, v)| v.into()).collect()
+    }
+
     async fn get(&self, ctx: &Ctx, secret: &SecretRef) -> Result<SecretMap> {
         let capture = Arc::new(Capture::default());
         let mut run_ctx = ctx.clone();
         run_ctx.log = capture.clone();
-        let mut env = self.config.to_env("param_");
+        let mut env: std::collections::BTreeMap<String, String> =
+            withheld_env().into_iter().collect();
+        env.extend(self.config.to_env("param_"));
         env.insert("param_path".into(), secret.path.clone());
         env.insert("param_key".into(), secret.key.clone());
         let spec = TaskSpec {
@@ -366,15 +437,15 @@ impl SecretSource for CommandSecret {
             )),
         };
         let exit = self.runner.run(&run_ctx, &spec, &ws).await?;
-        let (out, err) = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
+        let out = capture.0.lock().map(|c| c.clone()).unwrap_or_default();
         if !exit.success() {
-            let err = String::from_utf8_lossy(&err);
-            let last = last_line(&err);
+            // Its stderr may hold the secret (a shell's `set -x`, a tool echoing its input).
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!(
-                    "`get` of secret type `{}` failed: {exit}: {}",
-                    self.name, last
+                    "`get` of secret type `{}` failed: {exit} (its output is not shown: it may \
+                     hold secrets; run the command by hand to see it)",
+                    self.name
                 ),
             ));
         }
