@@ -304,7 +304,11 @@ impl<'a> Build<'a> {
                 inputs: self.inputs.lock().map(|m| m.clone()).unwrap_or_default(),
                 outputs: self.outputs.lock().map(|m| m.clone()).unwrap_or_default(),
             })
-            .await;
+            .await
+            .unwrap_or_else(|e| {
+                // The result is still returned and shown; only `passed` history misses it.
+                tracing::error!(build = %self.meta.build_id, error = %e, "could not record the build's versions");
+            });
         self.emitter.emit(EventKind::BuildStatus { status });
         let versions = self
             .versions
@@ -833,7 +837,7 @@ impl<'a> Build<'a> {
         for v in &produced {
             ctx.log_system(&format!("produced version {v} of `{}`", decl.name));
         }
-        let ids = self.store.save_versions(&decl.id, &produced).await;
+        let ids = self.store.save_versions(&decl.id, &produced).await?;
         if let Ok(mut outputs) = self.outputs.lock() {
             outputs.entry(decl.id.clone()).or_default().extend(ids);
         }

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
-use async_trait::async_trait;
+mod store;
+
+pub use store::{InputFacts, MemoryStore, StoreError, StoreResult, VersionStore};
+
 use pipewright_config::{GetStep, Pipeline, StepKind, VersionPolicy};
 use pipewright_core::{BuildStatus, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 
 /// A version's id within its resource: ids grow as versions are discovered, so the newest
 /// version has the highest id.
@@ -129,9 +131,20 @@ pub fn resolve_passed(
     resource: &str,
     passed: &[String],
 ) -> Result<VersionId, NoVersion> {
+    let sets: Vec<(String, BTreeSet<VersionId>)> = passed
+        .iter()
+        .map(|job| (job.clone(), history.passed_versions(job, resource)))
+        .collect();
+    intersect_passed(resource, &sets)
+}
+
+/// The newest version in every job's set of passed versions.
+pub fn intersect_passed(
+    resource: &str,
+    passed: &[(String, BTreeSet<VersionId>)],
+) -> Result<VersionId, NoVersion> {
     let mut common: Option<BTreeSet<VersionId>> = None;
-    for job in passed {
-        let ok = history.passed_versions(job, resource);
+    for (job, ok) in passed {
         if ok.is_empty() {
             return Err(NoVersion {
                 resource: resource.to_owned(),
@@ -139,8 +152,8 @@ pub fn resolve_passed(
             });
         }
         common = Some(match common {
-            None => ok,
-            Some(c) => c.intersection(&ok).copied().collect(),
+            None => ok.clone(),
+            Some(c) => c.intersection(ok).copied().collect(),
         });
     }
     common
@@ -151,42 +164,71 @@ pub fn resolve_passed(
                 "no single version of `{resource}` has passed all of {} yet",
                 passed
                     .iter()
-                    .map(|j| format!("`{j}`"))
+                    .map(|(j, _)| format!("`{j}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
         })
 }
 
-/// The version one `get` of a new build uses. Priority: a version pinned in the pipeline
-/// (`version = {…}`), then `passed` resolution, then a version pinned on the resource, then
-/// the version that triggered the build (for its resource), then the newest.
-pub fn resolve_input(
+/// Which rule chose an input's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choice {
+    /// `version = {…}` in the pipeline.
+    PinnedInPipeline,
+    /// The newest version that passed every job in `passed`.
+    Passed,
+    /// A version pinned on the resource (API, UI).
+    PinnedOnResource,
+    /// The version that triggered the build.
+    Trigger,
+    /// The newest version.
+    Newest,
+}
+
+/// The version one `get` of a new build uses, from what the store knows about its resource.
+/// Priority: a version pinned in the pipeline (`version = {…}`), then `passed` resolution,
+/// then a version pinned on the resource, then the version that triggered the build (for its
+/// resource), then the newest. The one place this rule lives.
+pub fn choose_input(
     get: &GetStep,
-    history: &History,
+    facts: &InputFacts,
     trigger: Option<(&str, VersionId)>,
-) -> Result<VersionId, NoVersion> {
+) -> Result<(VersionId, Choice), NoVersion> {
     let r = get.resource.as_str();
     if let VersionPolicy::Pinned(v) = &get.version {
-        history.find(r, v).ok_or_else(|| NoVersion {
-            resource: r.to_owned(),
-            reason: format!("the pinned version {v} of `{r}` has not been seen by a check"),
-        })
+        facts
+            .pinned_in_pipeline
+            .map(|id| (id, Choice::PinnedInPipeline))
+            .ok_or_else(|| NoVersion {
+                resource: r.to_owned(),
+                reason: format!("the pinned version {v} of `{r}` has not been seen by a check"),
+            })
     } else if !get.passed.is_empty() {
-        resolve_passed(history, r, &get.passed)
-    } else if let Some(pin) = history.pins.get(r) {
-        Ok(*pin)
+        intersect_passed(r, &facts.passed).map(|id| (id, Choice::Passed))
+    } else if let Some(pin) = facts.pin {
+        Ok((pin, Choice::PinnedOnResource))
     } else if let Some((_, id)) = trigger.filter(|(tr, _)| *tr == r) {
-        Ok(id)
+        Ok((id, Choice::Trigger))
     } else {
-        history
-            .latest(r)
-            .map(|(id, _)| id)
+        facts
+            .latest
+            .map(|id| (id, Choice::Newest))
             .ok_or_else(|| NoVersion {
                 resource: r.to_owned(),
                 reason: format!("`{r}` has no versions yet"),
             })
     }
+}
+
+/// [`choose_input`] over a [`History`] snapshot.
+pub fn resolve_input(
+    get: &GetStep,
+    history: &History,
+    trigger: Option<(&str, VersionId)>,
+) -> Result<VersionId, NoVersion> {
+    choose_input(get, &InputFacts::from_history(history, get), trigger).map(|(id, _)| id)
 }
 
 /// The version each `get` of a new build of `job` uses, by resource id ([`resolve_input`]
@@ -236,66 +278,4 @@ pub fn jobs_triggered_by_build(pipeline: &Pipeline, job: &str) -> Vec<String> {
         })
         .map(|j| j.name.clone())
         .collect()
-}
-
-/// Where versions, build records and pins are kept. Async so that database-backed stores fit.
-#[async_trait]
-pub trait VersionStore: Send + Sync {
-    /// Adds versions found by a check (duplicates skipped); returns their ids in order.
-    async fn save_versions(&self, resource: &str, versions: &[Version]) -> Vec<VersionId>;
-    /// Records (or replaces, by job and number) a build.
-    async fn record_build(&self, build: BuildRecord);
-    /// Pins a resource to a version, or unpins it.
-    async fn pin(&self, resource: &str, version: Option<VersionId>);
-    /// A snapshot of everything the decision functions need.
-    async fn history(&self) -> History;
-}
-
-/// A [`VersionStore`] in memory.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    inner: Mutex<History>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait]
-impl VersionStore for MemoryStore {
-    async fn save_versions(&self, resource: &str, versions: &[Version]) -> Vec<VersionId> {
-        match self.inner.lock() {
-            Ok(mut h) => h.add_versions(resource, versions),
-            Err(_) => Vec::new(),
-        }
-    }
-
-    async fn record_build(&self, build: BuildRecord) {
-        if let Ok(mut h) = self.inner.lock() {
-            match h
-                .builds
-                .iter_mut()
-                .find(|b| b.job == build.job && b.number == build.number)
-            {
-                Some(existing) => *existing = build,
-                None => h.builds.push(build),
-            }
-        }
-    }
-
-    async fn pin(&self, resource: &str, version: Option<VersionId>) {
-        if let Ok(mut h) = self.inner.lock() {
-            match version {
-                Some(v) => h.pins.insert(resource.to_owned(), v),
-                None => h.pins.remove(resource),
-            };
-        }
-    }
-
-    async fn history(&self) -> History {
-        self.inner.lock().map(|h| h.clone()).unwrap_or_default()
-    }
 }

@@ -171,8 +171,11 @@ async fn triggers_and_input_resolution_follow_the_pipeline() {
     assert!(jobs_triggered_by_build(&p, "lint").is_empty());
 
     let store = MemoryStore::new();
-    let ids = store.save_versions(R, &[v("a"), v("b"), v("c")]).await;
-    let h = store.history().await;
+    let ids = store
+        .save_versions(R, &[v("a"), v("b"), v("c")])
+        .await
+        .unwrap();
+    let h = store.snapshot();
     // A triggered build uses the triggering version; trigger = false takes the newest.
     assert_eq!(
         resolve_inputs(&p, "unit", &h, Some((R, ids[1]))).unwrap()[R],
@@ -192,17 +195,66 @@ async fn triggers_and_input_resolution_follow_the_pipeline() {
             inputs: BTreeMap::from([(R.to_owned(), ids[1])]),
             outputs: BTreeMap::new(),
         })
-        .await;
-    let h = store.history().await;
+        .await
+        .unwrap();
+    let h = store.snapshot();
     assert_eq!(resolve_inputs(&p, "ship", &h, None).unwrap()[R], ids[1]);
 
     // Pinning the resource overrides the newest for gets without passed.
-    store.pin(R, Some(ids[0])).await;
-    let h = store.history().await;
+    store.pin(R, Some(ids[0])).await.unwrap();
+    let h = store.snapshot();
     assert_eq!(resolve_inputs(&p, "lint", &h, None).unwrap()[R], ids[0]);
-    store.pin(R, None).await;
+    store.pin(R, None).await.unwrap();
     assert_eq!(
-        resolve_inputs(&p, "lint", &store.history().await, None).unwrap()[R],
+        resolve_inputs(&p, "lint", &store.snapshot(), None).unwrap()[R],
         ids[2]
     );
+}
+
+/// The query-shaped store answers what the rule needs without a snapshot, and agrees with it.
+#[tokio::test]
+async fn facts_gathered_from_the_store_match_the_snapshot() {
+    let p = pipewright_config::load_str("p.hcl", PIPELINE, &Default::default())
+        .unwrap()
+        .pipeline;
+    let store = MemoryStore::new();
+    let ids = store
+        .save_versions(R, &[v("a"), v("b"), v("c")])
+        .await
+        .unwrap();
+    store
+        .record_build(BuildRecord {
+            job: "unit".into(),
+            number: 1,
+            status: BuildStatus::Succeeded,
+            inputs: BTreeMap::from([(R.to_owned(), ids[1])]),
+            outputs: BTreeMap::new(),
+        })
+        .await
+        .unwrap();
+    for job in p.jobs.values() {
+        for g in job.gets() {
+            let gathered = InputFacts::gather(&store, g).await.unwrap();
+            let from_snapshot = InputFacts::from_history(&store.snapshot(), g);
+            assert_eq!(
+                choose_input(g, &gathered, None).map(|(id, _)| id),
+                choose_input(g, &from_snapshot, None).map(|(id, _)| id),
+                "job {}",
+                job.name
+            );
+        }
+    }
+    // Paging: newest first, `before` excludes.
+    let page = store.versions(R, 2, None).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [ids[2], ids[1]]
+    );
+    let page = store.versions(R, 2, Some(ids[1])).await.unwrap();
+    assert_eq!(page.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [ids[0]]);
+    assert_eq!(
+        store.latest_version(R).await.unwrap().map(|(id, _)| id),
+        Some(ids[2])
+    );
+    assert_eq!(store.find_version(R, &v("b")).await.unwrap(), Some(ids[1]));
 }

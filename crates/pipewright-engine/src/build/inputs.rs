@@ -5,7 +5,7 @@ use super::{Build, copy_dir};
 use crate::plan::PlannedInput;
 use pipewright_config::{StepKind, VersionPolicy};
 use pipewright_core::{Ctx, Error, ErrorKind, LogSink, Stream, Version};
-use pipewright_versions::{VersionId, resolve_input};
+use pipewright_versions::{Choice, InputFacts, VersionId, choose_input};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -108,11 +108,11 @@ impl Build<'_> {
                 out.insert(rid.to_owned(), input);
                 continue;
             }
-            let history = self.store.history().await;
-            match resolve_input(g, &history, None) {
-                Ok(id) => {
-                    input.version = history.version(rid, id).cloned();
-                    input.why = self.why(rid, id, &history);
+            let facts = InputFacts::gather(self.store.as_ref(), g).await?;
+            match choose_input(g, &facts, None) {
+                Ok((id, choice)) => {
+                    input.version = self.store.version(rid, id).await?;
+                    input.why = why(g, choice);
                 }
                 Err(e) => input.unresolved = Some(e.reason),
             }
@@ -132,7 +132,9 @@ impl Build<'_> {
         let rid = decl.id.as_str();
         match &g.version {
             VersionPolicy::Pinned(v) => {
-                self.store.save_versions(rid, std::slice::from_ref(v)).await;
+                self.store
+                    .save_versions(rid, std::slice::from_ref(v))
+                    .await?;
             }
             _ if !g.passed.is_empty() => {}
             _ => {
@@ -141,12 +143,7 @@ impl Build<'_> {
                 let resource = self.resource(decl, &ctx).await;
                 let checked = match resource {
                     Ok(resource) => {
-                        let last = self
-                            .store
-                            .history()
-                            .await
-                            .latest(rid)
-                            .map(|(_, v)| v.clone());
+                        let last = self.store.latest_version(rid).await?.map(|(_, v)| v);
                         resource.check(&ctx, last.as_ref()).await
                     }
                     Err(e) => Err(e),
@@ -154,32 +151,10 @@ impl Build<'_> {
                 if let (Ok(mut logs), Ok(chunks)) = (self.check_logs.lock(), log.0.lock()) {
                     logs.insert(rid.to_owned(), chunks.clone());
                 }
-                self.store.save_versions(rid, &checked?).await;
+                self.store.save_versions(rid, &checked?).await?;
             }
         }
         Ok(())
-    }
-
-    /// Why the planner chose version `id` of `rid`, in the rule's words.
-    fn why(&self, rid: &str, id: VersionId, history: &pipewright_versions::History) -> String {
-        let get = self
-            .job
-            .all_steps()
-            .into_iter()
-            .find_map(|s| match &s.kind {
-                StepKind::Get(g) if g.resource == rid => Some(g),
-                _ => None,
-            });
-        match get {
-            Some(g) if matches!(g.version, VersionPolicy::Pinned(_)) => {
-                "pinned in the pipeline (`version = {…}`)".to_owned()
-            }
-            Some(g) if !g.passed.is_empty() => {
-                format!("the newest version that passed {}", g.passed.join(", "))
-            }
-            _ if history.pins.get(rid) == Some(&id) => "pinned on the resource".to_owned(),
-            _ => "the newest version".to_owned(),
-        }
     }
 
     /// The planned input of resource `rid`.
@@ -236,7 +211,7 @@ impl Build<'_> {
                 .store
                 .save_versions(rid, std::slice::from_ref(&v))
                 .await;
-            return Ok((v, ids.first().copied()));
+            return Ok((v, ids?.first().copied()));
         }
         let version = input.version.ok_or_else(|| {
             Error::new(
@@ -249,7 +224,7 @@ impl Build<'_> {
         let ids = self
             .store
             .save_versions(rid, std::slice::from_ref(&version))
-            .await;
+            .await?;
         let resource = self.resource(decl, ctx).await?;
         std::fs::create_dir_all(&dest)?;
         let meta = resource.get(ctx, &version, &dest).await?;
@@ -258,5 +233,16 @@ impl Build<'_> {
             ctx.log_system(&format!("  {}: {}", f.name, f.value));
         }
         Ok((version, ids.first().copied()))
+    }
+}
+
+/// Why the planner chose an input, in the rule's words.
+fn why(get: &pipewright_config::GetStep, choice: Choice) -> String {
+    match choice {
+        Choice::PinnedInPipeline => "pinned in the pipeline (`version = {…}`)".to_owned(),
+        Choice::Passed => format!("the newest version that passed {}", get.passed.join(", ")),
+        Choice::PinnedOnResource => "pinned on the resource".to_owned(),
+        Choice::Trigger => "the version that triggered the build".to_owned(),
+        Choice::Newest => "the newest version".to_owned(),
     }
 }
