@@ -1,12 +1,10 @@
-//! The built-in runners through the plug-in kit's runner suite: exec and shell on the host,
-//! docker against a real daemon (skipped without one, as in `docker.rs`).
+//! The host runners through the plug-in kit's runner suite (docker runs it in `docker.rs`,
+//! which has the daemon check).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pipewright_core::{Params, TaskSpec};
-use pipewright_runners::{DockerRunner, ExecRunner, ShellRunner};
+use pipewright_runners::{ExecRunner, ShellRunner};
 use pipewright_testing::RunnerSuite;
-use pipewright_testing::servers::require_that;
-use std::process::Command;
 use std::time::Duration;
 
 fn task(params: &[(&str, &str)], args: &[&str]) -> TaskSpec {
@@ -40,47 +38,4 @@ async fn shell_conforms() {
         .with_detached_daemons()
         .run_all()
         .await;
-}
-
-const IMAGE: &str = "pipewright-test/busybox:latest";
-
-fn docker_ready() -> bool {
-    let daemon = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !require_that(
-        daemon,
-        "no Docker daemon",
-        "apt-get install docker.io; start dockerd",
-    ) {
-        return false;
-    }
-    let image = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !image {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ci/docker-test-image.sh");
-        let built = Command::new(script).status().is_ok_and(|s| s.success());
-        assert!(built, "cannot build {IMAGE} with {script}");
-    }
-    true
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn docker_conforms() {
-    if !docker_ready() {
-        return;
-    }
-    let runner = DockerRunner::new().with_grace(Duration::from_secs(1));
-    let mut ctx = pipewright_core::Ctx::new();
-    ctx.build.build_id = format!("conformance-{}", std::process::id());
-    RunnerSuite::new(&runner, |script| {
-        task(&[("image", IMAGE), ("cmd", script), ("pull", "never")], &[])
-    })
-    .with_detached_daemons()
-    .with_ctx(ctx)
-    .run_all()
-    .await;
 }
