@@ -9,8 +9,9 @@
 //!   nothing; after two more versions, `check(Some(old))` returns both, oldest first, and never
 //!   `old` itself. A resource without history ([`ResourceFixture::keeps_history`] is `false`:
 //!   it can only see the present, like `fs` or `cron`) returns the newest one alone.
-//! - **get of an exact version**: `get` of an older version fetches that version, not the
-//!   newest (for a resource without history: `get` of the newest fetches it).
+//! - **get of an exact version** (checked between the two checks above): once newer versions
+//!   exist, `get` of an older one fetches that version, not the newest (a resource without
+//!   history is only asked for its newest, as part of the other rules).
 //! - **put produces a version**: when [`ResourceCapabilities::put`] is set, a `put` of content
 //!   the fixture prepared returns at least one version; the last one can be fetched, and a
 //!   check finds it. When it is not set, `put` fails with [`ErrorKind::Unsupported`].
@@ -31,7 +32,7 @@ pub type FixtureResult<T> = std::result::Result<T, Box<dyn std::error::Error + S
 
 /// Creates versions of one resource from the outside, and recognises them.
 #[async_trait]
-pub trait ResourceFixture: Send {
+pub trait ResourceFixture: Send + Sync {
     /// Whether `check` can list every version since a given one (git, an artifact store), as
     /// opposed to only the present one (a directory, a clock). Defaults to `true`.
     fn keeps_history(&self) -> bool {
@@ -169,6 +170,18 @@ pub async fn check_resource(resource: &dyn Resource, fixture: &mut dyn ResourceF
     }
     let m3 = d.new_version(NEWER).await;
     let m4 = d.new_version(NEWER).await;
+
+    // Get of an exact version: an older one, while newer ones exist.
+    if history {
+        let got = d.marker_of(EXACT, &v2).await;
+        if got != m2 {
+            broke(
+                EXACT,
+                format!("get of {v2} holds {got:?}, expected {m2:?} (the newest is {m4:?})"),
+            );
+        }
+    }
+
     let newer = d.check(NEWER, Some(&v2)).await;
     if newer.contains(&v2) {
         broke(
@@ -196,20 +209,6 @@ pub async fn check_resource(resource: &dyn Resource, fixture: &mut dyn ResourceF
         );
     }
     let newest = newer.last().cloned().unwrap_or_else(|| v2.clone());
-
-    // Get of an exact version.
-    let (exact, want) = if history {
-        (newer[0].clone(), m3)
-    } else {
-        (newest.clone(), m4)
-    };
-    let got = d.marker_of(EXACT, &exact).await;
-    if got != want {
-        broke(
-            EXACT,
-            format!("get of {exact} holds {got:?}, expected {want:?}"),
-        );
-    }
 
     put_rule(&mut d, &newest, history).await;
 }
