@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The engine's readiness poll interval when a service has no policy.
-pub const DEFAULT_POLL: Duration = Duration::from_millis(100);
+pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
 /// The engine's readiness timeout when a service has no policy.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
