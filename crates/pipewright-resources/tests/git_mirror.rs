@@ -1,5 +1,6 @@
-//! The git resource's shared mirror: concurrent checks and gets, and mirrors left broken by
-//! killed or cancelled clones. Real repositories and real `git` processes throughout.
+//! The git resource's shared mirror: concurrent checks and gets, mirrors left broken by killed
+//! or cancelled clones, and option-like values. Real repositories and real `git` processes
+//! throughout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pipewright_core::{Ctx, ErrorKind, Params, Resource, Version};
@@ -253,6 +254,58 @@ async fn a_cancelled_clone_leaves_the_cache_usable() {
         2,
         "the mirror and its lock file only: {entries:?}"
     );
+}
+
+/// Values starting with `-` would reach git as options (`--upload-pack=…` runs a command):
+/// they are refused with an error that names the param, and git never sees them.
+#[tokio::test(flavor = "multi_thread")]
+async fn option_like_values_never_reach_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, sha) = repo(dir.path());
+    let url = repo.display().to_string();
+    let cache = dir.path().join("cache");
+    let marker = dir.path().join("pwned");
+    let upload_pack = format!("--upload-pack=touch {};git-upload-pack", marker.display());
+    for (key, value) in [
+        ("url", upload_pack.as_str()),
+        ("branch", "--output=/dev/null"),
+        ("tag_filter", "-v"),
+    ] {
+        let mut pairs = vec![("url", url.as_str())];
+        pairs.retain(|(k, _)| *k != key);
+        pairs.push((key, value));
+        let made = GitResource::from_params(&params(&pairs), &cache);
+        let err = match made {
+            Ok(r) => r.check(&Ctx::new(), None).await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{key}: {err}");
+        assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        assert!(err.to_string().contains("starts with `-`"), "{err}");
+    }
+    assert!(!marker.exists(), "git ran the injected upload-pack");
+
+    // Version fields and put params are user values too.
+    let r = resource(&url, &cache, &[("branch", "main")]);
+    let dest = dir.path().join("ws");
+    std::fs::create_dir_all(&dest).unwrap();
+    let evil = Version::from_pairs([("ref", format!("--output={}", marker.display()))]);
+    let err = r.get(&Ctx::new(), &evil, &dest).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
+    assert!(err.to_string().contains("`ref`"), "{err}");
+    assert!(!marker.exists(), "git wrote the injected --output file");
+    let ok = Version::from_pairs([("ref", sha.as_str())]);
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::create_dir_all(&dest).unwrap();
+    r.get(&Ctx::new(), &ok, &dest).await.unwrap();
+    for (key, value) in [("branch", "-f"), ("tag", "--delete")] {
+        let err = r
+            .put(&Ctx::new(), &dest, &params(&[(key, value)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{key}: {err}");
+        assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+    }
 }
 
 /// With `depth`, a get of a commit older than the shallow history still lands on that commit.

@@ -111,7 +111,8 @@ impl From<GitError> for Error {
     }
 }
 
-/// Runs `git <command> <args…>` with the remote's credentials and returns its stdout.
+/// Runs `git <command> <args…>` with the remote's credentials and returns its stdout. User
+/// values in `args` must follow `--end-of-options`.
 pub(crate) async fn git(
     ctx: &Ctx,
     auth: Option<&Auth>,

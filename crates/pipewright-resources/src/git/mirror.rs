@@ -66,7 +66,7 @@ impl Mirror {
             None,
             At::Mirror(&self.dir),
             "cat-file",
-            &["-e", &object],
+            &["-e", "--end-of-options", &object],
         )
         .await
         {
@@ -160,7 +160,14 @@ impl Mirror {
             remote.auth.as_ref(),
             At::Nowhere,
             "clone",
-            &["--quiet", "--bare", "--no-hardlinks", &remote.url, &path],
+            &[
+                "--quiet",
+                "--bare",
+                "--no-hardlinks",
+                "--end-of-options",
+                &remote.url,
+                &path,
+            ],
         )
         .await?;
         std::fs::write(tmp.path().join(FETCHED_AT), nanos(started).to_string())?;
@@ -181,6 +188,7 @@ impl Mirror {
                 "--quiet",
                 "--prune",
                 "--force",
+                "--end-of-options",
                 &remote.url,
                 "+refs/heads/*:refs/heads/*",
                 "+refs/tags/*:refs/tags/*",

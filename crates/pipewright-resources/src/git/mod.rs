@@ -25,7 +25,8 @@ const MAX_NEW: usize = 100;
 /// `GIT_SSH_COMMAND`; never a command line, never a URL, never the log.
 ///
 /// Every resource with the same `url` shares one bare mirror under the cache root, guarded by a
-/// file lock, so concurrent jobs and processes can check and get it at once.
+/// file lock, so concurrent jobs and processes can check and get it at once. Values that git
+/// would read as options (starting with `-`) are refused.
 #[derive(Clone)]
 pub struct GitResource {
     remote: Remote,
@@ -46,6 +47,18 @@ impl std::fmt::Debug for GitResource {
             .field("auth", &self.remote.auth.as_ref().map(Auth::kind))
             .finish_non_exhaustive()
     }
+}
+
+/// Refuses a value that git would read as an option: `url = "--upload-pack=…"` runs a program.
+/// Commands also end their options before user values; this says what is wrong up front.
+fn not_an_option(what: &str, key: &str, value: &str) -> Result<()> {
+    if value.starts_with('-') {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!("{what} `{key}` starts with `-`, so git would read it as an option"),
+        ));
+    }
+    Ok(())
 }
 
 fn list(params: &Params, key: &str) -> Vec<String> {
@@ -79,6 +92,12 @@ impl GitResource {
         };
         let branch = params.get_str("branch").filter(|b| !b.is_empty());
         let tag_filter = params.get_str("tag_filter").filter(|t| !t.is_empty());
+        not_an_option("git", "url", &url)?;
+        for (key, value) in [("branch", &branch), ("tag_filter", &tag_filter)] {
+            if let Some(v) = value {
+                not_an_option("git", key, v)?;
+            }
+        }
         Ok(Self {
             mirror: Mirror::new(cache_root, &url),
             remote: Remote {
@@ -132,7 +151,7 @@ impl GitResource {
                 None,
                 mirror,
                 "merge-base",
-                &["--is-ancestor", r, &branch],
+                &["--is-ancestor", "--end-of-options", r, &branch],
             )
             .await
             .is_ok(),
@@ -143,9 +162,10 @@ impl GitResource {
             (true, Some(r)) => args.extend([
                 "--reverse".into(),
                 format!("-n{MAX_NEW}"),
+                "--end-of-options".into(),
                 format!("{r}..{branch}"),
             ]),
-            _ => args.extend(["-n1".into(), branch.clone()]),
+            _ => args.extend(["-n1".into(), "--end-of-options".into(), branch.clone()]),
         }
         args.extend(self.pathspec());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -171,6 +191,7 @@ impl GitResource {
             &[
                 "--sort=creatordate",
                 "--format=%(refname:short) %(*objectname)%(objectname)",
+                "--end-of-options",
                 &format!("refs/tags/{filter}"),
             ],
         )
@@ -211,6 +232,7 @@ impl GitResource {
                 "--branch",
                 b,
                 "--no-single-branch",
+                "--end-of-options",
                 &m,
                 &d,
             ];
@@ -228,7 +250,14 @@ impl GitResource {
         // A local clone: the mirror's object files are hard-linked (or copied across file
         // systems), far cheaper than packing them up for every job.
         let m = self.mirror.dir().display().to_string();
-        let args = ["--quiet", "--local", "--no-checkout", &m, &d];
+        let args = [
+            "--quiet",
+            "--local",
+            "--no-checkout",
+            "--end-of-options",
+            &m,
+            &d,
+        ];
         git(ctx, None, At::Nowhere, "clone", &args).await?;
         Ok(())
     }
@@ -236,7 +265,7 @@ impl GitResource {
     /// Whether the checkout at `dir` has commit `sha`.
     async fn has(&self, ctx: &Ctx, dir: &Path, sha: &str) -> Result<bool, GitError> {
         let object = format!("{sha}^{{commit}}");
-        let args = ["-e", object.as_str()];
+        let args = ["-e", "--end-of-options", object.as_str()];
         match git(ctx, None, At::Checkout(dir), "cat-file", &args).await {
             Ok(_) => Ok(true),
             Err(GitError::Exit { .. }) => Ok(false),
@@ -301,16 +330,17 @@ impl Resource for GitResource {
         let sha = version
             .get("ref")
             .ok_or_else(|| Error::new(ErrorKind::InvalidConfig, "a git version needs `ref`"))?;
+        not_an_option("a git version's", "ref", sha)?;
         self.fetch_into(ctx, sha, dest).await?;
         // Local work in the checkout: no credentials needed.
         let work = At::Checkout(dest);
-        let args = ["--quiet", "--detach", sha];
+        let args = ["--quiet", "--detach", "--end-of-options", sha];
         git(ctx, None, work, "checkout", &args).await?;
         let url = self.remote.url.as_str();
-        let args = ["set-url", "origin", url];
+        let args = ["set-url", "origin", "--end-of-options", url];
         git(ctx, None, work, "remote", &args).await?;
         let format = "--format=%an <%ae>%x00%cn <%ce>%x00%cI%x00%B";
-        let args = ["-1", format, sha];
+        let args = ["-1", format, "--end-of-options", sha];
         let log = git(ctx, None, work, "log", &args).await?;
         let mut parts = log.splitn(4, '\0');
         let mut m = Metadata::new();
@@ -332,16 +362,20 @@ impl Resource for GitResource {
                 )
             })?;
         let tag = params.get_str("tag").filter(|t| !t.is_empty());
+        not_an_option("git put", "branch", &branch)?;
+        if let Some(t) = &tag {
+            not_an_option("git put", "tag", t)?;
+        }
         let work = At::Checkout(&repo);
         let url = self.remote.url.as_str();
         if params.get_str("rebase").as_deref() == Some("true") {
-            let args = ["--quiet", url, &branch];
+            let args = ["--quiet", "--end-of-options", url, &branch];
             self.run(ctx, work, "fetch", &args).await?;
             self.run(ctx, work, "rebase", &["--quiet", "FETCH_HEAD"])
                 .await?;
         }
         let refspec = format!("HEAD:refs/heads/{branch}");
-        let args = ["--quiet", url, &refspec];
+        let args = ["--quiet", "--end-of-options", url, &refspec];
         self.run(ctx, work, "push", &args).await?;
         let sha = self
             .run(ctx, work, "rev-parse", &["HEAD"])
@@ -350,10 +384,10 @@ impl Resource for GitResource {
             .to_owned();
         let mut v = Version::from_pairs([("ref", sha.clone())]);
         if let Some(tag) = tag {
-            let args = ["--force", &tag, &sha];
+            let args = ["--force", "--end-of-options", &tag, &sha];
             self.run(ctx, work, "tag", &args).await?;
             let refspec = format!("refs/tags/{tag}");
-            let args = ["--quiet", "--force", url, &refspec];
+            let args = ["--quiet", "--force", "--end-of-options", url, &refspec];
             self.run(ctx, work, "push", &args).await?;
             v.insert("tag", tag);
         }
