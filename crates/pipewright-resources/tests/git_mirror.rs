@@ -1,6 +1,6 @@
 //! The git resource's shared mirror: concurrent checks and gets, mirrors left broken by killed
-//! or cancelled clones, and option-like values. Real repositories and real `git` processes
-//! throughout.
+//! or cancelled clones, option-like values, and the errors people read. Real repositories and
+//! real `git` processes throughout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pipewright_core::{Ctx, ErrorKind, Params, Resource, Version};
@@ -306,6 +306,30 @@ async fn option_like_values_never_reach_git() {
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{key}: {err}");
         assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
     }
+}
+
+/// A branch the repository does not have is named, with the repository, instead of git's
+/// usage line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_branch_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, _) = repo(dir.path());
+    let url = repo.display().to_string();
+    let cache = dir.path().join("cache");
+    let r = resource(&url, &cache, &[("branch", "release")]);
+    let err = r.check(&Ctx::new(), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("branch `release` does not exist in {url}")
+    );
+    // With a path filter too (git's message differs there).
+    let r = resource(&url, &cache, &[("branch", "release"), ("paths", "src")]);
+    let err = r.check(&Ctx::new(), None).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("branch `release` does not exist in {url}")
+    );
 }
 
 /// With `depth`, a get of a commit older than the shallow history still lands on that commit.

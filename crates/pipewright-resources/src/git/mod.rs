@@ -169,7 +169,10 @@ impl GitResource {
         }
         args.extend(self.pathspec());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = git(ctx, None, mirror, "rev-list", &argv).await?;
+        let out = match git(ctx, None, mirror, "rev-list", &argv).await {
+            Ok(out) => out,
+            Err(e) => return Err(self.explain_missing_branch(ctx, e).await),
+        };
         let mut refs: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
         if known {
             // `-n` keeps the newest; with --reverse they come oldest first.
@@ -179,6 +182,35 @@ impl GitResource {
             .into_iter()
             .map(|r| Version::from_pairs([("ref", r)]))
             .collect())
+    }
+
+    /// git's own message for a branch that is not there is its usage line; name the branch.
+    async fn explain_missing_branch(&self, ctx: &Ctx, err: GitError) -> GitError {
+        if !matches!(err, GitError::Exit { .. }) || err.is_corruption() {
+            return err;
+        }
+        let rev = format!("{}^{{commit}}", self.branch_ref());
+        let probe = git(
+            ctx,
+            None,
+            At::Mirror(self.mirror.dir()),
+            "rev-parse",
+            &["--verify", "--quiet", "--end-of-options", &rev],
+        )
+        .await;
+        let message = match (&probe, &self.branch) {
+            (Err(GitError::Exit { .. }), Some(b)) => {
+                format!("branch `{b}` does not exist in {}", self.remote.shown())
+            }
+            (Err(GitError::Exit { .. }), None) => {
+                format!(
+                    "{} has no commits on its default branch",
+                    self.remote.shown()
+                )
+            }
+            _ => return err,
+        };
+        GitError::Run(Error::new(ErrorKind::NotFound, message))
     }
 
     async fn tags(&self, ctx: &Ctx, last: Option<&Version>) -> Result<Vec<Version>, GitError> {
