@@ -81,6 +81,22 @@ fn empty_files(dir: &Path) {
     }
 }
 
+/// Live processes whose command line or working directory is under `dir`.
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let proc_dir = entry.path();
+        let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(proc_dir.join("cwd")).unwrap_or_default();
+        if cmdline.contains(&needle) || cwd.starts_with(dir) {
+            found.push(format!("{} ({})", cmdline.trim(), cwd.display()));
+        }
+    }
+    found
+}
+
 /// Checks, then gets the newest version into `dest`; the commit that `dest` ends up at.
 async fn check_and_get(r: &GitResource, dest: &Path) -> pipewright_core::Result<String> {
     let ctx = Ctx::new();
@@ -242,6 +258,14 @@ async fn a_cancelled_clone_leaves_the_cache_usable() {
     let err = r.check(&ctx, None).await.unwrap_err();
     watcher.await.unwrap();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    // git's helpers (upload-pack, index-pack) are stopped with it, not left writing.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut left = processes_using(dir.path());
+    while !left.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = processes_using(dir.path());
+    }
+    assert!(left.is_empty(), "still running after the cancel: {left:?}");
 
     let got = check_and_get(&r, &dir.path().join("ws")).await.unwrap();
     assert_eq!(got, head);
