@@ -51,6 +51,25 @@ fn invalid_pipeline_exits_1_with_positioned_errors() {
 }
 
 #[test]
+fn validate_refuses_git_values_that_git_would_read_as_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.hcl");
+    std::fs::write(
+        &file,
+        "resource \"git\" \"app\" {\n  params {\n    url = \"--upload-pack=touch /tmp/x\"\n  }\n}\njob \"a\" {\n  get \"git\" \"app\" {}\n}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(bin().arg("validate").arg(&file).args(["--color", "never"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`url` of resource `git.app` starts with `-`"),
+        "{err}"
+    );
+    assert!(err.contains("p.hcl:3:11"), "{err}");
+    assert!(err.contains("pipeline is invalid: 1 error"), "{err}");
+}
+
+#[test]
 fn json_output_for_tools() {
     let (code, out, _) = run(bin()
         .arg("validate")

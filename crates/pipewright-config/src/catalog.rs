@@ -10,6 +10,10 @@ pub struct ResourceOps {
     pub get: bool,
     /// Has `put`.
     pub put: bool,
+    /// Params (of the resource and of its puts) and pinned version fields that the built-in
+    /// hands to a command as arguments. A value starting with `-` is refused at load time:
+    /// the command would read it as an option (`git clone --upload-pack=…` runs a program).
+    pub arguments: &'static [&'static str],
 }
 
 /// Parameters a runner reads and requires (the runner's [`pipewright_core::Runner::params`]).
@@ -47,10 +51,20 @@ const DOCKER_PARAMS: &[&str] = &[
 
 impl Default for Catalog {
     fn default() -> Self {
-        let rt = |get, put| ResourceOps { get, put };
+        let rt = |get, put| ResourceOps {
+            get,
+            put,
+            arguments: &[],
+        };
         Self {
             resource_types: BTreeMap::from([
-                ("git".into(), rt(true, true)),
+                (
+                    "git".into(),
+                    ResourceOps {
+                        arguments: &["url", "branch", "tag_filter", "tag", "ref"],
+                        ..rt(true, true)
+                    },
+                ),
                 ("cron".into(), rt(true, false)),
                 ("fs".into(), rt(true, true)),
                 ("artifact".into(), rt(true, true)),

@@ -781,7 +781,8 @@ impl Loader<'_> {
                         ));
                     }
                 }
-                let version = match r.attr("version") {
+                let version_attr = r.attr("version");
+                let version = match version_attr {
                     Some(a) => match self.eval(file, &a.value, ctx) {
                         Some(hcl::Value::String(s)) if s == "latest" => VersionPolicy::Latest,
                         Some(hcl::Value::String(s)) if s == "every" => VersionPolicy::Every,
@@ -802,6 +803,14 @@ impl Loader<'_> {
                     },
                     None => VersionPolicy::Latest,
                 };
+                if let (VersionPolicy::Pinned(v), Some(a)) = (&version, version_attr) {
+                    let loc = loc_of(file, a.value.span());
+                    let values: Vec<_> = v
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), Some(v.to_owned()), loc))
+                        .collect();
+                    self.note_option_like(&id, format!("the pinned version of `{id}`"), values);
+                }
                 let params = self.params_block(file, &mut r, ctx);
                 StepKind::Get(GetStep {
                     resource: id,
@@ -820,10 +829,13 @@ impl Loader<'_> {
                     },
                     loc,
                 ));
-                let mut params = self.params_block(file, &mut r, ctx);
+                let (mut params, mut locs) = self.params_block_located(file, &mut r, ctx);
                 let rest = r.rest_attrs();
                 self.warn_typos(file, &rest, &["timeout", "attempts", "params"]);
-                params.0.extend(self.params_of(file, &rest, ctx).0);
+                let (more, more_locs) = self.params_of_located(file, &rest, ctx);
+                params.0.extend(more.0);
+                locs.extend(more_locs);
+                self.note_option_like_params(&id, format!("the put to `{id}`"), &params, &locs);
                 StepKind::Put(PutStep {
                     resource: id,
                     params,

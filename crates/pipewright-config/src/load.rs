@@ -123,6 +123,9 @@ const TOP_LEVEL: [&str; 9] = [
     "job",
 ];
 
+/// Each param's name and where its value was written.
+pub(crate) type ParamLocs = Vec<(String, Loc)>;
+
 /// A reference found while parsing, checked once every declaration is known.
 #[derive(Debug, Clone)]
 pub(crate) enum Ref {
@@ -135,6 +138,14 @@ pub(crate) enum Ref {
         name: String,
         /// The params given, with where each was written.
         params: Vec<(String, Loc)>,
+    },
+    /// Values starting with `-` in the params of `resource` (or its puts, or a pinned
+    /// version of it): an error when its type is a built-in that passes them to a command.
+    Arguments {
+        resource: String,
+        /// What the values belong to, for the message (`resource \`git.app\``).
+        what: String,
+        values: Vec<(String, Loc)>,
     },
     Notification(String),
     Job {
@@ -708,14 +719,26 @@ impl<'o> Loader<'o> {
         attrs: &[&Attribute],
         ctx: &Context<'_>,
     ) -> Params {
+        self.params_of_located(file, attrs, ctx).0
+    }
+
+    /// [`Self::params_of`], and where each value was written.
+    pub(crate) fn params_of_located(
+        &mut self,
+        file: FileId,
+        attrs: &[&Attribute],
+        ctx: &Context<'_>,
+    ) -> (Params, ParamLocs) {
         let mut p = Params::new();
+        let mut locs = ParamLocs::new();
         for a in attrs {
             // A value that failed to evaluate was reported; keep the key so later checks
             // ("runner needs `cmd`") do not pile a second, wrong error on top.
             let v = self.json(file, a, ctx).unwrap_or(serde_json::Value::Null);
             p.insert(a.key.as_str(), v);
+            locs.push((a.key.to_string(), loc_of(file, a.value.span())));
         }
-        p
+        (p, locs)
     }
 
     /// Reads a `params { … }` block (attributes only).
@@ -725,7 +748,18 @@ impl<'o> Loader<'o> {
         r: &mut Reader<'_>,
         ctx: &Context<'_>,
     ) -> Params {
+        self.params_block_located(file, r, ctx).0
+    }
+
+    /// [`Self::params_block`], and where each value was written.
+    pub(crate) fn params_block_located(
+        &mut self,
+        file: FileId,
+        r: &mut Reader<'_>,
+        ctx: &Context<'_>,
+    ) -> (Params, ParamLocs) {
         let mut p = Params::new();
+        let mut locs = ParamLocs::new();
         let blocks = r.blocks("params");
         for (i, b) in blocks.iter().enumerate() {
             if i > 0 {
@@ -741,10 +775,54 @@ impl<'o> Loader<'o> {
             self.labels(file, b, &[], "params { key = \"value\" }");
             let mut inner = Reader::new(&b.body, "a `params` block", file);
             let attrs = inner.rest_attrs();
-            p.0.extend(self.params_of(file, &attrs, ctx).0);
+            let (params, at) = self.params_of_located(file, &attrs, ctx);
+            p.0.extend(params.0);
+            locs.extend(at);
             self.finish_reader(inner);
         }
-        p
+        (p, locs)
+    }
+
+    /// Notes the values among `params` that start with `-`, so the check of built-in resource
+    /// types (run once every type is known) can refuse those the type passes to a command.
+    pub(crate) fn note_option_like(
+        &mut self,
+        resource: &str,
+        what: String,
+        values: impl IntoIterator<Item = (String, Option<String>, Loc)>,
+    ) {
+        let found: Vec<(String, Loc)> = values
+            .into_iter()
+            .filter(|(_, v, _)| v.as_deref().is_some_and(|v| v.starts_with('-')))
+            .map(|(k, _, loc)| (k, loc))
+            .collect();
+        if let Some((_, loc)) = found.first() {
+            let loc = *loc;
+            self.refs.push((
+                Ref::Arguments {
+                    resource: resource.to_owned(),
+                    what,
+                    values: found,
+                },
+                loc,
+            ));
+        }
+    }
+
+    /// [`Self::note_option_like`] for a params map and where its values were written.
+    pub(crate) fn note_option_like_params(
+        &mut self,
+        resource: &str,
+        what: String,
+        params: &Params,
+        locs: &ParamLocs,
+    ) {
+        let values = locs.iter().map(|(k, loc)| {
+            let v = params.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            (k.clone(), v, *loc)
+        });
+        let values: Vec<_> = values.collect();
+        self.note_option_like(resource, what, values);
     }
 
     /// Reads a runner command block: label = runner, `args`, other attributes = params.
@@ -1892,7 +1970,8 @@ impl<'o> Loader<'o> {
             .push((Ref::Type(TypeKind::Resource, ty.clone()), loc));
         let ctx = self.base.clone();
         let mut r = Reader::new(&b.body, format!("resource `{id}`"), file);
-        let params = self.params_block(file, &mut r, &ctx);
+        let (params, locs) = self.params_block_located(file, &mut r, &ctx);
+        self.note_option_like_params(&id, format!("resource `{id}`"), &params, &locs);
         let check_interval = r.attr("check_interval").and_then(|a| {
             let s = self.string(file, a, &ctx)?;
             match crate::duration::Schedule::parse(&s) {

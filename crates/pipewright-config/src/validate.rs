@@ -198,6 +198,11 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                     }
                 }
             }
+            Ref::Arguments {
+                resource,
+                what,
+                values,
+            } => option_like_arguments(l, p, &catalog, &resource, &what, &values),
             Ref::Notification(id) => {
                 if p.notifications.contains_key(&id) {
                     continue;
@@ -260,6 +265,41 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
     }
     expand_groups(p);
     passed_cycles(l, p);
+}
+
+/// Values a built-in resource type passes to a command, refused when they start with `-`.
+fn option_like_arguments(
+    l: &mut Loader<'_>,
+    p: &Pipeline,
+    catalog: &crate::Catalog,
+    resource: &str,
+    what: &str,
+    values: &[(String, crate::diag::Loc)],
+) {
+    // An undeclared resource is reported on its own.
+    let Some(res) = p.resources.get(resource) else {
+        return;
+    };
+    let builtin = match p.resource_types.get(&res.type_name).map(|t| &t.source) {
+        Some(crate::model::TypeSource::Builtin { name }) => name.as_str(),
+        Some(_) => return,
+        None => res.type_name.as_str(),
+    };
+    let Some(ops) = catalog.resource_types.get(builtin) else {
+        return;
+    };
+    for (key, loc) in values {
+        if !ops.arguments.contains(&key.as_str()) {
+            continue;
+        }
+        l.error(
+            Diagnostic::error(format!("`{key}` of {what} starts with `-`"), Some(*loc))
+                .label(format!("`{builtin}` would read this as an option"))
+                .help(format!(
+                    "the `{builtin}` resource passes `{key}` to a command, which would take it for an option (`--upload-pack=…` runs a program); remove the leading `-`"
+                )),
+        );
+    }
 }
 
 fn builtin_can(catalog: &crate::Catalog, ty: &str, op: &str) -> bool {

@@ -517,6 +517,35 @@ job "deploy" {
 "#
 );
 
+case!(
+    git_values_git_would_read_as_options,
+    r#"
+variable "branch" {
+  type    = string
+  default = "--output=/tmp/x"
+}
+resource "git" "app" {
+  params {
+    url    = "--upload-pack=touch /tmp/pwned"
+    branch = var.branch
+    paths  = ["-docs"]
+  }
+}
+resource "fs" "out" {
+  params { path = "-out" }
+}
+job "release" {
+  get "git" "app" {
+    version = { ref = "--all" }
+  }
+  put "git" "app" {
+    tag = "-d"
+  }
+  put "fs" "out" {}
+}
+"#
+);
+
 #[test]
 fn cli_var_errors() {
     let src = "variable \"replicas\" {\n  type = number\n  default = 1\n}\n";

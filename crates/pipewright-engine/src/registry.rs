@@ -21,11 +21,19 @@ pub trait ResourceFactory: Send + Sync {
     fn capabilities(&self) -> ResourceCapabilities {
         ResourceCapabilities::ALL
     }
+
+    /// Params (of the resource and its puts) and pinned-version fields the resource hands to a
+    /// command as arguments: validation refuses values starting with `-` there, which the
+    /// command would read as options. Defaults to none.
+    fn arguments(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The built-in resource types (`git`, `cron`, `fs`, `artifact`), with their capabilities.
 struct BuiltinResource {
     capabilities: ResourceCapabilities,
+    arguments: &'static [&'static str],
     cache_root: PathBuf,
 }
 
@@ -36,6 +44,10 @@ impl ResourceFactory for BuiltinResource {
 
     fn capabilities(&self) -> ResourceCapabilities {
         self.capabilities
+    }
+
+    fn arguments(&self) -> &'static [&'static str] {
+        self.arguments
     }
 }
 
@@ -203,6 +215,12 @@ impl Registry {
                 name,
                 Arc::new(BuiltinResource {
                     capabilities,
+                    // git takes these on its command line (after `--end-of-options`).
+                    arguments: if name == "git" {
+                        &["url", "branch", "tag_filter", "tag", "ref"]
+                    } else {
+                        &[]
+                    },
                     cache_root: cache_root.to_path_buf(),
                 }),
             );
@@ -233,6 +251,7 @@ impl Registry {
                         ResourceOps {
                             get: c.check || c.get,
                             put: c.put,
+                            arguments: f.arguments(),
                         },
                     )
                 })

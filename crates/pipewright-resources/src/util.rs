@@ -12,34 +12,42 @@ pub(crate) async fn run(
     program: &str,
     args: &[&str],
 ) -> Result<String> {
-    run_with_env(ctx, dir, program, args, &[]).await
-}
-
-/// [`run`] with extra environment variables: the only way credentials reach a command, so they
-/// never appear on a command line.
-pub(crate) async fn run_with_env(
-    ctx: &Ctx,
-    dir: Option<&Path>,
-    program: &str,
-    args: &[&str],
-    env: &[(String, std::ffi::OsString)],
-) -> Result<String> {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args(args);
     if let Some(d) = dir {
         cmd.current_dir(d);
     }
+    let out = output(ctx, cmd, program).await?;
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!(
+                "`{program} {}` failed: {}",
+                args.first().copied().unwrap_or(""),
+                last_line(&out.stderr)
+            ),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a prepared command with no stdin, collecting its output; stderr is also copied to the
+/// build log. The command is killed when the context is cancelled.
+pub(crate) async fn output(
+    ctx: &Ctx,
+    mut cmd: tokio::process::Command,
+    program: &str,
+) -> Result<std::process::Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let child = cmd.spawn().map_err(|e| {
         Error::new(
             ErrorKind::Unavailable,
             format!("cannot run `{program}`: {e}"),
         )
+        .with_source(e)
     })?;
     let out = tokio::select! {
         out = child.wait_with_output() => out?,
@@ -48,23 +56,18 @@ pub(crate) async fn run_with_env(
     if !out.stderr.is_empty() {
         ctx.log.write(pipewright_core::Stream::Stderr, &out.stderr);
     }
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        return Err(Error::new(
-            ErrorKind::Failed,
-            format!(
-                "`{program} {}` failed: {}",
-                args.first().copied().unwrap_or(""),
-                last.trim()
-            ),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out)
+}
+
+/// The last non-blank line of a command's stderr: usually the one that says what went wrong.
+pub(crate) fn last_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned()
 }
 
 /// Copies a directory tree (files, permissions, symlinks as links), skipping `.git` when asked.
