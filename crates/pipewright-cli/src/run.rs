@@ -1,13 +1,14 @@
 //! `pipewright run`: run jobs locally and show them as they go.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pipewright_core::{BuildStatus, Event, EventKind, StepStatus, Stream};
+use pipewright_core::{BuildStatus, CancellationToken, Event, EventKind, StepStatus, Stream};
 use pipewright_engine::{BuildResult, Engine, EngineOptions, PipelineResult, Registry, RunOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// How `run` shows progress.
@@ -123,29 +124,13 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
     }
     let renderer = tokio::spawn(render(rx, args.mode, args.color));
 
-    // First Ctrl-C: cancel (hooks and `ensure` still run); second: stop everything.
-    let (cancel, force) = (opts.cancel.clone(), opts.force.clone());
-    let mode = args.mode;
-    let signals = tokio::spawn(async move {
-        let mut presses = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            presses += 1;
-            if presses == 1 {
-                if mode != Mode::Json {
-                    eprintln!(
-                        "\ncancelling… hooks and `ensure` still run (Ctrl-C again to stop them too)"
-                    );
-                }
-                cancel.cancel();
-            } else {
-                if mode != Mode::Json {
-                    eprintln!("\nstopping everything");
-                }
-                force.cancel();
-                break;
-            }
+    let signals = match StopSignals::register() {
+        Ok(s) => tokio::spawn(s.watch(opts.cancel.clone(), opts.force.clone(), args.mode)),
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            return 1;
         }
-    });
+    };
 
     let result = engine.run_pipeline(pipeline, &args.jobs, &opts).await;
     drop(opts);
@@ -167,6 +152,55 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         Err(e) => {
             eprintln!("error: {e}");
             1
+        }
+    }
+}
+
+/// The signals that stop a run: Ctrl-C (`SIGINT`), and `SIGTERM` and `SIGHUP`, which `timeout`,
+/// systemd, `docker stop`, CI cancels and a closed terminal send. Registered before the run
+/// starts, so none of them can kill the process outright and orphan its tasks.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The first signal cancels (hooks and `ensure` still run); a second one of any kind stops
+    /// everything.
+    async fn watch(mut self, cancel: CancellationToken, force: CancellationToken, mode: Mode) {
+        let mut received = 0;
+        loop {
+            let name = tokio::select! {
+                Some(()) = self.int.recv() => "Ctrl-C",
+                Some(()) = self.term.recv() => "SIGTERM",
+                Some(()) = self.hup.recv() => "SIGHUP",
+                else => break,
+            };
+            received += 1;
+            tracing::info!(signal = name, received, "stop signal");
+            if received == 1 {
+                if mode != Mode::Json {
+                    eprintln!(
+                        "\n{name}: cancelling… hooks and `ensure` still run (a second signal stops them too)"
+                    );
+                }
+                cancel.cancel();
+            } else {
+                if mode != Mode::Json {
+                    eprintln!("\n{name}: stopping everything");
+                }
+                force.cancel();
+                break;
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `pipewright run` as a process: output, exit codes, JSON events, and Ctrl-C.
+//! `pipewright run` as a process: output, exit codes, JSON events, and signals.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -145,11 +146,11 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-#[test]
-fn ctrl_c_cancels_runs_hooks_and_reaps_every_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let p = dir.path().join("p.hcl");
+/// Starts a pipeline whose task leaves a `setsid` daemon and a TERM-ignoring child (their pids go
+/// to `<dir>/pids`), with an `ensure` hook, and waits until both children exist.
+fn start_hanging_run(dir: &Path, ensure: &str) -> std::process::Child {
+    let d = dir.display();
+    let p = dir.join("p.hcl");
     std::fs::write(
         &p,
         format!(
@@ -161,14 +162,14 @@ job "j" {{
     }}
   }}
   ensure "shell" {{
-    cmd = "echo ensure $BUILD_STATUS > {d}/ensure"
+    cmd = "{ensure}"
   }}
 }}
 "#
         ),
     )
     .unwrap();
-    let child = bin(&dir.path().join("ws"))
+    let child = bin(&dir.join("ws"))
         .arg("--pipeline")
         .arg(&p)
         .args(["--kill-grace", "500ms"])
@@ -176,33 +177,105 @@ job "j" {{
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid_file = dir.path().join("pids");
+    wait_for(&dir.join("pids"), 2);
+    child
+}
+
+/// Waits (up to 10 s) until `file` has `lines` lines.
+fn wait_for(file: &Path, lines: usize) {
     for _ in 0..1000 {
-        if std::fs::read_to_string(&pid_file).is_ok_and(|s| s.lines().count() == 2) {
-            break;
+        if std::fs::read_to_string(file).is_ok_and(|s| s.lines().count() >= lines) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    panic!("{} never got {lines} line(s)", file.display());
+}
+
+fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{sig}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+fn pids_in(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse::<i32>().unwrap())
+        .collect()
+}
+
+/// Ctrl-C, `timeout`, systemd, `docker stop` and CI cancels all mean the same: cancel, run the
+/// hooks, reap every process, remove the workspace, exit 130.
+fn cancel_with(sig: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let child = start_hanging_run(
+        dir.path(),
+        &format!("echo ensure $BUILD_STATUS > {d}/ensure"),
+    );
+    signal(child.id(), sig);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "SIG{sig}: {stdout} {:?}",
+        out.status
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cancelling"));
     assert!(stdout.contains("pipeline cancelled"), "{stdout}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ensure")).unwrap(),
         "ensure cancelled\n"
     );
-    for pid in std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .split_whitespace()
-        .map(|p| p.parse::<i32>().unwrap())
-    {
-        assert!(!alive(pid), "process {pid} survived Ctrl-C");
+    for pid in pids_in(&dir.path().join("pids")) {
+        assert!(!alive(pid), "process {pid} survived SIG{sig}");
+    }
+    let ws: Vec<_> = std::fs::read_dir(dir.path().join("ws")).unwrap().collect();
+    assert!(
+        ws.is_empty(),
+        "the workspace was left after SIG{sig}: {ws:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_runs_hooks_and_reaps_every_process() {
+    cancel_with("INT");
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c() {
+    cancel_with("TERM");
+}
+
+#[test]
+fn sighup_cancels_like_ctrl_c() {
+    cancel_with("HUP");
+}
+
+#[test]
+fn a_second_signal_stops_the_hooks_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let child = start_hanging_run(dir.path(), &format!("echo $$ >> {d}/pids; sleep 324"));
+    let started = std::time::Instant::now();
+    signal(child.id(), "TERM");
+    // The ensure hook has started (and hangs).
+    wait_for(&dir.path().join("pids"), 3);
+    signal(child.id(), "HUP");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{:?}", out.status);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the second signal stopped the hanging hook"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping everything"));
+    for pid in pids_in(&dir.path().join("pids")) {
+        assert!(!alive(pid), "process {pid} survived the second signal");
     }
 }
 
