@@ -45,9 +45,10 @@ pub enum PullPolicy {
 ///
 /// The workspace is mounted at `/workdir` (the default working directory); `WORKDIR` and
 /// `PIPEWRIGHT_OUTPUT` point inside it. stdout and stderr stream separately; the exit code is
-/// the container's. Every container is labelled with the build, job and step, and removed
-/// however the task ends; a container whose owner process is gone (a crashed engine) is removed
-/// the first time a runner on the same host connects.
+/// the container's. The command runs under an init (as with `docker run --init`), so `SIGTERM`
+/// stops it without waiting out the grace period. Every container is labelled with the build,
+/// job and step, and removed however the task ends; a container whose owner process is gone (a
+/// crashed engine) is removed the first time a runner on the same host connects.
 #[derive(Debug)]
 pub struct DockerRunner {
     client: tokio::sync::OnceCell<std::result::Result<Docker, String>>,
@@ -255,7 +256,6 @@ struct Settings {
     extra_hosts: Vec<String>,
     shm_size: Option<i64>,
     cap_add: Vec<String>,
-    init: bool,
 }
 
 fn invalid(m: impl Into<String>) -> Error {
@@ -387,7 +387,8 @@ impl Settings {
                 "--add-host" => self.extra_hosts.push(value()?),
                 "--shm-size" => self.shm_size = Some(parse_bytes(&value()?)?),
                 "--cap-add" => self.cap_add.push(value()?),
-                "--init" => self.init = true,
+                // Every container already runs under an init.
+                "--init" => {}
                 "--privileged" => self.privileged = true,
                 "--rm" | "-i" | "-t" | "--interactive" | "--tty" | "-d" | "--detach" => {
                     return Err(invalid(format!(
@@ -537,7 +538,9 @@ impl Runner for DockerRunner {
                 extra_hosts: (!s.extra_hosts.is_empty()).then(|| s.extra_hosts.clone()),
                 shm_size: s.shm_size,
                 cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
-                init: s.init.then_some(true),
+                // An init as PID 1 forwards signals and reaps zombies: a shell as PID 1 ignores
+                // SIGTERM, so every stop would wait out the whole grace period.
+                init: Some(true),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -641,15 +644,13 @@ impl DockerRunner {
             }
             None => -1,
         };
-        let state = d
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|i| i.state);
-        if state.as_ref().and_then(|st| st.oom_killed) == Some(true) {
+        // 137: killed by SIGKILL, as the OOM killer does.
+        let tries = if code == 137 && s.memory.is_some() {
+            20
+        } else {
+            1
+        };
+        if oom_killed(d, id, tries).await {
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!(
@@ -660,6 +661,28 @@ impl DockerRunner {
         }
         Ok(ExitStatus::Code(i32::try_from(code).unwrap_or(-1)))
     }
+}
+
+/// Whether the engine recorded an OOM kill, asking up to `tries` times 50 ms apart: under an init
+/// the killed process is not PID 1, and the engine may record the OOM event just after the exit.
+async fn oom_killed(d: &Docker, id: &str, tries: usize) -> bool {
+    for i in 0..tries {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let state = d
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()
+            .and_then(|i| i.state);
+        if state.and_then(|st| st.oom_killed) == Some(true) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -686,7 +709,6 @@ mod tests {
         assert_eq!(s.binds, ["/a:/b"]);
         assert_eq!(s.network.as_deref(), Some("host"));
         assert_eq!(s.env.get("K").map(String::as_str), Some("V"));
-        assert!(s.init);
         let bad = s.apply_flags(&["--gpus".to_owned(), "all".to_owned()]);
         assert!(bad.is_err_and(|e| e.to_string().contains("not supported")));
     }

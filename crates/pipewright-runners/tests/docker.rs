@@ -298,3 +298,38 @@ async fn containers_of_a_dead_engine_are_reaped() {
         .args(["rm", "-f", String::from_utf8_lossy(&out.stdout).trim()])
         .output();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_container_stops_on_sigterm_without_waiting_for_the_grace() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Without an init, `sh` as PID 1 ignores SIGTERM and the stop waits the whole grace.
+    let grace = Duration::from_secs(30);
+    let runner = DockerRunner::new().with_grace(grace);
+    let build = unique("init");
+    let (c, cap) = ctx(&build);
+    let cancel = c.cancel.clone();
+    let t = task("sleepy", &[("cmd", "echo started; sleep 100")], &[]);
+    let run = tokio::spawn(async move {
+        let r = runner.run(&c, &t, &ws(dir.path())).await;
+        (r, dir)
+    });
+    for _ in 0..3000 {
+        if String::from_utf8_lossy(&cap.0.lock().unwrap().0).contains("started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled = std::time::Instant::now();
+    cancel.cancel();
+    let (r, _dir) = run.await.unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Cancelled);
+    let took = cancelled.elapsed();
+    assert!(
+        took < grace / 2,
+        "the container took {took:?} to stop: SIGTERM did not reach the command"
+    );
+    assert_eq!(left(&build), 0, "no labelled container after a cancel");
+}
