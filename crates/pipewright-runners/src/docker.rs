@@ -205,11 +205,36 @@ async fn remove(d: &Docker, id: &str) -> bool {
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => true,
+        // Another runner (reaping the same orphan) is removing it: wait until it is gone.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => gone(d, id).await,
         Err(e) => {
             tracing::warn!(container = id, error = %e, "cannot remove container");
             false
         }
     }
+}
+
+/// Waits up to 5 s for the container to disappear.
+async fn gone(d: &Docker, id: &str) -> bool {
+    for _ in 0..100 {
+        let inspect = d
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await;
+        if let Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) = inspect
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(container = id, "the container is still being removed");
+    false
 }
 
 /// Removes the container if the run is abandoned midway (the future dropped, a panic).
