@@ -79,11 +79,21 @@ pub fn run(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
 }
 
 async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
+    // Absolute once, here: `$WORKDIR` must survive a task's `cd`, and Docker takes a relative
+    // bind source for a volume name.
+    let root = args
+        .workspace_root
+        .clone()
+        .unwrap_or_else(default_workspace_root);
+    let workspace_root = match std::path::absolute(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: the workspace root `{}`: {e}", root.display());
+            return 1;
+        }
+    };
     let options = EngineOptions {
-        workspace_root: args
-            .workspace_root
-            .clone()
-            .unwrap_or_else(default_workspace_root),
+        workspace_root,
         keep_workspace: args.keep,
         parallel_jobs: args.parallel,
         kill_grace: args.grace,

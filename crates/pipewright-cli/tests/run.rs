@@ -280,6 +280,34 @@ fn a_second_signal_stops_the_hooks_too() {
 }
 
 #[test]
+fn a_relative_workspace_root_becomes_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.hcl");
+    std::fs::write(
+        &p,
+        "job \"j\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"cd /; echo \\\"$WORKDIR\\\"; ls \\\"$WORKDIR\\\"\" }\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["run", "--workspace-root", "builds", "--pipeline"])
+            .arg(&p)
+            .current_dir(dir.path()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let root = dir.path().join("builds");
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("j/t │ "))
+        .unwrap_or_else(|| panic!("no task output: {out}"));
+    assert!(
+        Path::new(line).starts_with(&root),
+        "WORKDIR `{line}` is not under {}",
+        root.display()
+    );
+}
+
+#[test]
 fn a_commit_flows_from_git_through_passed_to_an_artifact_and_deploy() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");

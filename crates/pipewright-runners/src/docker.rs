@@ -510,12 +510,21 @@ impl Runner for DockerRunner {
         let d = self.client().await?;
         ensure_image(d, ctx, &s.image, s.pull.unwrap_or(PullPolicy::IfNotPresent)).await?;
 
-        let host_dir = ws.dir.display().to_string();
+        // The engine takes a relative bind source for a volume name: mount absolute paths.
+        let absolute = |p: &std::path::Path| {
+            std::path::absolute(p).map_err(|e| {
+                invalid(format!(
+                    "cannot make the workspace path `{}` absolute: {e}",
+                    p.display()
+                ))
+            })
+        };
+        let host_dir = absolute(&ws.dir)?.display().to_string();
         let mut env: BTreeMap<String, String> = ctx.env.clone();
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(s.env.clone());
         env.insert("WORKDIR".into(), CONTAINER_WORKDIR.into());
-        let out = ws.output_file.display().to_string();
+        let out = absolute(&ws.output_file)?.display().to_string();
         env.insert(
             "PIPEWRIGHT_OUTPUT".into(),
             match out.strip_prefix(&host_dir) {

@@ -333,3 +333,28 @@ async fn a_cancelled_container_stops_on_sigterm_without_waiting_for_the_grace() 
     );
     assert_eq!(left(&build), 0, "no labelled container after a cancel");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_workspace_directory_is_mounted() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The same directory, relative to where the tests run.
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count() - 1);
+    let relative = std::path::PathBuf::from(up).join(dir.path().strip_prefix("/").unwrap());
+    assert!(relative.is_relative() && relative.is_dir());
+    let build = unique("relative");
+    let (c, _) = ctx(&build);
+    let t = task("t", &[("cmd", "echo here > /workdir/seen")], &[]);
+    let exit = DockerRunner::new()
+        .run(&c, &t, &ws(&relative))
+        .await
+        .unwrap();
+    assert!(exit.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("seen")).unwrap(),
+        "here\n"
+    );
+}
