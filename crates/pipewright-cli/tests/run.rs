@@ -279,6 +279,102 @@ fn a_second_signal_stops_the_hooks_too() {
     }
 }
 
+/// Kills the processes a test started if they are still there when it ends (a failing test
+/// must not leave sleepers behind).
+struct Sweep(PathBuf);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        for pid in std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter(|p| alive(*p))
+        {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+        }
+    }
+}
+
+/// Waits (up to 10 s) until none of `pids` is alive; returns the survivors.
+fn survivors(pids: &[i32]) -> Vec<i32> {
+    for _ in 0..1000 {
+        if pids.iter().all(|p| !alive(*p)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pids.iter().copied().filter(|p| alive(*p)).collect()
+}
+
+fn write_pipeline(dir: &Path, cmd: &str) -> PathBuf {
+    let p = dir.join("p.hcl");
+    std::fs::write(
+        &p,
+        format!("job \"j\" {{\n  task \"t\" {{\n    run \"shell\" {{ cmd = \"{cmd}\" }}\n  }}\n  task \"after\" {{\n    run \"shell\" {{ cmd = \"true\" }}\n  }}\n}}\n"),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn the_next_run_reaps_what_a_dead_runner_left_and_spares_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pids = dir.path().join("pids");
+    let _sweep = Sweep(pids.clone());
+    // A run that dies with everything between it and its task (SIGKILL to both), leaving a
+    // daemon that still carries the dead run's cookie.
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            "setsid sleep 341 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; \
+             echo $PPID > {d}/parent; sleep 342"
+        ),
+    );
+    let mut dead = bin(&dir.path().join("ws"))
+        .arg("--pipeline")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("parent"), 1);
+    let parent = std::fs::read_to_string(dir.path().join("parent")).unwrap();
+    // Stopped first, so that neither reacts to the other's death.
+    let runner = dead.id().to_string();
+    for sig in ["-STOP", "-KILL"] {
+        let _ = Command::new("kill")
+            .args([sig, parent.trim(), &runner])
+            .output();
+    }
+    dead.wait().unwrap();
+    let orphan = pids_in(&pids)[0];
+    assert!(alive(orphan), "the test needs an orphan");
+
+    // A live run's processes are not orphans.
+    let live_dir = tempfile::tempdir().unwrap();
+    let _live_sweep = Sweep(live_dir.path().join("pids"));
+    let live = start_hanging_run(live_dir.path(), "true");
+
+    let (code, out, err) = output(
+        bin(&dir.path().join("ws"))
+            .arg("--pipeline")
+            .arg(examples().join("hello.hcl")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        survivors(&[orphan]).is_empty(),
+        "the next run did not reap {orphan}"
+    );
+    for pid in pids_in(&live_dir.path().join("pids")) {
+        assert!(alive(pid), "the live run's process {pid} was reaped");
+    }
+    signal(live.id(), "INT");
+    let out = live.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+}
+
 #[test]
 fn a_relative_workspace_root_becomes_absolute() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! `docker`: a task in a container, through the Docker Engine API (bollard).
 
+use crate::owner::{hostname, start_time};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -121,19 +122,6 @@ fn owner_id(pid: u32) -> String {
         hostname(),
         start_time(pid).unwrap_or_default()
     )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22, counted after the command name's closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
 fn owner_alive(owner: &str) -> bool {

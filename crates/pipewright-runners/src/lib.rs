@@ -1,15 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+mod cookie;
 mod docker;
+mod owner;
 mod process;
 mod template;
 
-pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
-
-pub use process::{
-    COOKIE_VAR, DEFAULT_GRACE, ProcessSpec, build_cookie_prefix, reap_cookie,
-    reap_cookie_gracefully, run_process,
+pub use cookie::{
+    COOKIE_VAR, build_cookie_prefix, reap_cookie, reap_cookie_gracefully, reap_orphans,
 };
+pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
+pub use process::{DEFAULT_GRACE, ProcessSpec, run_process};
 pub use template::{TemplateRunner, expand};
 
 use async_trait::async_trait;

@@ -2,10 +2,9 @@
 //! (`SIGTERM`, grace, `SIGKILL`) that also reaches processes which left the group.
 //!
 //! A process that calls `setsid` (a daemon) leaves its process group, so killing the group is not
-//! enough. Every task therefore carries a cookie in its environment ([`COOKIE_VAR`]); descendants
-//! inherit it, and [`reap_cookie`] finds them through `/proc/<pid>/environ` (Linux). This is the
-//! approach Jenkins' process-tree killer takes.
+//! enough: processes are also found by the cookie in their environment (see [`crate::cookie`]).
 
+use crate::cookie::{COOKIE_VAR, cookie_pids, new_cookie, reap_cookie_gracefully, reap_orphans};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -14,15 +13,11 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
-
-/// The environment variable that marks every process a task starts.
-pub const COOKIE_VAR: &str = "PIPEWRIGHT_PROCESS_COOKIE";
 
 /// How long a task may take to stop after `SIGTERM` before it gets `SIGKILL`, unless configured.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -53,6 +48,10 @@ pub struct ProcessSpec {
 /// Returns the exit status, [`ErrorKind::Cancelled`] when cancelled, [`ErrorKind::Timeout`]
 /// when the deadline passed, and [`ErrorKind::NotFound`] when the program does not exist.
 pub async fn run_process(ctx: &Ctx, spec: &ProcessSpec, grace: Duration) -> Result<ExitStatus> {
+    static ORPHANS: Once = Once::new();
+    ORPHANS.call_once(|| {
+        reap_orphans();
+    });
     let cookie = new_cookie(&ctx.build.build_id);
     let program = resolve_program(&spec.program, &spec.env);
     let mut cmd = Command::new(program.as_ref());
@@ -175,28 +174,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn new_cookie(build_id: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let build = if build_id.is_empty() {
-        "local"
-    } else {
-        build_id
-    };
-    format!("{build}:{}:{n}", std::process::id())
-}
-
-/// The cookie prefix shared by every process of one build; pass it to [`reap_cookie`] to stop
-/// whatever a build left behind.
-pub fn build_cookie_prefix(build_id: &str) -> String {
-    let build = if build_id.is_empty() {
-        "local"
-    } else {
-        build_id
-    };
-    format!("{build}:")
-}
-
 fn pump(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
     stream: Stream,
@@ -269,83 +246,4 @@ async fn terminate(child: &mut Child, pgid: Pid, cookie: &str, grace: Duration) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = child.wait().await;
-}
-
-/// Stops every process whose cookie equals `cookie` (or starts with it, when `prefix`):
-/// `SIGTERM`, up to `grace`, then `SIGKILL`. Returns how many processes were found.
-pub async fn reap_cookie_gracefully(cookie: &str, prefix: bool, grace: Duration) -> usize {
-    let found = cookie_pids(cookie, prefix);
-    if found.is_empty() {
-        return 0;
-    }
-    for pid in &found {
-        let _ = kill(*pid, Signal::SIGTERM);
-    }
-    let until = Instant::now() + grace;
-    while Instant::now() < until && !cookie_pids(cookie, prefix).is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    reap_cookie(cookie, prefix);
-    found.len()
-}
-
-/// Sends `SIGKILL` to every process whose cookie equals `cookie` (or starts with it, when
-/// `prefix`) and returns how many there were. Without `/proc` (not Linux) it finds nothing.
-pub fn reap_cookie(cookie: &str, prefix: bool) -> usize {
-    let pids = cookie_pids(cookie, prefix);
-    for pid in &pids {
-        let _ = kill(*pid, Signal::SIGKILL);
-    }
-    pids.len()
-}
-
-/// The processes (other than this one) whose environment carries the cookie.
-fn cookie_pids(cookie: &str, prefix: bool) -> Vec<Pid> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let needle = format!("{COOKIE_VAR}={cookie}");
-    let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        // A zombie has an empty environ and cannot be killed anyway.
-        let hit = environ.split(|b| *b == 0).any(|var| {
-            if prefix {
-                var.starts_with(needle.as_bytes())
-            } else {
-                var == needle.as_bytes()
-            }
-        });
-        if hit && let Ok(raw) = i32::try_from(pid) {
-            out.push(Pid::from_raw(raw));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cookies_are_unique_and_share_the_build_prefix() {
-        let a = new_cookie("b1");
-        let b = new_cookie("b1");
-        assert_ne!(a, b);
-        assert!(a.starts_with(&build_cookie_prefix("b1")));
-        assert!(new_cookie("").starts_with("local:"));
-    }
 }
