@@ -233,6 +233,8 @@ fn diagnostics_json(
 }
 
 fn main() -> ExitCode {
+    // First: in a process started to supervise a task, this is all that runs.
+    pipewright_runners::enable_task_supervisor();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIPEWRIGHT_LOG"))
         .with_writer(std::io::stderr)

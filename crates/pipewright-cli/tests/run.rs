@@ -146,8 +146,9 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// Starts a pipeline whose task leaves a `setsid` daemon and a TERM-ignoring child (their pids go
-/// to `<dir>/pids`), with an `ensure` hook, and waits until both children exist.
+/// Starts a pipeline whose task leaves a `setsid` daemon, one that also clears its environment
+/// (so it carries no cookie) and a TERM-ignoring child (their pids go to `<dir>/pids`), with an
+/// `ensure` hook, and waits until the three children exist.
 fn start_hanging_run(dir: &Path, ensure: &str) -> std::process::Child {
     let d = dir.display();
     let p = dir.join("p.hcl");
@@ -158,7 +159,7 @@ fn start_hanging_run(dir: &Path, ensure: &str) -> std::process::Child {
 job "j" {{
   task "hang" {{
     run "shell" {{
-      cmd = "setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; (trap '' TERM; exec sleep 322) & echo $! >> {d}/pids; sleep 323"
+      cmd = "setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; setsid env -i sleep 325 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; (trap '' TERM; exec sleep 322) & echo $! >> {d}/pids; sleep 323"
     }}
   }}
   ensure "shell" {{
@@ -177,7 +178,7 @@ job "j" {{
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&dir.join("pids"), 2);
+    wait_for(&dir.join("pids"), 3);
     child
 }
 
@@ -213,6 +214,7 @@ fn pids_in(file: &Path) -> Vec<i32> {
 fn cancel_with(sig: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
+    let _sweep = Sweep(dir.path().join("pids"));
     let child = start_hanging_run(
         dir.path(),
         &format!("echo ensure $BUILD_STATUS > {d}/ensure"),
@@ -261,11 +263,13 @@ fn sighup_cancels_like_ctrl_c() {
 fn a_second_signal_stops_the_hooks_too() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
+    let _sweep = Sweep(dir.path().join("pids"));
+    let _sweep = Sweep(dir.path().join("pids"));
     let child = start_hanging_run(dir.path(), &format!("echo $$ >> {d}/pids; sleep 324"));
     let started = std::time::Instant::now();
     signal(child.id(), "TERM");
     // The ensure hook has started (and hangs).
-    wait_for(&dir.path().join("pids"), 3);
+    wait_for(&dir.path().join("pids"), 4);
     signal(child.id(), "HUP");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{:?}", out.status);
@@ -315,6 +319,37 @@ fn write_pipeline(dir: &Path, cmd: &str) -> PathBuf {
     )
     .unwrap();
     p
+}
+
+#[test]
+fn sigkill_of_the_runner_takes_every_task_process_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pids = dir.path().join("pids");
+    let _sweep = Sweep(pids.clone());
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            "setsid env -i sleep 331 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; \
+             setsid sleep 332 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; \
+             sleep 333 & echo $! >> {d}/pids; echo $$ >> {d}/pids; sleep 334"
+        ),
+    );
+    let mut child = bin(&dir.path().join("ws"))
+        .arg("--pipeline")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&pids, 4);
+    signal(child.id(), "KILL");
+    child.wait().unwrap();
+    let left = survivors(&pids_in(&pids));
+    assert!(
+        left.is_empty(),
+        "processes {left:?} outlived the killed runner"
+    );
 }
 
 #[test]
@@ -373,6 +408,30 @@ fn the_next_run_reaps_what_a_dead_runner_left_and_spares_a_live_one() {
     signal(live.id(), "INT");
     let out = live.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
+}
+
+#[test]
+fn a_daemon_that_clears_its_environment_ends_with_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pids = dir.path().join("pids");
+    let _sweep = Sweep(pids.clone());
+    let p = write_pipeline(
+        dir.path(),
+        &format!("setsid env -i sleep 351 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids"),
+    );
+    let started = std::time::Instant::now();
+    let (code, out, err) = output(
+        bin(&dir.path().join("ws"))
+            .arg("--pipeline")
+            .arg(&p)
+            .args(["--kill-grace", "30s"]),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Stopping a process that has just left the group takes a SIGTERM, not the whole grace.
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    let left = survivors(&pids_in(&pids));
+    assert!(left.is_empty(), "processes {left:?} outlived the build");
 }
 
 #[test]
