@@ -33,6 +33,9 @@ job "checks" {
 "#;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // First, before any thread: host tasks then run under a supervisor (this executable started
+    // again), so none of their processes escapes a cancel or outlives this program.
+    pipewright::runners::enable_task_supervisor();
     let loaded =
         load_str("embedded.hcl", PIPELINE, &LoadOptions::default()).map_err(|e| e.render(false))?;
     let workspaces = std::env::temp_dir().join("pipewright-embed-engine");

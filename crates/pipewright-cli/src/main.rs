@@ -30,8 +30,8 @@ enum Command {
     ///
     /// Each build gets a fresh workspace (removed afterwards unless `--keep`). A `get` uses the
     /// directory given with `--input NAME=DIR`, otherwise it checks the resource and fetches the
-    /// newest version. Ctrl-C cancels (hooks and `ensure` still run); a second Ctrl-C stops
-    /// everything. Exits 0 when every job passed, 1 when one failed, 130 when cancelled.
+    /// newest version. Ctrl-C, SIGTERM or SIGHUP cancels (hooks and `ensure` still run); a second
+    /// one stops everything. Exits 0 when every job passed, 1 when one failed, 130 when cancelled.
     ///
     /// Example: pipewright run --pipeline examples/pipelines/hello.hcl --var greeting=hi
     Run {
@@ -303,6 +303,8 @@ fn pipeline_name(path: &std::path::Path) -> String {
 }
 
 fn main() -> ExitCode {
+    // First: in a process started to supervise a task, this is all that runs.
+    pipewright_runners::enable_task_supervisor();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIPEWRIGHT_LOG"))
         .with_writer(std::io::stderr)

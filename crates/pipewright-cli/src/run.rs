@@ -1,7 +1,7 @@
 //! `pipewright run`: run jobs locally and show them as they go.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pipewright_core::{BuildStatus, Event, EventKind, StepStatus, Stream};
+use pipewright_core::{BuildStatus, CancellationToken, Event, EventKind, StepStatus, Stream};
 use pipewright_engine::{
     BuildResult, BuiltinOptions, Engine, EngineOptions, PipelineResult, Registry, RunOptions,
 };
@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// How `run` shows progress.
@@ -92,23 +93,34 @@ pub fn run(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
     rt.block_on(run_async(pipeline, args))
 }
 
-/// Engine settings from the command line.
-pub(crate) fn engine_options(args: &RunArgs) -> EngineOptions {
-    EngineOptions {
-        workspace_root: args
-            .workspace_root
-            .clone()
-            .unwrap_or_else(default_workspace_root),
+/// Engine settings from the command line. The workspace root is made absolute once, here:
+/// `$WORKDIR` must survive a task's `cd`, and Docker takes a relative bind source for a volume
+/// name.
+pub(crate) fn engine_options(args: &RunArgs) -> Result<EngineOptions, String> {
+    let root = args
+        .workspace_root
+        .clone()
+        .unwrap_or_else(default_workspace_root);
+    let workspace_root = std::path::absolute(&root)
+        .map_err(|e| format!("the workspace root `{}`: {e}", root.display()))?;
+    Ok(EngineOptions {
+        workspace_root,
         keep_workspace: args.keep,
         parallel_jobs: args.parallel,
         kill_grace: args.grace,
         cache_root: default_cache_root(),
         ..EngineOptions::default()
-    }
+    })
 }
 
 async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
-    let options = engine_options(&args);
+    let options = match engine_options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
     let engine = Engine::new(registry(args.grace, args.allow_privileged)).with_options(options);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
     let sink = Arc::new(move |e: Event| {
@@ -128,29 +140,13 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
     }
     let renderer = tokio::spawn(render(rx, args.mode, args.color));
 
-    // First Ctrl-C: cancel (hooks and `ensure` still run); second: stop everything.
-    let (cancel, force) = (opts.cancel.clone(), opts.force.clone());
-    let mode = args.mode;
-    let signals = tokio::spawn(async move {
-        let mut presses = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            presses += 1;
-            if presses == 1 {
-                if mode != Mode::Json {
-                    eprintln!(
-                        "\ncancelling… hooks and `ensure` still run (Ctrl-C again to stop them too)"
-                    );
-                }
-                cancel.cancel();
-            } else {
-                if mode != Mode::Json {
-                    eprintln!("\nstopping everything");
-                }
-                force.cancel();
-                break;
-            }
+    let signals = match StopSignals::register() {
+        Ok(s) => tokio::spawn(s.watch(opts.cancel.clone(), opts.force.clone(), args.mode)),
+        Err(e) => {
+            eprintln!("error: cannot listen for signals: {e}");
+            return 1;
         }
-    });
+    };
 
     let result = match &args.plan {
         Some(plan) => engine.run_plan(plan, &opts).await.map(|b| PipelineResult {
@@ -179,6 +175,55 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         Err(e) => {
             eprintln!("error: {e}");
             1
+        }
+    }
+}
+
+/// The signals that stop a run: Ctrl-C (`SIGINT`), and `SIGTERM` and `SIGHUP`, which `timeout`,
+/// systemd, `docker stop`, CI cancels and a closed terminal send. Registered before the run
+/// starts, so none of them can kill the process outright and orphan its tasks.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The first signal cancels (hooks and `ensure` still run); a second one of any kind stops
+    /// everything.
+    async fn watch(mut self, cancel: CancellationToken, force: CancellationToken, mode: Mode) {
+        let mut received = 0;
+        loop {
+            let name = tokio::select! {
+                Some(()) = self.int.recv() => "Ctrl-C",
+                Some(()) = self.term.recv() => "SIGTERM",
+                Some(()) = self.hup.recv() => "SIGHUP",
+                else => break,
+            };
+            received += 1;
+            tracing::info!(signal = name, received, "stop signal");
+            if received == 1 {
+                if mode != Mode::Json {
+                    eprintln!(
+                        "\n{name}: cancelling… hooks and `ensure` still run (a second signal stops them too)"
+                    );
+                }
+                cancel.cancel();
+            } else {
+                if mode != Mode::Json {
+                    eprintln!("\n{name}: stopping everything");
+                }
+                force.cancel();
+                break;
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `pipewright run` as a process: output, exit codes, JSON events, and Ctrl-C.
+//! `pipewright run` as a process: output, exit codes, JSON events, and signals.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -145,11 +146,12 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-#[test]
-fn ctrl_c_cancels_runs_hooks_and_reaps_every_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let p = dir.path().join("p.hcl");
+/// Starts a pipeline whose task leaves a `setsid` daemon, one that also clears its environment
+/// (so it carries no cookie) and a TERM-ignoring child (their pids go to `<dir>/pids`), with an
+/// `ensure` hook, and waits until the three children exist.
+fn start_hanging_run(dir: &Path, ensure: &str) -> std::process::Child {
+    let d = dir.display();
+    let p = dir.join("p.hcl");
     std::fs::write(
         &p,
         format!(
@@ -157,18 +159,18 @@ fn ctrl_c_cancels_runs_hooks_and_reaps_every_process() {
 job "j" {{
   task "hang" {{
     run "shell" {{
-      cmd = "setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; (trap '' TERM; exec sleep 322) & echo $! >> {d}/pids; sleep 323"
+      cmd = "setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; setsid env -i sleep 325 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; (trap '' TERM; exec sleep 322) & echo $! >> {d}/pids; sleep 323"
     }}
   }}
   ensure "shell" {{
-    cmd = "echo ensure $BUILD_STATUS > {d}/ensure"
+    cmd = "{ensure}"
   }}
 }}
 "#
         ),
     )
     .unwrap();
-    let child = bin(&dir.path().join("ws"))
+    let child = bin(&dir.join("ws"))
         .arg("--pipeline")
         .arg(&p)
         .args(["--kill-grace", "500ms"])
@@ -176,34 +178,288 @@ job "j" {{
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid_file = dir.path().join("pids");
+    wait_for(&dir.join("pids"), 3);
+    child
+}
+
+/// Waits (up to 10 s) until `file` has `lines` lines.
+fn wait_for(file: &Path, lines: usize) {
     for _ in 0..1000 {
-        if std::fs::read_to_string(&pid_file).is_ok_and(|s| s.lines().count() == 2) {
-            break;
+        if std::fs::read_to_string(file).is_ok_and(|s| s.lines().count() >= lines) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    panic!("{} never got {lines} line(s)", file.display());
+}
+
+fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{sig}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+fn pids_in(file: &Path) -> Vec<i32> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse::<i32>().unwrap())
+        .collect()
+}
+
+/// Ctrl-C, `timeout`, systemd, `docker stop` and CI cancels all mean the same: cancel, run the
+/// hooks, reap every process, remove the workspace, exit 130.
+fn cancel_with(sig: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let _sweep = Sweep(dir.path().join("pids"));
+    let child = start_hanging_run(
+        dir.path(),
+        &format!("echo ensure $BUILD_STATUS > {d}/ensure"),
+    );
+    signal(child.id(), sig);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "SIG{sig}: {stdout} {:?}",
+        out.status
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cancelling"));
     assert!(stdout.contains("pipeline cancelled"), "{stdout}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ensure")).unwrap(),
         "ensure cancelled\n"
     );
-    for pid in std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .split_whitespace()
-        .map(|p| p.parse::<i32>().unwrap())
-    {
-        assert!(!alive(pid), "process {pid} survived Ctrl-C");
+    for pid in pids_in(&dir.path().join("pids")) {
+        assert!(!alive(pid), "process {pid} survived SIG{sig}");
     }
+    let ws: Vec<_> = std::fs::read_dir(dir.path().join("ws")).unwrap().collect();
+    assert!(
+        ws.is_empty(),
+        "the workspace was left after SIG{sig}: {ws:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_runs_hooks_and_reaps_every_process() {
+    cancel_with("INT");
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c() {
+    cancel_with("TERM");
+}
+
+#[test]
+fn sighup_cancels_like_ctrl_c() {
+    cancel_with("HUP");
+}
+
+#[test]
+fn a_second_signal_stops_the_hooks_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let _sweep = Sweep(dir.path().join("pids"));
+    let _sweep = Sweep(dir.path().join("pids"));
+    let child = start_hanging_run(dir.path(), &format!("echo $$ >> {d}/pids; sleep 324"));
+    let started = std::time::Instant::now();
+    signal(child.id(), "TERM");
+    // The ensure hook has started (and hangs).
+    wait_for(&dir.path().join("pids"), 4);
+    signal(child.id(), "HUP");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{:?}", out.status);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the second signal stopped the hanging hook"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping everything"));
+    for pid in pids_in(&dir.path().join("pids")) {
+        assert!(!alive(pid), "process {pid} survived the second signal");
+    }
+}
+
+/// Kills the processes a test started if they are still there when it ends (a failing test
+/// must not leave sleepers behind).
+struct Sweep(PathBuf);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        for pid in std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter(|p| alive(*p))
+        {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+        }
+    }
+}
+
+/// Waits (up to 10 s) until none of `pids` is alive; returns the survivors.
+fn survivors(pids: &[i32]) -> Vec<i32> {
+    for _ in 0..1000 {
+        if pids.iter().all(|p| !alive(*p)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pids.iter().copied().filter(|p| alive(*p)).collect()
+}
+
+fn write_pipeline(dir: &Path, cmd: &str) -> PathBuf {
+    let p = dir.join("p.hcl");
+    std::fs::write(
+        &p,
+        format!("job \"j\" {{\n  task \"t\" {{\n    run \"shell\" {{ cmd = \"{cmd}\" }}\n  }}\n  task \"after\" {{\n    run \"shell\" {{ cmd = \"true\" }}\n  }}\n}}\n"),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn sigkill_of_the_runner_takes_every_task_process_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pids = dir.path().join("pids");
+    let _sweep = Sweep(pids.clone());
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            "setsid env -i sleep 331 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; \
+             setsid sleep 332 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; \
+             sleep 333 & echo $! >> {d}/pids; echo $$ >> {d}/pids; sleep 334"
+        ),
+    );
+    let mut child = bin(&dir.path().join("ws"))
+        .arg("--pipeline")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&pids, 4);
+    signal(child.id(), "KILL");
+    child.wait().unwrap();
+    let left = survivors(&pids_in(&pids));
+    assert!(
+        left.is_empty(),
+        "processes {left:?} outlived the killed runner"
+    );
+}
+
+#[test]
+fn the_next_run_reaps_what_a_dead_runner_left_and_spares_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pids = dir.path().join("pids");
+    let _sweep = Sweep(pids.clone());
+    // A run that dies with everything between it and its task (SIGKILL to both), leaving a
+    // daemon that still carries the dead run's cookie.
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            "setsid sleep 341 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids; \
+             echo $PPID > {d}/parent; sleep 342"
+        ),
+    );
+    let mut dead = bin(&dir.path().join("ws"))
+        .arg("--pipeline")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.path().join("parent"), 1);
+    let parent = std::fs::read_to_string(dir.path().join("parent")).unwrap();
+    // Stopped first, so that neither reacts to the other's death.
+    let runner = dead.id().to_string();
+    for sig in ["-STOP", "-KILL"] {
+        let _ = Command::new("kill")
+            .args([sig, parent.trim(), &runner])
+            .output();
+    }
+    dead.wait().unwrap();
+    let orphan = pids_in(&pids)[0];
+    assert!(alive(orphan), "the test needs an orphan");
+
+    // A live run's processes are not orphans.
+    let live_dir = tempfile::tempdir().unwrap();
+    let _live_sweep = Sweep(live_dir.path().join("pids"));
+    let live = start_hanging_run(live_dir.path(), "true");
+
+    let (code, out, err) = output(
+        bin(&dir.path().join("ws"))
+            .arg("--pipeline")
+            .arg(examples().join("hello.hcl")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        survivors(&[orphan]).is_empty(),
+        "the next run did not reap {orphan}"
+    );
+    for pid in pids_in(&live_dir.path().join("pids")) {
+        assert!(alive(pid), "the live run's process {pid} was reaped");
+    }
+    signal(live.id(), "INT");
+    let out = live.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+}
+
+#[test]
+fn a_daemon_that_clears_its_environment_ends_with_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let pids = dir.path().join("pids");
+    let _sweep = Sweep(pids.clone());
+    let p = write_pipeline(
+        dir.path(),
+        &format!("setsid env -i sleep 351 </dev/null >/dev/null 2>&1 & echo $! >> {d}/pids"),
+    );
+    let started = std::time::Instant::now();
+    let (code, out, err) = output(
+        bin(&dir.path().join("ws"))
+            .arg("--pipeline")
+            .arg(&p)
+            .args(["--kill-grace", "30s"]),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Stopping a process that has just left the group takes a SIGTERM, not the whole grace.
+    assert!(started.elapsed() < Duration::from_secs(20), "{out}");
+    let left = survivors(&pids_in(&pids));
+    assert!(left.is_empty(), "processes {left:?} outlived the build");
+}
+
+#[test]
+fn a_relative_workspace_root_becomes_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.hcl");
+    std::fs::write(
+        &p,
+        "job \"j\" {\n  task \"t\" {\n    run \"shell\" { cmd = \"cd /; echo \\\"$WORKDIR\\\"; ls \\\"$WORKDIR\\\"\" }\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["run", "--workspace-root", "builds", "--pipeline"])
+            .arg(&p)
+            .current_dir(dir.path()),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let root = dir.path().join("builds");
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("j/t │ "))
+        .unwrap_or_else(|| panic!("no task output: {out}"));
+    assert!(
+        Path::new(line).starts_with(&root),
+        "WORKDIR `{line}` is not under {}",
+        root.display()
+    );
 }
 
 #[test]

@@ -281,10 +281,7 @@ impl<'a> Build<'a> {
         };
         self.run_job_hooks(status, &exports).await;
         self.stop_services().await;
-        let leftovers = pipewright_runners::reap_cookie(
-            &pipewright_runners::build_cookie_prefix(&self.meta.build_id),
-            true,
-        );
+        let leftovers = pipewright_runners::reap_build(&self.meta.build_id).await;
         if leftovers > 0 {
             tracing::info!(build = %self.meta.build_id, leftovers, "killed processes left behind by the build");
         }

@@ -1,5 +1,6 @@
 //! `docker`: a task in a container, through the Docker Engine API (bollard).
 
+use crate::owner::{hostname, start_time};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -46,9 +47,10 @@ pub enum PullPolicy {
 ///
 /// The workspace is mounted at `/workdir` (the default working directory); `WORKDIR` and
 /// `PIPEWRIGHT_OUTPUT` point inside it. stdout and stderr stream separately; the exit code is
-/// the container's. Every container is labelled with the build, job and step, and removed
-/// however the task ends; a container whose owner process is gone (a crashed engine) is removed
-/// the first time a runner on the same host connects.
+/// the container's. The command runs under an init (as with `docker run --init`), so `SIGTERM`
+/// stops it without waiting out the grace period. Every container is labelled with the build,
+/// job and step, and removed however the task ends; a container whose owner process is gone (a
+/// crashed engine) is removed the first time a runner on the same host connects.
 #[derive(Debug)]
 pub struct DockerRunner {
     client: tokio::sync::OnceCell<std::result::Result<Docker, String>>,
@@ -123,19 +125,6 @@ fn owner_id(pid: u32) -> String {
     )
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22, counted after the command name's closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19).map(str::to_owned)
-}
-
 fn owner_alive(owner: &str) -> bool {
     let mut parts = owner.splitn(3, ':');
     let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
@@ -205,11 +194,36 @@ async fn remove(d: &Docker, id: &str) -> bool {
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => true,
+        // Another runner (reaping the same orphan) is removing it: wait until it is gone.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => gone(d, id).await,
         Err(e) => {
             tracing::warn!(container = id, error = %e, "cannot remove container");
             false
         }
     }
+}
+
+/// Waits up to 5 s for the container to disappear.
+async fn gone(d: &Docker, id: &str) -> bool {
+    for _ in 0..100 {
+        let inspect = d
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await;
+        if let Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) = inspect
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(container = id, "the container is still being removed");
+    false
 }
 
 /// Removes the container if the run is abandoned midway (the future dropped, a panic).
@@ -256,7 +270,6 @@ struct Settings {
     extra_hosts: Vec<String>,
     shm_size: Option<i64>,
     cap_add: Vec<String>,
-    init: bool,
 }
 
 fn invalid(m: impl Into<String>) -> Error {
@@ -388,7 +401,8 @@ impl Settings {
                 "--add-host" => self.extra_hosts.push(value()?),
                 "--shm-size" => self.shm_size = Some(parse_bytes(&value()?)?),
                 "--cap-add" => self.cap_add.push(value()?),
-                "--init" => self.init = true,
+                // Every container already runs under an init.
+                "--init" => {}
                 "--privileged" => self.privileged = true,
                 "--rm" | "-i" | "-t" | "--interactive" | "--tty" | "-d" | "--detach" => {
                     return Err(invalid(format!(
@@ -503,12 +517,21 @@ impl Runner for DockerRunner {
         let d = self.client().await?;
         ensure_image(d, ctx, &s.image, s.pull.unwrap_or(PullPolicy::IfNotPresent)).await?;
 
-        let host_dir = ws.dir.display().to_string();
+        // The engine takes a relative bind source for a volume name: mount absolute paths.
+        let absolute = |p: &std::path::Path| {
+            std::path::absolute(p).map_err(|e| {
+                invalid(format!(
+                    "cannot make the workspace path `{}` absolute: {e}",
+                    p.display()
+                ))
+            })
+        };
+        let host_dir = absolute(&ws.dir)?.display().to_string();
         let mut env: BTreeMap<String, String> = ctx.env.clone();
         env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(s.env.clone());
         env.insert("WORKDIR".into(), CONTAINER_WORKDIR.into());
-        let out = ws.output_file.display().to_string();
+        let out = absolute(&ws.output_file)?.display().to_string();
         env.insert(
             "PIPEWRIGHT_OUTPUT".into(),
             match out.strip_prefix(&host_dir) {
@@ -556,7 +579,9 @@ impl Runner for DockerRunner {
                 extra_hosts: (!s.extra_hosts.is_empty()).then(|| s.extra_hosts.clone()),
                 shm_size: s.shm_size,
                 cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
-                init: s.init.then_some(true),
+                // An init as PID 1 forwards signals and reaps zombies: a shell as PID 1 ignores
+                // SIGTERM, so every stop would wait out the whole grace period.
+                init: Some(true),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
@@ -660,15 +685,13 @@ impl DockerRunner {
             }
             None => -1,
         };
-        let state = d
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|i| i.state);
-        if state.as_ref().and_then(|st| st.oom_killed) == Some(true) {
+        // 137: killed by SIGKILL, as the OOM killer does.
+        let tries = if code == 137 && s.memory.is_some() {
+            20
+        } else {
+            1
+        };
+        if oom_killed(d, id, tries).await {
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!(
@@ -679,6 +702,28 @@ impl DockerRunner {
         }
         Ok(ExitStatus::Code(i32::try_from(code).unwrap_or(-1)))
     }
+}
+
+/// Whether the engine recorded an OOM kill, asking up to `tries` times 50 ms apart: under an init
+/// the killed process is not PID 1, and the engine may record the OOM event just after the exit.
+async fn oom_killed(d: &Docker, id: &str, tries: usize) -> bool {
+    for i in 0..tries {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let state = d
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()
+            .and_then(|i| i.state);
+        if state.and_then(|st| st.oom_killed) == Some(true) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -705,7 +750,6 @@ mod tests {
         assert_eq!(s.binds, ["/a:/b"]);
         assert_eq!(s.network.as_deref(), Some("host"));
         assert_eq!(s.env.get("K").map(String::as_str), Some("V"));
-        assert!(s.init);
         let bad = s.apply_flags(&["--gpus".to_owned(), "all".to_owned()]);
         assert!(bad.is_err_and(|e| e.to_string().contains("not supported")));
     }

@@ -1,15 +1,20 @@
 #![doc = include_str!("../README.md")]
 
+mod channel;
+mod cookie;
 mod docker;
+mod owner;
 mod process;
+mod supervisor;
 mod template;
 
-pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
-
-pub use process::{
-    COOKIE_VAR, DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, build_cookie_prefix, reap_cookie,
-    reap_cookie_gracefully, run_process,
+pub use channel::reap_build;
+pub use cookie::{
+    COOKIE_VAR, build_cookie_prefix, reap_cookie, reap_cookie_gracefully, reap_orphans,
 };
+pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
+pub use process::{DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, run_process};
+pub use supervisor::enable_task_supervisor;
 pub use template::{TemplateRunner, expand};
 
 use async_trait::async_trait;

@@ -1,28 +1,30 @@
-//! Supervised host processes: one process group per task, streamed output, and a kill sequence
+//! Host processes: one process group per task, streamed output, and a kill sequence
 //! (`SIGTERM`, grace, `SIGKILL`) that also reaches processes which left the group.
 //!
 //! A process that calls `setsid` (a daemon) leaves its process group, so killing the group is not
-//! enough. Every task therefore carries a cookie in its environment ([`COOKIE_VAR`]); descendants
-//! inherit it, and [`reap_cookie`] finds them through `/proc/<pid>/environ` (Linux). This is the
-//! approach Jenkins' process-tree killer takes.
+//! enough. Under a task supervisor ([`enable_task_supervisor`](crate::enable_task_supervisor))
+//! the supervisor knows every process of the task and signals them all; without one, processes
+//! are found by the cookie in their environment (see [`crate::cookie`]).
 
+use crate::channel::{Channel, KILL_WAIT, Msg};
+use crate::cookie::{
+    COOKIE_VAR, cookie_pids, new_cookie, reap_cookie, reap_cookie_gracefully, reap_orphans,
+};
+use crate::supervisor;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use pipewright_core::{Ctx, Error, ErrorKind, ExitStatus, LogSink, Result, Stream};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
-
-/// The environment variable that marks every process a task starts.
-pub const COOKIE_VAR: &str = "PIPEWRIGHT_PROCESS_COOKIE";
 
 /// Variables a process never inherits from pipewright's own environment: the Vault / OpenBao
 /// token the `vault` secret type reads. A process that needs one gets it in its `env`.
@@ -57,49 +59,33 @@ pub struct ProcessSpec {
 /// Returns the exit status, [`ErrorKind::Cancelled`] when cancelled, [`ErrorKind::Timeout`]
 /// when the deadline passed, and [`ErrorKind::NotFound`] when the program does not exist.
 pub async fn run_process(ctx: &Ctx, spec: &ProcessSpec, grace: Duration) -> Result<ExitStatus> {
+    static ORPHANS: Once = Once::new();
+    ORPHANS.call_once(|| {
+        reap_orphans();
+    });
     let cookie = new_cookie(&ctx.build.build_id);
-    let program = resolve_program(&spec.program, &spec.env);
-    let mut cmd = Command::new(program.as_ref());
-    for name in WITHHELD_ENV {
-        cmd.env_remove(name);
-    }
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(&spec.env)
-        .env(COOKIE_VAR, &cookie)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(&spec.program, e))?;
-    // A spawned child that has not been waited for always has an id.
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-        .ok_or_else(|| Error::new(ErrorKind::Other, "the started process has no id"))?;
-    tracing::debug!(program = %spec.program, pgid = pgid.as_raw(), "process started");
+    let mut task = Task::spawn(spec, &cookie).await?;
+    tracing::debug!(program = %spec.program, pgid = task.pgid.as_raw(), supervised = task.supervisor.is_some(), "process started");
 
     let pumps = [
-        child
+        task.child
             .stdout
             .take()
             .map(|r| pump(r, Stream::Stdout, ctx.log.clone())),
-        child
+        task.child
             .stderr
             .take()
             .map(|r| pump(r, Stream::Stderr, ctx.log.clone())),
     ];
 
     enum End {
-        Exited(std::process::ExitStatus),
+        Exited(Result<ExitStatus>),
         Cancelled,
         TimedOut,
     }
     let deadline = ctx.deadline;
     let end = tokio::select! {
-        status = child.wait() => End::Exited(status?),
+        status = task.wait() => End::Exited(status),
         () = ctx.cancel.cancelled() => End::Cancelled,
         () = sleep_until(deadline) => End::TimedOut,
     };
@@ -107,23 +93,184 @@ pub async fn run_process(ctx: &Ctx, spec: &ProcessSpec, grace: Duration) -> Resu
         End::Exited(status) => {
             // The main process is done; anything left in its group (`sleep 100 &`) is stopped so
             // that nothing outlives the task and the output pipes close.
-            if group_alive(pgid) {
+            if task.group_alive() {
                 ctx.log_system("the task left processes running; stopping them");
-                terminate(&mut child, pgid, &cookie, grace).await;
+                task.terminate(&cookie, grace).await;
             }
-            Ok(convert(status))
+            status
         }
         End::Cancelled => {
-            terminate(&mut child, pgid, &cookie, grace).await;
+            task.terminate(&cookie, grace).await;
             Err(Error::cancelled())
         }
         End::TimedOut => {
-            terminate(&mut child, pgid, &cookie, grace).await;
+            task.terminate(&cookie, grace).await;
             Err(Error::new(ErrorKind::Timeout, "timed out"))
         }
     };
-    drain(pumps, &cookie, grace, ctx).await;
+    drain(pumps, &mut task, &cookie, grace, ctx).await;
+    task.finish(&cookie);
     status
+}
+
+/// A started task: its main process (or its supervisor) and its process group.
+struct Task {
+    child: Child,
+    pgid: Pid,
+    supervisor: Option<Channel>,
+}
+
+impl Task {
+    async fn spawn(spec: &ProcessSpec, cookie: &str) -> Result<Self> {
+        let program = resolve_program(&spec.program, &spec.env);
+        if !supervisor::enabled() {
+            return Self::spawn_direct(spec, cookie, &program);
+        }
+        match Channel::pair() {
+            Ok((chan, theirs)) => {
+                Self::spawn_supervised(spec, cookie, &program, chan, theirs).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make a task supervisor's socket; running the task unsupervised");
+                Self::spawn_direct(spec, cookie, &program)
+            }
+        }
+    }
+
+    /// Settings shared by both ways to start: in its own process group (so a terminal's Ctrl-C
+    /// reaches the runner only), in the workspace, output piped.
+    fn command(spec: &ProcessSpec, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        // Withheld from the supervisor, and so from the task below it, unless `env` sets them.
+        for name in WITHHELD_ENV {
+            cmd.env_remove(name);
+        }
+        cmd.current_dir(&spec.cwd)
+            .envs(&spec.env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        cmd
+    }
+
+    fn spawn_direct(spec: &ProcessSpec, cookie: &str, program: &str) -> Result<Self> {
+        let mut cmd = Self::command(spec, program);
+        cmd.args(&spec.args)
+            .env(COOKIE_VAR, cookie)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| spawn_error(&spec.program, e))?;
+        // A spawned child that has not been waited for always has an id.
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw)
+            .ok_or_else(|| Error::new(ErrorKind::Other, "the started process has no id"))?;
+        Ok(Self {
+            child,
+            pgid,
+            supervisor: None,
+        })
+    }
+
+    /// Starts this executable again as the task's supervisor, which starts the task and says
+    /// which process it is.
+    async fn spawn_supervised(
+        spec: &ProcessSpec,
+        cookie: &str,
+        program: &str,
+        mut chan: Channel,
+        theirs: std::os::unix::net::UnixStream,
+    ) -> Result<Self> {
+        let mut cmd = Self::command(spec, "/proc/self/exe");
+        cmd.arg0("pipewright-task-supervisor")
+            .arg(supervisor::MARKER)
+            .arg(cookie)
+            .arg(program)
+            .args(&spec.args)
+            .stdin(Stdio::from(OwnedFd::from(theirs)));
+        let spawned = cmd.spawn();
+        // Only the supervisor may hold its end, or the runner's death would go unnoticed.
+        drop(cmd);
+        let mut child = spawned.map_err(|e| spawn_error(&spec.program, e))?;
+        match chan.recv().await {
+            Some(Msg::Started(pid)) => Ok(Self {
+                child,
+                pgid: Pid::from_raw(pid),
+                supervisor: Some(chan),
+            }),
+            Some(Msg::Failed(kind, message)) => {
+                let _ = child.wait().await;
+                Err(Error::new(
+                    kind,
+                    format!("cannot start `{}`: {message}", spec.program),
+                ))
+            }
+            _ => {
+                let _ = child.kill().await;
+                Err(Error::new(
+                    ErrorKind::Other,
+                    format!(
+                        "the supervisor of `{}` ended before starting it",
+                        spec.program
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The main process's exit.
+    async fn wait(&mut self) -> Result<ExitStatus> {
+        let Some(chan) = &mut self.supervisor else {
+            return Ok(convert(self.child.wait().await?));
+        };
+        loop {
+            match chan.recv().await {
+                Some(Msg::Exited(status)) => return Ok(status),
+                Some(_) => {}
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        "the task's supervisor died; its processes may still run",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn group_alive(&self) -> bool {
+        group_alive(self.pgid)
+    }
+
+    /// Stops the task's processes: `SIGTERM`, then `SIGKILL` to whatever is left after
+    /// `grace`. Returns how many processes were signalled.
+    async fn terminate(&mut self, cookie: &str, grace: Duration) -> usize {
+        let Some(mut chan) = self.supervisor.take() else {
+            return terminate_direct(&mut self.child, self.pgid, cookie, grace).await;
+        };
+        // The supervisor signals each process of the tree once (twice would tell a program
+        // like `pipewright run` itself to stop its cleanup), and exits once all are gone.
+        chan.send("term").await;
+        if !chan.closed_within(grace).await {
+            tracing::debug!(
+                pgid = self.pgid.as_raw(),
+                "grace period over; sending SIGKILL"
+            );
+            chan.kill().await;
+        }
+        // Nothing carrying the cookie can be outside the supervisor's tree; make sure.
+        reap_cookie(cookie, false);
+        let _ = tokio::time::timeout(KILL_WAIT, self.child.wait()).await;
+        chan.stopped
+    }
+
+    /// After the pipes are drained: a supervisor whose tree still runs (a daemon a later step
+    /// uses) is kept until its build ends.
+    fn finish(mut self, cookie: &str) {
+        if let Some(chan) = self.supervisor.take() {
+            chan.keep(cookie);
+        }
+    }
 }
 
 /// Looks a bare program name up in `PATH` once and remembers the answer, so that each spawn
@@ -182,28 +329,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn new_cookie(build_id: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let build = if build_id.is_empty() {
-        "local"
-    } else {
-        build_id
-    };
-    format!("{build}:{}:{n}", std::process::id())
-}
-
-/// The cookie prefix shared by every process of one build; pass it to [`reap_cookie`] to stop
-/// whatever a build left behind.
-pub fn build_cookie_prefix(build_id: &str) -> String {
-    let build = if build_id.is_empty() {
-        "local"
-    } else {
-        build_id
-    };
-    format!("{build}:")
-}
-
 fn pump(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
     stream: Stream,
@@ -225,14 +350,25 @@ fn pump(
 }
 
 /// Waits for the output pipes to close. If they stay open after the task's group is gone, a
-/// process outside the group holds them: stop it by cookie, then give up on the pipes.
-async fn drain(pumps: [Option<JoinHandle<()>>; 2], cookie: &str, grace: Duration, ctx: &Ctx) {
+/// process outside the group holds them: stop the task's remaining processes, then give up on
+/// the pipes.
+async fn drain(
+    pumps: [Option<JoinHandle<()>>; 2],
+    task: &mut Task,
+    cookie: &str,
+    grace: Duration,
+    ctx: &Ctx,
+) {
     for handle in pumps.into_iter().flatten() {
         let mut handle = handle;
         if tokio::time::timeout(PIPE_LINGER, &mut handle).await.is_ok() {
             continue;
         }
-        let n = reap_cookie_gracefully(cookie, false, grace).await;
+        let n = if task.supervisor.is_some() {
+            task.terminate(cookie, grace).await
+        } else {
+            reap_cookie_gracefully(cookie, false, grace).await
+        };
         if n > 0 {
             ctx.log_system(&format!(
                 "stopped {n} process(es) that left the task's process group but kept its output open"
@@ -252,11 +388,16 @@ fn group_alive(pgid: Pid) -> bool {
 }
 
 /// `SIGTERM` to the group and to every process carrying the cookie; `SIGKILL` to whatever is
-/// left after `grace`. Reaps the main child.
-async fn terminate(child: &mut Child, pgid: Pid, cookie: &str, grace: Duration) {
+/// left after `grace`. Reaps the main child. Returns how many processes carried the cookie.
+async fn terminate_direct(child: &mut Child, pgid: Pid, cookie: &str, grace: Duration) -> usize {
     let _ = killpg(pgid, Signal::SIGTERM);
-    for pid in cookie_pids(cookie, false) {
-        let _ = kill(pid, Signal::SIGTERM);
+    let marked = cookie_pids(cookie, false);
+    // The group's own members already have theirs; one SIGTERM each.
+    for pid in marked
+        .iter()
+        .filter(|p| nix::unistd::getpgid(Some(**p)) != Ok(pgid))
+    {
+        let _ = kill(*pid, Signal::SIGTERM);
     }
     let until = Instant::now() + grace;
     loop {
@@ -276,83 +417,5 @@ async fn terminate(child: &mut Child, pgid: Pid, cookie: &str, grace: Duration) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = child.wait().await;
-}
-
-/// Stops every process whose cookie equals `cookie` (or starts with it, when `prefix`):
-/// `SIGTERM`, up to `grace`, then `SIGKILL`. Returns how many processes were found.
-pub async fn reap_cookie_gracefully(cookie: &str, prefix: bool, grace: Duration) -> usize {
-    let found = cookie_pids(cookie, prefix);
-    if found.is_empty() {
-        return 0;
-    }
-    for pid in &found {
-        let _ = kill(*pid, Signal::SIGTERM);
-    }
-    let until = Instant::now() + grace;
-    while Instant::now() < until && !cookie_pids(cookie, prefix).is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    reap_cookie(cookie, prefix);
-    found.len()
-}
-
-/// Sends `SIGKILL` to every process whose cookie equals `cookie` (or starts with it, when
-/// `prefix`) and returns how many there were. Without `/proc` (not Linux) it finds nothing.
-pub fn reap_cookie(cookie: &str, prefix: bool) -> usize {
-    let pids = cookie_pids(cookie, prefix);
-    for pid in &pids {
-        let _ = kill(*pid, Signal::SIGKILL);
-    }
-    pids.len()
-}
-
-/// The processes (other than this one) whose environment carries the cookie.
-fn cookie_pids(cookie: &str, prefix: bool) -> Vec<Pid> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let needle = format!("{COOKIE_VAR}={cookie}");
-    let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        // A zombie has an empty environ and cannot be killed anyway.
-        let hit = environ.split(|b| *b == 0).any(|var| {
-            if prefix {
-                var.starts_with(needle.as_bytes())
-            } else {
-                var == needle.as_bytes()
-            }
-        });
-        if hit && let Ok(raw) = i32::try_from(pid) {
-            out.push(Pid::from_raw(raw));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cookies_are_unique_and_share_the_build_prefix() {
-        let a = new_cookie("b1");
-        let b = new_cookie("b1");
-        assert_ne!(a, b);
-        assert!(a.starts_with(&build_cookie_prefix("b1")));
-        assert!(new_cookie("").starts_with("local:"));
-    }
+    marked.len()
 }

@@ -314,3 +314,63 @@ async fn docker_conforms_to_the_runner_suite() {
     .run_all()
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_container_stops_on_sigterm_without_waiting_for_the_grace() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Without an init, `sh` as PID 1 ignores SIGTERM and the stop waits the whole grace.
+    let grace = Duration::from_secs(30);
+    let runner = DockerRunner::new().with_grace(grace);
+    let build = unique("init");
+    let (c, cap) = ctx(&build);
+    let cancel = c.cancel.clone();
+    let t = task("sleepy", &[("cmd", "echo started; sleep 100")], &[]);
+    let run = tokio::spawn(async move {
+        let r = runner.run(&c, &t, &ws(dir.path())).await;
+        (r, dir)
+    });
+    for _ in 0..3000 {
+        if String::from_utf8_lossy(&cap.0.lock().unwrap().0).contains("started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cancelled = std::time::Instant::now();
+    cancel.cancel();
+    let (r, _dir) = run.await.unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Cancelled);
+    let took = cancelled.elapsed();
+    assert!(
+        took < grace / 2,
+        "the container took {took:?} to stop: SIGTERM did not reach the command"
+    );
+    assert_eq!(left(&build), 0, "no labelled container after a cancel");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_workspace_directory_is_mounted() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The same directory, relative to where the tests run.
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count() - 1);
+    let relative = std::path::PathBuf::from(up).join(dir.path().strip_prefix("/").unwrap());
+    assert!(relative.is_relative() && relative.is_dir());
+    let build = unique("relative");
+    let (c, _) = ctx(&build);
+    let t = task("t", &[("cmd", "echo here > /workdir/seen")], &[]);
+    let exit = DockerRunner::new()
+        .run(&c, &t, &ws(&relative))
+        .await
+        .unwrap();
+    assert!(exit.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("seen")).unwrap(),
+        "here\n"
+    );
+}
