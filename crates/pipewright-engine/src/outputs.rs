@@ -37,7 +37,7 @@ pub fn read_outputs(path: &Path, prefix: &str) -> Result<BTreeMap<String, String
     Ok(parse_outputs(&text, prefix))
 }
 
-/// Parses `KEY=VALUE` lines into `<prefix><KEY>` exports (see [`read_outputs`]).
+/// Parses `KEY=VALUE` lines into `<prefix><KEY>` exports (read from `$PIPEWRIGHT_OUTPUT` after a step).
 pub fn parse_outputs(text: &str, prefix: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {

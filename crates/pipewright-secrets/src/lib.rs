@@ -1,7 +1,7 @@
 //! Secrets for Pipewright: the built-in secret types (`env`, `file`, `vault`) and the streaming
 //! log [`Masker`] every build output goes through.
 //!
-//! A secret type is a [`SecretSource`](pipewright_core::SecretSource): given a path and key it
+//! A secret type is a [`SecretSource`]: given a path and key it
 //! returns a map of values. [`create`] builds a built-in one from its `secret_type` declaration.
 
 mod env;
