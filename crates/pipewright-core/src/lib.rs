@@ -2,6 +2,7 @@
 
 mod blob;
 mod context;
+pub mod duration;
 mod error;
 mod event;
 mod secret;
@@ -11,6 +12,7 @@ mod types;
 
 pub use blob::BlobStore;
 pub use context::{BuildMeta, Ctx, LogSink, NullSink, Stream};
+pub use duration::{Schedule, format_duration, parse_duration};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventKind, StepId};
 pub use secret::{SecretMap, SecretRef, SecretValue};

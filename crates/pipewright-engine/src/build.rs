@@ -28,7 +28,7 @@ mod inputs;
 mod secrets;
 
 /// A service type's command with the runner it goes through.
-type ServiceCommand = (RunnerCommand, Arc<dyn Runner>);
+type ServiceCommand = pipewright_services::Command;
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -1088,7 +1088,7 @@ impl<'a> Build<'a> {
         {
             let command = |op: &str| -> Result<Option<ServiceCommand>, Error> {
                 match t.commands.get(op) {
-                    Some(c) => Ok(Some((c.clone(), self.runner(&c.runner)?))),
+                    Some(c) => Ok(Some((command_spec(c), self.runner(&c.runner)?))),
                     None => Ok(None),
                 }
             };
@@ -1100,7 +1100,7 @@ impl<'a> Build<'a> {
             })?;
             let ready = match &t.ready_check {
                 Some(r) => Some((
-                    (r.command.clone(), self.runner(&r.command.runner)?),
+                    (command_spec(&r.command), self.runner(&r.command.runner)?),
                     r.interval,
                     r.timeout,
                 )),
@@ -1270,6 +1270,16 @@ fn expand_env(s: &str, env: &BTreeMap<String, String>) -> String {
 }
 
 /// Copies a directory tree (files, permissions, symlinks as links).
+/// A service command's runner params and args, for a plug-in that knows no pipeline types.
+fn command_spec(c: &RunnerCommand) -> TaskSpec {
+    TaskSpec {
+        name: String::new(),
+        params: c.params.clone(),
+        args: c.args.clone(),
+        env: BTreeMap::new(),
+    }
+}
+
 pub(crate) fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dst)?;
     for entry in std::fs::read_dir(src)? {

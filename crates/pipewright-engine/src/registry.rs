@@ -39,7 +39,7 @@ struct BuiltinResource {
 
 impl ResourceFactory for BuiltinResource {
     fn create(&self, decl: &pipewright_config::Resource) -> Result<Arc<dyn Resource>> {
-        pipewright_resources::create(decl, &self.cache_root)
+        pipewright_resources::create(&decl.type_name, &decl.params, &self.cache_root)
     }
 
     fn capabilities(&self) -> ResourceCapabilities {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use pipewright_config::Schedule;
+use pipewright_core::Schedule;
 use pipewright_core::{
     Ctx, Error, ErrorKind, Metadata, Params, Resource, ResourceCapabilities, Result, Version,
 };

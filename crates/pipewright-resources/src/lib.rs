@@ -18,14 +18,18 @@ use std::sync::Arc;
 /// The built-in type names.
 pub const BUILTIN_TYPES: [&str; 4] = ["git", "cron", "fs", "artifact"];
 
-/// The resource for a `resource` block of a built-in type; `cache_root` is where `git` keeps its
-/// mirrors. Errors name the missing or invalid param.
-pub fn create(decl: &pipewright_config::Resource, cache_root: &Path) -> Result<Arc<dyn Resource>> {
-    let r: Arc<dyn Resource> = match decl.type_name.as_str() {
-        "git" => Arc::new(GitResource::from_params(&decl.params, cache_root)?),
-        "cron" => Arc::new(CronResource::from_params(&decl.params)?),
-        "fs" => Arc::new(FsResource::from_params(&decl.params)?),
-        "artifact" => Arc::new(ArtifactResource::from_params(&decl.params)?),
+/// The built-in resource of type `type_name` configured by its `params`; `cache_root` is where
+/// `git` keeps its mirrors. Errors name the missing or invalid param.
+pub fn create(
+    type_name: &str,
+    params: &pipewright_core::Params,
+    cache_root: &Path,
+) -> Result<Arc<dyn Resource>> {
+    let r: Arc<dyn Resource> = match type_name {
+        "git" => Arc::new(GitResource::from_params(params, cache_root)?),
+        "cron" => Arc::new(CronResource::from_params(params)?),
+        "fs" => Arc::new(FsResource::from_params(params)?),
+        "artifact" => Arc::new(ArtifactResource::from_params(params)?),
         other => {
             return Err(Error::new(
                 ErrorKind::Unsupported,

@@ -259,7 +259,8 @@ async fn a_cancelled_clone_leaves_the_cache_usable() {
     watcher.await.unwrap();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
     // git's helpers (upload-pack, index-pack) are stopped with it, not left writing.
-    let deadline = Instant::now() + Duration::from_millis(500);
+    // A generous bound: stopping is prompt, but a loaded 2-core CI machine is slow.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut left = processes_using(dir.path());
     while !left.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,7 +1,6 @@
 //! `service_type` blocks: `start`, `ready_check` and `stop` commands run through runners.
 
 use async_trait::async_trait;
-use pipewright_config::RunnerCommand;
 use pipewright_core::{
     CancellationToken, Ctx, Error, ErrorKind, ExitStatus, Params, Result, Runner, Service,
     TaskSpec, Workspace,
@@ -12,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// One command of the type with the runner it goes through.
-type Command = (RunnerCommand, Arc<dyn Runner>);
+/// One command of the type (its runner params and `args`; the name and environment are filled
+/// in per call) with the runner it goes through.
+pub type Command = (TaskSpec, Arc<dyn Runner>);
 
 /// A command-defined service. `start` runs in the background: a server in the foreground
 /// (`python3 -m http.server`) is stopped with the service; a command that starts something and
@@ -61,7 +61,7 @@ impl CommandService {
         }
     }
 
-    fn spec(&self, op: &str, cmd: &RunnerCommand) -> (TaskSpec, Workspace) {
+    fn spec(&self, op: &str, cmd: &TaskSpec) -> (TaskSpec, Workspace) {
         (
             TaskSpec {
                 name: format!("{}:{op}", self.name),

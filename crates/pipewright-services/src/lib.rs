@@ -4,7 +4,7 @@
 mod command;
 mod process;
 
-pub use command::CommandService;
+pub use command::{Command, CommandService};
 pub use process::{ProcessService, free_port};
 
 use pipewright_core::{Error, ErrorKind, Params, Result, Service};
