@@ -34,113 +34,125 @@ enum Command {
     /// one stops everything. Exits 0 when every job passed, 1 when one failed, 130 when cancelled.
     ///
     /// Example: pipewright run --pipeline examples/pipelines/hello.hcl --var greeting=hi
-    Run {
-        /// The pipeline file.
-        #[arg(value_name = "FILE", required_unless_present_any = ["pipeline", "plan"])]
-        file: Option<PathBuf>,
-        /// Run one build from a plan written by `pipewright plan --output json` instead of a
-        /// pipeline file: no HCL, no type fetch, the plan's versions.
-        #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["file", "pipeline", "job"])]
-        plan: Option<PathBuf>,
-        /// The pipeline file (the same as the positional FILE).
-        #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
-        pipeline: Option<PathBuf>,
-        /// Run only this job (repeatable). Default: every job.
-        #[arg(long, short = 'j', value_name = "NAME")]
-        job: Vec<String>,
-        #[command(flatten)]
-        vars: VarArgs,
-        /// Use a local directory for a resource: `--input src=./` (repeatable).
-        #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
-        inputs: Vec<(String, PathBuf)>,
-        /// A value for a job's `input` block, seen by commands as `INPUT_<NAME>`:
-        /// `--param target=staging` (repeatable).
-        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_var)]
-        params: Vec<(String, String)>,
-        /// Keep build workspaces and print where they are.
-        #[arg(long)]
-        keep: bool,
-        /// How many jobs may run at once (0 = as many as the job graph allows).
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        parallel: usize,
-        /// How long a stopped task may take to exit after SIGTERM before it is killed.
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
-        kill_grace: std::time::Duration,
-        /// Let `run "docker"` blocks ask for `privileged = true` (off: a privileged container
-        /// owns the host).
-        #[arg(long)]
-        allow_privileged: bool,
-        /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
-        #[arg(long, value_name = "DIR")]
-        workspace_root: Option<PathBuf>,
-        /// `text` for people (a live view on a terminal, prefixed lines otherwise), `json` for
-        /// tools (one event per line, then a summary).
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        #[command(flatten)]
-        color: ColorArg,
-    },
+    Run(RunCmd),
     /// Show the plan a build of one job would run, without running it: the version each `get`
     /// would fetch and why (resources are checked as a build would check them), the job's
     /// inputs and the steps. `--output json` writes the plan itself, which `run --plan`
     /// executes anywhere.
     ///
     /// Example: pipewright plan examples/pipelines/git-to-deploy.hcl --job test
-    Plan {
-        /// The pipeline file.
-        #[arg(value_name = "FILE", required_unless_present = "pipeline")]
-        file: Option<PathBuf>,
-        /// The pipeline file (the same as the positional FILE).
-        #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
-        pipeline: Option<PathBuf>,
-        /// The job to plan.
-        #[arg(long, short = 'j', value_name = "NAME")]
-        job: String,
-        #[command(flatten)]
-        vars: VarArgs,
-        /// Use a local directory for a resource: `--input src=./` (repeatable).
-        #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
-        inputs: Vec<(String, PathBuf)>,
-        /// A value for a job's `input` block: `--param target=staging` (repeatable).
-        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_var)]
-        params: Vec<(String, String)>,
-        /// `text` for people, `json` for the plan itself.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        #[command(flatten)]
-        color: ColorArg,
-    },
+    Plan(PlanCmd),
     /// Check a pipeline file and report every problem with file:line:col and a suggested fix.
     ///
     /// Exits 0 when the pipeline is valid (warnings are printed but do not fail), 1 when it has
     /// errors. Validation needs no credentials: secret-backed variables are not fetched.
     ///
     /// Example: pipewright validate examples/pipelines/hello.hcl --var greeting=hi
-    Validate {
-        /// The pipeline file.
-        file: PathBuf,
-        #[command(flatten)]
-        vars: VarArgs,
-        /// `text` for people, `json` for tools (the typed pipeline model, or the diagnostics).
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        #[command(flatten)]
-        color: ColorArg,
-    },
+    Validate(ValidateCmd),
     /// Print the job graph: resources feed jobs, `passed` links jobs, puts feed resources.
     ///
     /// Example: pipewright graph --format dot pipeline.hcl | dot -Tsvg > pipeline.svg
-    Graph {
-        /// The pipeline file.
-        file: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
-        format: GraphFormat,
-        #[command(flatten)]
-        vars: VarArgs,
-        #[command(flatten)]
-        color: ColorArg,
-    },
+    Graph(GraphCmd),
+}
+
+#[derive(Debug, Args)]
+struct RunCmd {
+    /// The pipeline file.
+    #[arg(value_name = "FILE", required_unless_present_any = ["pipeline", "plan"])]
+    file: Option<PathBuf>,
+    /// Run one build from a plan written by `pipewright plan --output json` instead of a
+    /// pipeline file: no HCL, no type fetch, the plan's versions.
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["file", "pipeline", "job"])]
+    plan: Option<PathBuf>,
+    /// The pipeline file (the same as the positional FILE).
+    #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
+    pipeline: Option<PathBuf>,
+    /// Run only this job (repeatable). Default: every job.
+    #[arg(long, short = 'j', value_name = "NAME")]
+    job: Vec<String>,
+    #[command(flatten)]
+    vars: VarArgs,
+    /// Use a local directory for a resource: `--input src=./` (repeatable).
+    #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
+    inputs: Vec<(String, PathBuf)>,
+    /// A value for a job's `input` block, seen by commands as `INPUT_<NAME>`:
+    /// `--param target=staging` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_var)]
+    params: Vec<(String, String)>,
+    /// Keep build workspaces and print where they are.
+    #[arg(long)]
+    keep: bool,
+    /// How many jobs may run at once (0 = as many as the job graph allows).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    parallel: usize,
+    /// How long a stopped task may take to exit after SIGTERM before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
+    kill_grace: std::time::Duration,
+    /// Let `run "docker"` blocks ask for `privileged = true` (off: a privileged container
+    /// owns the host).
+    #[arg(long)]
+    allow_privileged: bool,
+    /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
+    #[arg(long, value_name = "DIR")]
+    workspace_root: Option<PathBuf>,
+    /// `text` for people (a live view on a terminal, prefixed lines otherwise), `json` for
+    /// tools (one event per line, then a summary).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+struct PlanCmd {
+    /// The pipeline file.
+    #[arg(value_name = "FILE", required_unless_present = "pipeline")]
+    file: Option<PathBuf>,
+    /// The pipeline file (the same as the positional FILE).
+    #[arg(long, short = 'p', value_name = "FILE", conflicts_with = "file")]
+    pipeline: Option<PathBuf>,
+    /// The job to plan.
+    #[arg(long, short = 'j', value_name = "NAME")]
+    job: String,
+    #[command(flatten)]
+    vars: VarArgs,
+    /// Use a local directory for a resource: `--input src=./` (repeatable).
+    #[arg(long = "input", value_name = "NAME=DIR", value_parser = parse_input)]
+    inputs: Vec<(String, PathBuf)>,
+    /// A value for a job's `input` block: `--param target=staging` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_var)]
+    params: Vec<(String, String)>,
+    /// `text` for people, `json` for the plan itself.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+struct ValidateCmd {
+    /// The pipeline file.
+    file: PathBuf,
+    #[command(flatten)]
+    vars: VarArgs,
+    /// `text` for people, `json` for tools (the typed pipeline model, or the diagnostics).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+struct GraphCmd {
+    /// The pipeline file.
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    format: GraphFormat,
+    #[command(flatten)]
+    vars: VarArgs,
+    #[command(flatten)]
+    color: ColorArg,
 }
 
 #[derive(Debug, Args)]
@@ -311,238 +323,260 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan {
-            file,
-            pipeline,
-            job,
-            vars,
-            inputs,
-            params,
-            output,
-            color,
-        } => {
-            let Some(path) = file.or(pipeline) else {
-                eprintln!("error: name the pipeline file: pipewright plan FILE --job NAME");
-                return ExitCode::from(2);
-            };
-            let loaded = match load(&path, &vars) {
-                Ok(l) => l,
-                Err(err) => {
-                    report_failure(&err, color.enabled());
-                    return ExitCode::from(1);
-                }
-            };
-            let job_inputs =
-                match params::job_inputs(&loaded.pipeline, std::slice::from_ref(&job), &params) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        for line in e.lines() {
-                            eprintln!("error: {line}");
-                        }
-                        return ExitCode::from(2);
-                    }
-                };
-            ExitCode::from(plan::show(
-                &loaded.pipeline,
-                plan::PlanArgs {
-                    pipeline_name: pipeline_name(&path),
-                    job,
-                    inputs: inputs.into_iter().collect(),
-                    job_inputs,
-                    json: matches!(output, Output::Json),
-                },
-            ))
+        Command::Plan(c) => plan_cmd(c),
+        Command::Run(c) if c.plan.is_some() => run_plan_cmd(c),
+        Command::Run(c) => run_cmd(c),
+        Command::Validate(c) => validate_cmd(c),
+        Command::Graph(c) => graph_cmd(c),
+    }
+}
+
+fn plan_cmd(c: PlanCmd) -> ExitCode {
+    let PlanCmd {
+        file,
+        pipeline,
+        job,
+        vars,
+        inputs,
+        params,
+        output,
+        color,
+        ..
+    } = c;
+    let Some(path) = file.or(pipeline) else {
+        eprintln!("error: name the pipeline file: pipewright plan FILE --job NAME");
+        return ExitCode::from(2);
+    };
+    let loaded = match load(&path, &vars) {
+        Ok(l) => l,
+        Err(err) => {
+            report_failure(&err, color.enabled());
+            return ExitCode::from(1);
         }
-        Command::Run {
-            plan: Some(plan_file),
-            inputs,
-            keep,
-            parallel,
-            kill_grace,
-            allow_privileged,
-            workspace_root,
-            output,
-            color,
-            ..
-        } => {
-            let plan = match plan::read(&plan_file) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let args = run::RunArgs {
-                pipeline_name: plan.pipeline.clone(),
-                jobs: vec![],
-                inputs: inputs.into_iter().collect(),
-                job_inputs: plan.job_inputs.clone(),
-                keep,
-                parallel,
-                grace: kill_grace,
-                allow_privileged,
-                workspace_root,
-                mode: output_mode(output),
-                color: color.enabled_for_stdout(),
-                plan: None,
-            };
-            let definition = plan.definition.clone();
-            ExitCode::from(run::run(
-                &definition,
-                run::RunArgs {
-                    plan: Some(plan),
-                    ..args
-                },
-            ))
+    };
+    let job_inputs = match params::job_inputs(&loaded.pipeline, std::slice::from_ref(&job), &params)
+    {
+        Ok(v) => v,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("error: {line}");
+            }
+            return ExitCode::from(2);
         }
-        Command::Run {
-            file,
-            pipeline,
+    };
+    ExitCode::from(plan::show(
+        &loaded.pipeline,
+        plan::PlanArgs {
+            pipeline_name: pipeline_name(&path),
             job,
-            vars,
-            inputs,
-            params,
-            keep,
-            parallel,
-            kill_grace,
-            allow_privileged,
-            workspace_root,
-            output,
-            color,
-            plan: None,
-        } => {
-            let Some(pipeline) = file.or(pipeline) else {
-                eprintln!("error: name the pipeline file: pipewright run FILE");
-                return ExitCode::from(2);
-            };
-            let loaded = match load(&pipeline, &vars) {
-                Ok(l) => l,
-                Err(err) => {
-                    report_failure(&err, color.enabled());
-                    return ExitCode::from(1);
-                }
-            };
-            if loaded.pipeline.jobs.is_empty() {
-                eprintln!(
-                    "error: no jobs in {}: there is nothing to run",
-                    pipeline.display()
-                );
-                return ExitCode::from(1);
+            inputs: inputs.into_iter().collect(),
+            job_inputs,
+            json: matches!(output, Output::Json),
+        },
+    ))
+}
+
+fn run_plan_cmd(c: RunCmd) -> ExitCode {
+    let RunCmd {
+        inputs,
+        keep,
+        parallel,
+        kill_grace,
+        allow_privileged,
+        workspace_root,
+        output,
+        color,
+        plan,
+        ..
+    } = c;
+    let Some(plan_file) = plan else {
+        eprintln!("error: name the plan: pipewright run --plan PLAN.json");
+        return ExitCode::from(2);
+    };
+    let plan = match plan::read(&plan_file) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let args = run::RunArgs {
+        pipeline_name: plan.pipeline.clone(),
+        jobs: vec![],
+        inputs: inputs.into_iter().collect(),
+        job_inputs: plan.job_inputs.clone(),
+        keep,
+        parallel,
+        grace: kill_grace,
+        allow_privileged,
+        workspace_root,
+        mode: output_mode(output),
+        color: color.enabled_for_stdout(),
+        plan: None,
+    };
+    let definition = plan.definition.clone();
+    ExitCode::from(run::run(
+        &definition,
+        run::RunArgs {
+            plan: Some(plan),
+            ..args
+        },
+    ))
+}
+
+fn run_cmd(c: RunCmd) -> ExitCode {
+    let RunCmd {
+        file,
+        pipeline,
+        job,
+        vars,
+        inputs,
+        params,
+        keep,
+        parallel,
+        kill_grace,
+        allow_privileged,
+        workspace_root,
+        output,
+        color,
+        ..
+    } = c;
+    let Some(pipeline) = file.or(pipeline) else {
+        eprintln!("error: name the pipeline file: pipewright run FILE");
+        return ExitCode::from(2);
+    };
+    let loaded = match load(&pipeline, &vars) {
+        Ok(l) => l,
+        Err(err) => {
+            report_failure(&err, color.enabled());
+            return ExitCode::from(1);
+        }
+    };
+    if loaded.pipeline.jobs.is_empty() {
+        eprintln!(
+            "error: no jobs in {}: there is nothing to run",
+            pipeline.display()
+        );
+        return ExitCode::from(1);
+    }
+    let job_inputs = match params::job_inputs(&loaded.pipeline, &job, &params) {
+        Ok(v) => v,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("error: {line}");
             }
-            let job_inputs = match params::job_inputs(&loaded.pipeline, &job, &params) {
-                Ok(v) => v,
-                Err(e) => {
-                    for line in e.lines() {
-                        eprintln!("error: {line}");
-                    }
-                    return ExitCode::from(2);
-                }
-            };
-            if output != Output::Json
-                && let Some(note) = params::server_only_notice(&loaded.pipeline, &job)
-            {
-                eprintln!("{note}");
-            }
+            return ExitCode::from(2);
+        }
+    };
+    if output != Output::Json
+        && let Some(note) = params::server_only_notice(&loaded.pipeline, &job)
+    {
+        eprintln!("{note}");
+    }
+    if !loaded.warnings.is_empty() {
+        eprint!(
+            "{}",
+            pipewright_config::render(&loaded.warnings, &loaded.sources, color.enabled())
+        );
+    }
+    let mode = output_mode(output);
+    let name = pipeline_name(&pipeline);
+    let args = run::RunArgs {
+        pipeline_name: name,
+        jobs: job,
+        inputs: inputs.into_iter().collect(),
+        job_inputs,
+        keep,
+        parallel,
+        grace: kill_grace,
+        allow_privileged,
+        workspace_root,
+        mode,
+        color: color.enabled_for_stdout(),
+        plan: None,
+    };
+    ExitCode::from(run::run(&loaded.pipeline, args))
+}
+
+fn validate_cmd(c: ValidateCmd) -> ExitCode {
+    let ValidateCmd {
+        file,
+        vars,
+        output,
+        color,
+        ..
+    } = c;
+    match (load(&file, &vars), output) {
+        (Ok(loaded), Output::Text) => {
             if !loaded.warnings.is_empty() {
                 eprint!(
                     "{}",
                     pipewright_config::render(&loaded.warnings, &loaded.sources, color.enabled())
                 );
             }
-            let mode = output_mode(output);
-            let name = pipeline_name(&pipeline);
-            let args = run::RunArgs {
-                pipeline_name: name,
-                jobs: job,
-                inputs: inputs.into_iter().collect(),
-                job_inputs,
-                keep,
-                parallel,
-                grace: kill_grace,
-                allow_privileged,
-                workspace_root,
-                mode,
-                color: color.enabled_for_stdout(),
-                plan: None,
-            };
-            ExitCode::from(run::run(&loaded.pipeline, args))
+            let p = &loaded.pipeline;
+            write_out(format_args!(
+                "{} is valid: {} job{}, {} resource{}, {} variable{}\n",
+                file.display(),
+                p.jobs.len(),
+                if p.jobs.len() == 1 { "" } else { "s" },
+                p.resources.len(),
+                if p.resources.len() == 1 { "" } else { "s" },
+                p.variables.len(),
+                if p.variables.len() == 1 { "" } else { "s" },
+            ));
+            ExitCode::SUCCESS
         }
-        Command::Validate {
-            file,
-            vars,
-            output,
-            color,
-        } => match (load(&file, &vars), output) {
-            (Ok(loaded), Output::Text) => {
-                if !loaded.warnings.is_empty() {
-                    eprint!(
-                        "{}",
-                        pipewright_config::render(
-                            &loaded.warnings,
-                            &loaded.sources,
-                            color.enabled()
-                        )
-                    );
-                }
-                let p = &loaded.pipeline;
-                write_out(format_args!(
-                    "{} is valid: {} job{}, {} resource{}, {} variable{}\n",
-                    file.display(),
-                    p.jobs.len(),
-                    if p.jobs.len() == 1 { "" } else { "s" },
-                    p.resources.len(),
-                    if p.resources.len() == 1 { "" } else { "s" },
-                    p.variables.len(),
-                    if p.variables.len() == 1 { "" } else { "s" },
-                ));
-                ExitCode::SUCCESS
-            }
-            (Ok(loaded), Output::Json) => {
-                let out = serde_json::json!({
-                    "valid": true,
-                    "pipeline": loaded.pipeline,
-                    "diagnostics": diagnostics_json(&loaded.warnings, &loaded.sources),
-                });
-                write_out(format_args!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&out).unwrap_or_default()
-                ));
-                ExitCode::SUCCESS
-            }
-            (Err(err), Output::Text) => {
-                report_failure(&err, color.enabled());
-                ExitCode::from(1)
-            }
-            (Err(err), Output::Json) => {
-                let out = serde_json::json!({
-                    "valid": false,
-                    "diagnostics": diagnostics_json(&err.diagnostics, &err.sources),
-                });
-                write_out(format_args!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&out).unwrap_or_default()
-                ));
-                ExitCode::from(1)
-            }
-        },
-        Command::Graph {
-            file,
-            format,
-            vars,
-            color,
-        } => match load(&file, &vars) {
-            Ok(loaded) => {
-                let text = match format {
-                    GraphFormat::Mermaid => pipewright_config::to_mermaid(&loaded.pipeline),
-                    GraphFormat::Dot => pipewright_config::to_dot(&loaded.pipeline),
-                };
-                write_out(format_args!("{text}"));
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                report_failure(&err, color.enabled());
-                ExitCode::from(1)
-            }
-        },
+        (Ok(loaded), Output::Json) => {
+            let out = serde_json::json!({
+                "valid": true,
+                "pipeline": loaded.pipeline,
+                "diagnostics": diagnostics_json(&loaded.warnings, &loaded.sources),
+            });
+            write_out(format_args!(
+                "{}\n",
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            ));
+            ExitCode::SUCCESS
+        }
+        (Err(err), Output::Text) => {
+            report_failure(&err, color.enabled());
+            ExitCode::from(1)
+        }
+        (Err(err), Output::Json) => {
+            let out = serde_json::json!({
+                "valid": false,
+                "diagnostics": diagnostics_json(&err.diagnostics, &err.sources),
+            });
+            write_out(format_args!(
+                "{}\n",
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            ));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn graph_cmd(c: GraphCmd) -> ExitCode {
+    let GraphCmd {
+        file,
+        format,
+        vars,
+        color,
+        ..
+    } = c;
+    match load(&file, &vars) {
+        Ok(loaded) => {
+            let text = match format {
+                GraphFormat::Mermaid => pipewright_config::to_mermaid(&loaded.pipeline),
+                GraphFormat::Dot => pipewright_config::to_dot(&loaded.pipeline),
+            };
+            write_out(format_args!("{text}"));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            report_failure(&err, color.enabled());
+            ExitCode::from(1)
+        }
     }
 }
