@@ -4,7 +4,9 @@ use pipewright_config::{Catalog, Pipeline, ResourceOps, TypeSource};
 use pipewright_core::{
     Error, ErrorKind, Params, Resource, ResourceCapabilities, Result, Runner, SecretSource, Service,
 };
-use pipewright_runners::{DockerRunner, ExecRunner, ShellRunner, TemplateRunner};
+#[cfg(feature = "docker")]
+use pipewright_runners::DockerRunner;
+use pipewright_runners::{ExecRunner, ShellRunner, TemplateRunner};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -171,6 +173,7 @@ impl Registry {
         r.runner("exec", Arc::new(ExecRunner::new().with_grace(grace)));
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
         // Connects to the daemon on first use only, so a host without Docker is fine.
+        #[cfg(feature = "docker")]
         r.runner(
             "docker",
             Arc::new(

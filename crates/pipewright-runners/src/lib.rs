@@ -2,6 +2,7 @@
 
 mod channel;
 mod cookie;
+#[cfg(feature = "docker")]
 mod docker;
 mod owner;
 mod process;
@@ -12,6 +13,7 @@ pub use channel::reap_build;
 pub use cookie::{
     COOKIE_VAR, build_cookie_prefix, reap_cookie, reap_cookie_gracefully, reap_orphans,
 };
+#[cfg(feature = "docker")]
 pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
 pub use process::{DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, run_process};
 pub use supervisor::enable_task_supervisor;

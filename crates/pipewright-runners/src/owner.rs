@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 /// The host's name, for container labels (containers outlive pid namespaces).
+#[cfg(feature = "docker")]
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
