@@ -94,3 +94,46 @@ fn bad_params_are_usage_errors_naming_the_fix() {
         "{err}"
     );
 }
+
+/// `--job NAME` where NAME is a matrix group runs every instance of it.
+#[test]
+fn a_matrix_group_name_runs_every_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.hcl");
+    std::fs::write(
+        &file,
+        r#"
+job "test" {
+  matrix {
+    python = ["3.12", "3.13"]
+  }
+  task "t" {
+    env = { PY = each.value.python }
+    run "shell" { cmd = "echo python=$PY" }
+  }
+}
+job "other" {
+  task "t" {
+    run "shell" { cmd = "echo other" }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .arg("run")
+            .arg(&file)
+            .args(["--job", "test", "--color", "never", "--workspace-root"])
+            .arg(dir.path().join("ws")),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("python=3.12") && out.contains("python=3.13"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("echo other") && !out.contains("other/t"),
+        "{out}"
+    );
+}

@@ -338,9 +338,23 @@ impl Engine {
         let selected: Vec<&pipewright_config::Job> = if jobs.is_empty() {
             pipeline.jobs.values().collect()
         } else {
-            jobs.iter()
-                .map(|j| find_job(pipeline, j))
-                .collect::<Result<_>>()?
+            // A matrix or for_each group name selects every instance of it.
+            let mut out: Vec<&pipewright_config::Job> = Vec::new();
+            for name in jobs {
+                let found: Vec<&pipewright_config::Job> = match pipeline.groups.get(name) {
+                    Some(instances) if !pipeline.jobs.contains_key(name) => instances
+                        .iter()
+                        .map(|j| find_job(pipeline, j))
+                        .collect::<Result<_>>()?,
+                    _ => vec![find_job(pipeline, name)?],
+                };
+                for j in found {
+                    if !out.iter().any(|o| o.name == j.name) {
+                        out.push(j);
+                    }
+                }
+            }
+            out
         };
         let mut dag = Dag::new();
         let mut index = BTreeMap::new();
@@ -426,6 +440,15 @@ impl Engine {
 }
 
 fn find_job<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p pipewright_config::Job> {
+    if let (None, Some(instances)) = (pipeline.jobs.get(name), pipeline.groups.get(name)) {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "`{name}` is a group of jobs ({}): run them as a pipeline (`run --job {name}` runs every instance) or name one",
+                instances.join(", ")
+            ),
+        ));
+    }
     pipeline.jobs.get(name).ok_or_else(|| {
         let names: Vec<&str> = pipeline.jobs.keys().map(String::as_str).collect();
         let hint = pipewright_config::suggest(name, names.iter().copied())
