@@ -156,3 +156,64 @@ fn a_plan_that_cannot_be_made_or_read_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The seed's pipeline writes `name = "app"` on its git resource and `cd app` in its task; the
+/// checkout lands there. Its typeless variable is a string and its `service "postgresql"` is
+/// the built-in postgres (started for real: the PostgreSQL server binaries are needed, as for the
+/// other postgres tests); with a local repository for the URL, a default for the Vault-backed
+/// password and the host shell for the Docker image, the job runs as the seed wrote it.
+#[test]
+fn the_seed_pipeline_runs_with_local_substitutes() {
+    if !pipewright_testing::servers::require("postgres", "apt-get install postgresql") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.join("Makefile"),
+        "integration-test:\n\techo integration ok\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let have_make = Command::new("make").arg("--version").output().is_ok();
+    let seed = include_str!("../../pipewright-config/tests/fixtures/seed.hcl")
+        .replace("https://github.com/org/app", &repo.display().to_string());
+    // What needs a network or a registry: the secret store, the image. The rest is unchanged.
+    let seed = seed
+        .replace(
+            "variable \"db_password\" {\n  secret \"vault\" {\n    path = \"secret/data/db\"\n    key  = \"password\"\n  }\n}",
+            "variable \"db_password\" {\n  default = \"local\"\n}",
+        )
+        .replace(
+            "run \"docker\" {\n      image = \"golang:1.25\"\n      cmd   = \"cd app && make integration-test\"\n      args  = [\"-v\", \"/cache/go:/root/go/pkg/mod\"]\n    }",
+            &format!(
+                "run \"shell\" {{\n      cmd = \"cd app && {}\"\n    }}",
+                if have_make { "make integration-test" } else { "test -f Makefile && echo integration ok" }
+            ),
+        )
+        // A free port instead of 5432, which another server on the machine may hold.
+        .replace("port     = \"5432\"", &format!("port     = \"{}\"", free_port()));
+    let file = dir.path().join("seed.hcl");
+    std::fs::write(&file, &seed).unwrap();
+    let (code, out, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .arg("run")
+            .arg(&file)
+            .args(["--job", "test", "--color", "never", "--workspace-root"])
+            .arg(dir.path().join("ws"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}\n{seed}");
+    assert!(out.contains("integration ok"), "{out}");
+    assert!(out.contains("postgresql"), "the service ran: {out}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}

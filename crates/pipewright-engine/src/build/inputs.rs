@@ -178,7 +178,7 @@ impl Build<'_> {
         decl: &pipewright_config::Resource,
         ctx: &Ctx,
     ) -> Result<(Version, Option<VersionId>), Error> {
-        let dest = self.workdir.join(&decl.name);
+        let dest = self.workdir.join(checkout_dir(decl));
         let rid = decl.id.as_str();
         let input = self.planned(rid)?;
         let replay = self
@@ -244,5 +244,17 @@ fn why(get: &pipewright_config::GetStep, choice: Choice) -> String {
         Choice::PinnedOnResource => "pinned on the resource".to_owned(),
         Choice::Trigger => "the version that triggered the build".to_owned(),
         Choice::Newest => "the newest version".to_owned(),
+    }
+}
+
+/// Where a `get` puts its resource in the workspace: the resource's name, or for `git` the
+/// `name` param when set (the PikoCI seed writes `name = "app"` and its task does `cd app`).
+/// A `name` that is not a plain directory name is ignored with the resource's name used.
+pub(crate) fn checkout_dir(decl: &pipewright_config::Resource) -> String {
+    let plain =
+        |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains('/') && !n.starts_with('.');
+    match decl.params.get_str("name") {
+        Some(n) if decl.type_name == "git" && plain(&n) => n,
+        _ => decl.name.clone(),
     }
 }
