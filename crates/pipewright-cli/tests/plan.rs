@@ -217,3 +217,46 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(54329)
 }
+
+/// `url = "."` (git-to-deploy's default) names the directory `pipewright` runs in, on the
+/// first check (a clone) and on later ones (a fetch, which git runs elsewhere).
+#[test]
+fn a_relative_repository_path_works_on_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("f"), "1\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let file = dir.path().join("p.hcl");
+    std::fs::write(
+        &file,
+        "resource \"git\" \"src\" {\n  params { url = \".\" }\n}\njob \"j\" {\n  get \"git\" \"src\" {}\n}\n",
+    )
+    .unwrap();
+    let mut shas = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            std::fs::write(repo.join("f"), "2\n").unwrap();
+            git(&repo, &["commit", "-q", "-am", "two"]);
+        }
+        let (code, json, err) = output(
+            Command::new(env!("CARGO_BIN_EXE_pipewright"))
+                .args(["plan"])
+                .arg(&file)
+                .args(["--job", "j", "--output", "json"])
+                .current_dir(&repo)
+                .env("XDG_CACHE_HOME", dir.path().join("cache")),
+        );
+        assert_eq!(code, 0, "round {round}: {err}");
+        let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+        shas.push(
+            plan["inputs"]["git.src"]["version"]["ref"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_ne!(shas[0], shas[1], "the second check fetched the new commit");
+}

@@ -76,11 +76,27 @@ fn list(params: &Params, key: &str) -> Vec<String> {
     }
 }
 
+/// A relative local path (`.`, `../repo`) made absolute against the current directory, once:
+/// git commands run in other directories (the mirror, a checkout), where the relative path
+/// would name something else, and the mirror is keyed by the URL. URLs (`scheme://`,
+/// `user@host:path`) and absolute paths are kept.
+fn absolute_local(url: String) -> String {
+    let is_url = url.contains("://")
+        || (url.contains(':') && !url.starts_with('.') && !url.starts_with('/'));
+    if is_url || Path::new(&url).is_absolute() {
+        return url;
+    }
+    match std::path::absolute(&url) {
+        Ok(p) => p.display().to_string(),
+        Err(_) => url,
+    }
+}
+
 impl GitResource {
     /// From `params { url, branch, depth, paths, ignore_paths, tag_filter }`; mirrors live
     /// under `cache_root`.
     pub fn from_params(params: &Params, cache_root: &Path) -> Result<Self> {
-        let url = crate::required(params, "url", "git")?;
+        let url = absolute_local(crate::required(params, "url", "git")?);
         let depth = match params.get_str("depth") {
             Some(d) => Some(d.parse::<u32>().map_err(|_| {
                 Error::new(
