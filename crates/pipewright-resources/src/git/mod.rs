@@ -96,7 +96,7 @@ impl GitResource {
     /// From `params { url, branch, depth, paths, ignore_paths, tag_filter }`; mirrors live
     /// under `cache_root`.
     pub fn from_params(params: &Params, cache_root: &Path) -> Result<Self> {
-        let url = absolute_local(crate::required(params, "url", "git")?);
+        let url = crate::required(params, "url", "git")?;
         let depth = match params.get_str("depth") {
             Some(d) => Some(d.parse::<u32>().map_err(|_| {
                 Error::new(
@@ -114,6 +114,8 @@ impl GitResource {
                 not_an_option("git", key, v)?;
             }
         }
+        // After the check: an option-like value must be refused, not turned into a path.
+        let url = absolute_local(url);
         Ok(Self {
             mirror: Mirror::new(cache_root, &url),
             remote: Remote {
