@@ -8,9 +8,9 @@ mod status;
 mod traits;
 mod types;
 
-pub use context::{BuildMeta, Ctx, LogSink, NullSink, Stream};
+pub use context::{BuildMeta, Ctx, LogSink, NullSink, SendFuture, Stream};
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventKind, StepId};
+pub use event::{BuildVersions, Event, EventKind, SCHEMA_VERSION, StepId, StepRecord, StepRole};
 pub use secret::{SecretMap, SecretRef, SecretValue};
 pub use status::{BuildStatus, ExitStatus, StepStatus};
 pub use traits::{
