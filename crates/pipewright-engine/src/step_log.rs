@@ -49,6 +49,8 @@ struct LogState {
     queued: usize,
     /// The most bytes ever queued or being delivered.
     peak: usize,
+    /// How many times a `send` had to wait for room.
+    waits: u64,
     /// A delivery is under way (a task, or a `flush`).
     delivering: bool,
 }
@@ -239,10 +241,14 @@ impl StepLog {
         self.shared.flush().await;
     }
 
-    /// The most bytes this log ever had queued.
+    /// The most bytes this log ever had queued, and how often a `send` waited for room.
     #[cfg(test)]
-    pub(crate) fn peak(&self) -> usize {
-        self.shared.state.lock().map(|s| s.peak).unwrap_or(0)
+    pub(crate) fn stats(&self) -> (usize, u64) {
+        self.shared
+            .state
+            .lock()
+            .map(|s| (s.peak, s.waits))
+            .unwrap_or((0, 0))
     }
 }
 
@@ -277,7 +283,18 @@ impl LogSink for StepLog {
                     shared.deliver().await;
                 }
             } else {
-                shared.wait_until(|st| st.queued < LOG_BUFFER_BYTES).await;
+                let full = shared
+                    .state
+                    .lock()
+                    .map(|mut st| {
+                        let full = st.queued >= LOG_BUFFER_BYTES;
+                        st.waits += u64::from(full);
+                        full
+                    })
+                    .unwrap_or(false);
+                if full {
+                    shared.wait_until(|st| st.queued < LOG_BUFFER_BYTES).await;
+                }
             }
             self.write(stream, chunk);
         })
