@@ -1,9 +1,12 @@
 //! `pipewright run`: run jobs locally and show them as they go.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pipewright_core::{BuildStatus, CancellationToken, Event, EventKind, StepStatus, Stream};
+use pipewright_core::{
+    BuildStatus, CancellationToken, Event, EventKind, SCHEMA_VERSION, StepId, StepStatus, Stream,
+};
 use pipewright_engine::{
-    BuildResult, BuiltinOptions, Engine, EngineOptions, PipelineResult, Registry, RunOptions,
+    BuildResult, BuiltinOptions, ChannelSink, Engine, EngineOptions, PipelineResult, Registry,
+    RunOptions,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -78,6 +81,9 @@ fn default_workspace_root() -> PathBuf {
     }
 }
 
+/// How many events wait for the renderer at most.
+const EVENT_BUFFER: usize = 1024;
+
 /// Runs the jobs and returns the process exit code.
 pub fn run(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -122,10 +128,10 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
         }
     };
     let engine = Engine::new(registry(args.grace, args.allow_privileged)).with_options(options);
-    let (tx, rx) = mpsc::unbounded_channel::<Event>();
-    let sink = Arc::new(move |e: Event| {
-        let _ = tx.send(e);
-    });
+    // Bounded: when the terminal (or the pipe to `jq`) is slower than the build, the build
+    // waits; no event is dropped and memory stays bounded.
+    let (sink, rx) = ChannelSink::new(EVENT_BUFFER);
+    let sink = Arc::new(sink);
     let opts = RunOptions {
         pipeline_name: args.pipeline_name.clone(),
         inputs: args.inputs.clone(),
@@ -252,10 +258,13 @@ fn variable_origins(pipeline: &pipewright_config::Pipeline) -> Option<String> {
     Some(format!("variables: {}", parts.join(", ")))
 }
 
+#[derive(Default)]
 struct StepView {
     bar: Option<ProgressBar>,
     /// A partial line per stream, printed when its newline arrives or the step ends.
     partial: [String; 3],
+    /// How many attempts the step may make.
+    attempts: u32,
 }
 
 struct Renderer {
@@ -263,7 +272,7 @@ struct Renderer {
     color: bool,
     multi: Option<MultiProgress>,
     jobs: HashMap<String, String>,
-    steps: HashMap<(String, String), StepView>,
+    steps: HashMap<(String, StepId), StepView>,
     /// Plain and JSON output, written out whenever no event is waiting (one write per burst).
     buf: std::cell::RefCell<Vec<u8>>,
 }
@@ -324,16 +333,17 @@ impl Renderer {
         self.line(&format!("{prefix} {bar} {body}"));
     }
 
-    fn flush_partial(&mut self, build: &str, step: &str) {
-        let key = (build.to_owned(), step.to_owned());
+    fn flush_partial(&mut self, build: &str, step: &StepId) {
+        let key = (build.to_owned(), step.clone());
         let Some(view) = self.steps.get_mut(&key) else {
             return;
         };
         let partial = std::mem::take(&mut view.partial);
+        let name = step.to_string();
         for (i, text) in partial.iter().enumerate() {
             if !text.is_empty() {
                 let stream = [Stream::Stdout, Stream::Stderr, Stream::System][i];
-                self.log_line(build, step, stream, text);
+                self.log_line(build, &name, stream, text);
             }
         }
     }
@@ -350,76 +360,42 @@ impl Renderer {
             EventKind::BuildStarted { job, .. } => {
                 self.jobs.insert(build, job);
             }
-            EventKind::StepStarted { step, attempt } => {
-                let key = (build.clone(), step.0.clone());
-                let bar = self.multi.as_ref().map(|m| {
-                    let pb = m.add(ProgressBar::new_spinner());
-                    let style = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-                    pb.set_style(style);
-                    pb.set_message(self.prefix(&build, &step.0));
-                    pb.enable_steady_tick(Duration::from_millis(100));
-                    pb
-                });
-                if self.multi.is_none() && attempt == 1 {
-                    let p = self.prefix(&build, &step.0);
-                    self.line(&format!(
-                        "{p} {}",
-                        self.paint("started", console::Style::new().dim())
-                    ));
-                }
-                self.steps.insert(
-                    key,
-                    StepView {
-                        bar,
-                        partial: Default::default(),
-                    },
-                );
-            }
+            EventKind::StepStarted {
+                step,
+                attempt,
+                attempts,
+            } => self.step_started(&build, step, attempt, attempts),
             EventKind::Log {
                 step, stream, data, ..
             } => {
-                let key = (build.clone(), step.0.clone());
+                let name = step.to_string();
                 let mut complete = Vec::new();
                 {
-                    let view = self.steps.entry(key).or_insert(StepView {
-                        bar: None,
-                        partial: Default::default(),
-                    });
+                    let view = self.steps.entry((build.clone(), step)).or_default();
                     split_lines(&mut view.partial[slot(stream)], &data, &mut complete);
                 }
                 for line in complete {
-                    self.log_line(&build, &step.0, stream, &line);
+                    self.log_line(&build, &name, stream, &line);
                 }
             }
             EventKind::StepFinished {
                 step,
+                attempt,
+                is_final,
                 status,
                 duration_ms,
                 reason,
                 ..
-            } => {
-                self.flush_partial(&build, &step.0);
-                if let Some(view) = self.steps.remove(&(build.clone(), step.0.clone()))
-                    && let Some(bar) = view.bar
-                {
-                    bar.finish_and_clear();
-                    if let Some(m) = &self.multi {
-                        m.remove(&bar);
-                    }
-                }
-                let (mark, style) = status_mark(status);
-                let took = format_ms(duration_ms);
-                let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
-                let p = self.prefix(&build, &step.0);
-                let text = if status == StepStatus::Skipped {
-                    format!("{mark} {p} skipped{why}")
-                } else {
-                    format!("{mark} {p} {status} in {took}{why}")
-                };
-                self.line(&self.paint(&text, style));
-            }
-            EventKind::BuildStatus { status } if status.is_terminal() => {
+            } => self.step_finished(
+                &build,
+                &step,
+                attempt,
+                is_final,
+                status,
+                duration_ms,
+                reason,
+            ),
+            EventKind::BuildFinished { status, .. } => {
                 let job = self.jobs.get(&build).cloned().unwrap_or_default();
                 let style = if status.passes() {
                     console::Style::new().green().bold()
@@ -430,6 +406,81 @@ impl Renderer {
             }
             _ => {}
         }
+    }
+}
+
+impl Renderer {
+    fn step_started(&mut self, build: &str, step: StepId, attempt: u32, attempts: u32) {
+        let name = step.to_string();
+        // A skipped step (attempt 0) only shows its end.
+        let bar = (attempt > 0)
+            .then_some(self.multi.as_ref())
+            .flatten()
+            .map(|m| {
+                let pb = m.add(ProgressBar::new_spinner());
+                let style = ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                pb.set_style(style);
+                pb.set_message(self.prefix(build, &name));
+                pb.enable_steady_tick(Duration::from_millis(100));
+                pb
+            });
+        if self.multi.is_none() && attempt == 1 {
+            let p = self.prefix(build, &name);
+            self.line(&format!(
+                "{p} {}",
+                self.paint("started", console::Style::new().dim())
+            ));
+        }
+        self.steps.insert(
+            (build.to_owned(), step),
+            StepView {
+                bar,
+                partial: Default::default(),
+                attempts,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step_finished(
+        &mut self,
+        build: &str,
+        step: &StepId,
+        attempt: u32,
+        is_final: bool,
+        status: StepStatus,
+        duration_ms: u64,
+        reason: Option<String>,
+    ) {
+        self.flush_partial(build, step);
+        let mut attempts = 1;
+        if let Some(view) = self.steps.remove(&(build.to_owned(), step.clone())) {
+            attempts = view.attempts;
+            if let Some(bar) = view.bar {
+                bar.finish_and_clear();
+                if let Some(m) = &self.multi {
+                    m.remove(&bar);
+                }
+            }
+        }
+        let (mark, style) = status_mark(status);
+        let took = format_ms(duration_ms);
+        let retrying = if is_final {
+            String::new()
+        } else {
+            format!(" (attempt {attempt}/{attempts}, retrying)")
+        };
+        let why = reason
+            .map(|r| format!(": {r}{retrying}"))
+            .unwrap_or(retrying);
+        let p = self.prefix(build, &step.to_string());
+        let text = if status == StepStatus::Skipped {
+            format!("{mark} {p} skipped{why}")
+        } else {
+            format!("{mark} {p} {status} in {took}{why}")
+        };
+        self.line(&self.paint(&text, style));
     }
 }
 
@@ -479,7 +530,7 @@ fn format_ms(ms: u64) -> String {
     }
 }
 
-async fn render(mut rx: mpsc::UnboundedReceiver<Event>, mode: Mode, color: bool) {
+async fn render(mut rx: mpsc::Receiver<Event>, mode: Mode, color: bool) {
     let mut r = Renderer {
         mode,
         color,
@@ -507,7 +558,7 @@ fn summary_rows(result: &PipelineResult) -> Vec<[String; 5]> {
         for s in &b.steps {
             rows.push([
                 b.job.clone(),
-                s.step.0.clone(),
+                s.step.to_string(),
                 s.status.to_string(),
                 s.attempts.to_string(),
                 format_ms(u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX)),
@@ -591,31 +642,16 @@ fn build_line(b: &BuildResult) -> String {
     }
 }
 
+/// The last line of `--output json`: the whole run, in the contract's shapes (each build as its
+/// `build_finished` says, plus its id, job and number).
 fn print_json_summary(result: &PipelineResult) {
     let builds: Vec<serde_json::Value> = result
         .builds
         .iter()
-        .map(|b| {
-            serde_json::json!({
-                "build_id": b.build_id,
-                "job": b.job,
-                "number": b.number,
-                "status": b.status,
-                "reason": b.reason.as_deref(),
-                "duration_ms": b.duration.as_millis() as u64,
-                "workspace": b.workspace,
-                "versions": b.versions,
-                "steps": b.steps.iter().map(|s| serde_json::json!({
-                    "step": s.step,
-                    "status": s.status,
-                    "attempts": s.attempts,
-                    "duration_ms": s.duration.as_millis() as u64,
-                    "reason": s.reason.as_deref(),
-                })).collect::<Vec<_>>(),
-            })
-        })
+        .map(|b| serde_json::to_value(b).unwrap_or_default())
         .collect();
     let summary = serde_json::json!({
+        "schema": SCHEMA_VERSION,
         "event": "summary",
         "status": result.status,
         "builds": builds,

@@ -244,8 +244,8 @@ job "j" {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["step"] == "r")
-        .unwrap();
+        .find(|s| s["step"]["path"][0] == "r")
+        .unwrap_or_else(|| panic!("no step r in {build}"));
     assert!(
         step["reason"].as_str().unwrap().contains("`auth=***`"),
         "{step}"

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -30,11 +32,27 @@ impl Stream {
     }
 }
 
+/// The future [`LogSink::send`] returns.
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Where a plug-in writes its output. Implementations mask secrets, persist and forward the
 /// bytes; a plug-in just writes chunks as they come, without buffering whole outputs.
+///
+/// A plug-in that reads output as it comes (a process's pipes, a container's log stream) calls
+/// [`send`](LogSink::send) and awaits it: the sink never drops a chunk, so when its consumer
+/// is slow it makes the reader wait instead of holding more and more output in memory.
+/// [`write`](LogSink::write) never waits; use it for a few lines of the plug-in's own.
 pub trait LogSink: Send + Sync {
-    /// Writes one chunk of `stream`. Chunks may split lines and UTF-8 sequences anywhere.
+    /// Writes one chunk of `stream` without waiting. Chunks may split lines and UTF-8
+    /// sequences anywhere.
     fn write(&self, stream: Stream, chunk: &[u8]);
+
+    /// Writes one chunk of `stream`, first waiting while the sink holds as much unsent output
+    /// as it is willing to. The default writes at once.
+    fn send<'a>(&'a self, stream: Stream, chunk: &'a [u8]) -> SendFuture<'a> {
+        self.write(stream, chunk);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A [`LogSink`] that drops everything.

@@ -11,10 +11,10 @@ mod traits;
 mod types;
 
 pub use blob::BlobStore;
-pub use context::{BuildMeta, Ctx, LogSink, NullSink, Stream};
+pub use context::{BuildMeta, Ctx, LogSink, NullSink, SendFuture, Stream};
 pub use duration::{Schedule, format_duration, parse_duration};
 pub use error::{Error, ErrorKind, Result};
-pub use event::{Event, EventKind, StepId};
+pub use event::{BuildVersions, Event, EventKind, SCHEMA_VERSION, StepId, StepRecord, StepRole};
 pub use secret::{SecretMap, SecretRef, SecretValue};
 pub use status::{BuildStatus, ExitStatus, StepStatus};
 pub use traits::{

@@ -1,16 +1,19 @@
 //! One build of one job: the plan, attempts, timeouts, hooks, services and exports.
 
-use crate::events::{Emitter, StepLog};
+use crate::events::Emitter;
 use crate::outputs::{export_prefix, read_outputs};
 use crate::plan::PlannedInput;
+use crate::step_ids::StepIds;
+use crate::step_log::StepLog;
 use crate::{BuildResult, Engine, RunOptions, StepRecord};
 use pipewright_config::{
     HookAction, Hooks, IfChain, InParallel, Job, Pipeline, RunnerCommand, ServiceStep, Step,
     StepKind, secret_placeholders,
 };
 use pipewright_core::{
-    BuildMeta, BuildStatus, CancellationToken, Ctx, Error, ErrorKind, EventKind, ExitStatus,
-    Params, Runner, Service, StepId, StepStatus, Stream, TaskSpec, Version, Workspace, env_key,
+    BuildMeta, BuildStatus, BuildVersions, CancellationToken, Ctx, Error, ErrorKind, EventKind,
+    ExitStatus, Params, Runner, Service, StepId, StepRole, StepStatus, Stream, TaskSpec, Version,
+    Workspace, env_key,
 };
 use pipewright_dag::{Dag, NodeState, Outcome};
 use pipewright_versions::{BuildRecord, VersionId, VersionStore};
@@ -38,15 +41,6 @@ pub(crate) enum Flow {
     Ok,
     Failed(String),
     Cancelled,
-}
-
-/// How a step ended, before it becomes a [`StepRecord`] (whose reason is masked).
-struct Ending {
-    step: StepId,
-    status: StepStatus,
-    attempts: u32,
-    duration: Duration,
-    reason: Option<String>,
 }
 
 /// The result of one attempt of a get/task/put/notify.
@@ -82,7 +76,9 @@ pub(crate) struct Build<'a> {
     outdir: PathBuf,
     base_env: BTreeMap<String, String>,
     records: Mutex<Vec<StepRecord>>,
-    services: Mutex<Vec<(String, Arc<dyn Service>)>>,
+    ids: StepIds,
+    /// Started services with the id of their stop.
+    services: Mutex<Vec<(StepId, Arc<dyn Service>)>>,
     versions: Mutex<BTreeMap<String, Version>>,
     store: Arc<dyn VersionStore>,
     inputs: Mutex<BTreeMap<String, VersionId>>,
@@ -115,18 +111,31 @@ fn new_build_id(job: &str, number: u64) -> String {
 /// The record of a build that could not start (its workspace could not be made, say): errored
 /// with the reason, and announced with the same events as any build so a consumer of the event
 /// stream sees it end.
-pub(crate) fn not_started(job: &str, opts: &RunOptions, error: &Error) -> BuildResult {
+pub(crate) async fn not_started(job: &str, opts: &RunOptions, error: &Error) -> BuildResult {
     let build_id = new_build_id(job, opts.number);
     let reason = format!("the build could not start: {error}");
     let emitter = Emitter::new(build_id.clone(), opts.events.clone());
-    emitter.emit(EventKind::BuildStarted {
-        job: job.to_owned(),
-        pipeline: opts.pipeline_name.clone(),
-        number: opts.number,
-    });
-    emitter.emit(EventKind::BuildStatus {
-        status: BuildStatus::Errored,
-    });
+    emitter
+        .emit(EventKind::BuildStarted {
+            job: job.to_owned(),
+            pipeline: opts.pipeline_name.clone(),
+            number: opts.number,
+        })
+        .await;
+    emitter
+        .emit(EventKind::BuildStatus {
+            status: BuildStatus::Errored,
+        })
+        .await;
+    emitter
+        .emit(EventKind::BuildFinished {
+            status: BuildStatus::Errored,
+            reason: Some(reason.clone()),
+            duration_ms: 0,
+            steps: Vec::new(),
+            versions: BuildVersions::default(),
+        })
+        .await;
     BuildResult {
         build_id,
         job: job.to_owned(),
@@ -189,6 +198,7 @@ impl<'a> Build<'a> {
             outdir,
             base_env,
             records: Mutex::new(Vec::new()),
+            ids: StepIds::new(job),
             services: Mutex::new(Vec::new()),
             versions: Mutex::new(BTreeMap::new()),
             store,
@@ -205,14 +215,18 @@ impl<'a> Build<'a> {
     /// Runs the build to its end and cleans up after it.
     pub(crate) async fn run(self) -> BuildResult {
         let started = Instant::now();
-        self.emitter.emit(EventKind::BuildStarted {
-            job: self.job.name.clone(),
-            pipeline: self.meta.pipeline.clone(),
-            number: self.meta.number,
-        });
-        self.emitter.emit(EventKind::BuildStatus {
-            status: BuildStatus::Running,
-        });
+        self.emitter
+            .emit(EventKind::BuildStarted {
+                job: self.job.name.clone(),
+                pipeline: self.meta.pipeline.clone(),
+                number: self.meta.number,
+            })
+            .await;
+        self.emitter
+            .emit(EventKind::BuildStatus {
+                status: BuildStatus::Running,
+            })
+            .await;
         let job_token = self.opts.cancel.child_token();
         let mut exports = Exports::new();
         let mut timed_out = None;
@@ -228,7 +242,7 @@ impl<'a> Build<'a> {
             Err(e) => Err((format!("cannot resolve the job's secrets: {e}"), e)),
         };
         let flow = if let Err((reason, e)) = planned {
-            self.skip_all(&self.job.steps, &reason);
+            self.skip_all(&self.job.steps, &reason).await;
             if e.kind() == ErrorKind::Cancelled {
                 Flow::Cancelled
             } else {
@@ -306,20 +320,10 @@ impl<'a> Build<'a> {
                 // The result is still returned and shown; only `passed` history misses it.
                 tracing::error!(build = %self.meta.build_id, error = %e, "could not record the build's versions");
             });
-        self.emitter.emit(EventKind::BuildStatus { status });
-        let versions = self
-            .versions
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, v)| {
-                let shown = v.0.into_iter().map(|(k, x)| (k, self.emitter.mask(&x)));
-                (id, Version(shown.collect()))
-            })
-            .collect();
+        self.emitter.emit(EventKind::BuildStatus { status }).await;
+        let versions = self.versions.lock().map(|v| v.clone()).unwrap_or_default();
         let steps = self.records.lock().map(|r| r.clone()).unwrap_or_default();
-        BuildResult {
+        let result = BuildResult {
             build_id: self.meta.build_id.clone(),
             job: self.job.name.clone(),
             number: self.meta.number,
@@ -329,18 +333,26 @@ impl<'a> Build<'a> {
             duration: started.elapsed(),
             workspace,
             versions,
-        }
+        };
+        self.emitter.settle_logs().await;
+        self.emitter
+            .emit(EventKind::BuildFinished {
+                status,
+                reason: result.reason.as_ref().map(|r| r.to_string()),
+                duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+                steps: result.steps.clone(),
+                versions: self.versions_used_and_produced().await,
+            })
+            .await;
+        result
     }
 
     /// Records the step's end for the summary; its reason is masked here, the one place a
     /// [`StepRecord`] is made.
-    fn record(&self, end: Ending) -> StepRecord {
+    fn record(&self, end: StepRecord) -> StepRecord {
         let rec = StepRecord {
-            step: end.step,
-            status: end.status,
-            attempts: end.attempts,
-            duration: end.duration,
-            reason: end.reason.map(|r| self.emitter.masked(&r)),
+            reason: end.reason.map(|r| self.emitter.mask(&r)),
+            ..end
         };
         if let Ok(mut r) = self.records.lock() {
             r.push(rec.clone());
@@ -348,55 +360,115 @@ impl<'a> Build<'a> {
         rec
     }
 
-    fn finished(
+    /// The end of one attempt (`is_final`: the step makes no further attempt).
+    #[allow(clippy::too_many_arguments)]
+    async fn finished(
         &self,
         step: &StepId,
+        attempt: u32,
+        is_final: bool,
         status: StepStatus,
         exit: Option<ExitStatus>,
         took: Duration,
         reason: Option<String>,
     ) {
-        self.emitter.emit(EventKind::StepFinished {
-            step: step.clone(),
-            status,
+        self.emitter
+            .emit(EventKind::StepFinished {
+                step: step.clone(),
+                attempt,
+                is_final,
+                status,
+                exit,
+                duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                reason,
+            })
+            .await;
+    }
+
+    /// Emits the step's end (`took`: its last attempt, number `attempt`) and records it for
+    /// the summary.
+    async fn conclude(
+        &self,
+        mut rec: StepRecord,
+        attempt: u32,
+        exit: Option<ExitStatus>,
+        took: Duration,
+    ) {
+        rec.reason = rec.reason.map(|r| self.emitter.mask(&r));
+        self.finished(
+            &rec.step,
+            attempt,
+            true,
+            rec.status,
             exit,
-            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-            reason,
-        });
+            took,
+            rec.reason.clone(),
+        )
+        .await;
+        self.record(rec);
     }
 
-    /// Emits the step's end (`took`: its last attempt) and records it for the summary.
-    fn conclude(&self, end: Ending, exit: Option<ExitStatus>, took: Duration) {
-        let rec = self.record(end);
-        let reason = rec.reason.map(pipewright_secrets::Masked::into_string);
-        self.finished(&rec.step, rec.status, exit, took, reason);
-    }
-
-    /// Records `steps` (and everything nested in them) as skipped.
-    fn skip_all(&self, steps: &[Step], reason: &str) {
-        for s in steps {
-            match &s.kind {
-                StepKind::InParallel(p) => self.skip_all(&p.steps, reason),
-                StepKind::If(chain) => {
-                    for b in &chain.branches {
-                        self.skip_all(&b.steps, reason);
+    /// Records `steps` (and everything nested in them) as skipped: a `StepStarted` with
+    /// attempt 0, then the final `StepFinished`.
+    fn skip_all<'s>(&'s self, steps: &'s [Step], reason: &'s str) -> BoxFut<'s, ()> {
+        Box::pin(async move {
+            for s in steps {
+                match &s.kind {
+                    StepKind::InParallel(p) => self.skip_all(&p.steps, reason).await,
+                    StepKind::If(chain) => {
+                        for b in &chain.branches {
+                            self.skip_all(&b.steps, reason).await;
+                        }
+                        if let Some(e) = &chain.else_steps {
+                            self.skip_all(e, reason).await;
+                        }
                     }
-                    if let Some(e) = &chain.else_steps {
-                        self.skip_all(e, reason);
+                    kind => {
+                        let step = match kind {
+                            StepKind::Service(_) => self.ids.service(s, StepRole::ServiceStart),
+                            _ => self.ids.step(s),
+                        };
+                        self.emitter
+                            .emit(EventKind::StepStarted {
+                                step: step.clone(),
+                                attempt: 0,
+                                attempts: s.attempts.max(1),
+                            })
+                            .await;
+                        let rec = StepRecord {
+                            step,
+                            status: StepStatus::Skipped,
+                            attempts: 0,
+                            duration: Duration::ZERO,
+                            reason: Some(reason.to_owned()),
+                        };
+                        self.conclude(rec, 0, None, Duration::ZERO).await;
                     }
-                }
-                _ => {
-                    let rec = Ending {
-                        step: StepId(s.name.clone()),
-                        status: StepStatus::Skipped,
-                        attempts: 0,
-                        duration: Duration::ZERO,
-                        reason: Some(reason.to_owned()),
-                    };
-                    self.conclude(rec, None, Duration::ZERO);
                 }
             }
+        })
+    }
+
+    /// The versions this build's gets used and its puts produced, from the version store.
+    async fn versions_used_and_produced(&self) -> BuildVersions {
+        let inputs = self.inputs.lock().map(|m| m.clone()).unwrap_or_default();
+        let outputs = self.outputs.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut versions = BuildVersions::default();
+        for (rid, id) in inputs {
+            if let Ok(Some(v)) = self.store.version(&rid, id).await {
+                versions.used.insert(rid, v);
+            }
         }
+        for (rid, ids) in outputs {
+            let mut produced = Vec::new();
+            for id in ids {
+                if let Ok(Some(v)) = self.store.version(&rid, id).await {
+                    produced.push(v);
+                }
+            }
+            versions.produced.insert(rid, produced);
+        }
+        versions
     }
 
     fn run_steps<'s>(
@@ -408,7 +480,7 @@ impl<'a> Build<'a> {
         Box::pin(async move {
             for (i, step) in steps.iter().enumerate() {
                 if token.is_cancelled() {
-                    self.skip_all(&steps[i..], "the build was cancelled");
+                    self.skip_all(&steps[i..], "the build was cancelled").await;
                     return Flow::Cancelled;
                 }
                 let flow = self.run_step(step, exports, token).await;
@@ -417,7 +489,7 @@ impl<'a> Build<'a> {
                         Flow::Cancelled => "the build was cancelled".to_owned(),
                         _ => format!("`{}` did not succeed", step.name),
                     };
-                    self.skip_all(&steps[i + 1..], &why);
+                    self.skip_all(&steps[i + 1..], &why).await;
                     return flow;
                 }
             }
@@ -436,7 +508,10 @@ impl<'a> Build<'a> {
                 StepKind::InParallel(p) => self.run_parallel(p, exports, token).await,
                 StepKind::If(chain) => self.run_if(chain, exports, token).await,
                 StepKind::Service(s) => self.start_service(step, s, exports, token).await,
-                _ => self.run_attempts(step, exports, token).await,
+                _ => {
+                    self.run_attempts(step, self.ids.step(step), exports, token)
+                        .await
+                }
             };
             if !step.hooks.is_empty() {
                 self.run_hooks(&step.name, &step.hooks, &flow, None, exports)
@@ -446,21 +521,27 @@ impl<'a> Build<'a> {
         })
     }
 
-    /// get/task/put/notify with `attempts` and a per-attempt `timeout`.
+    /// get/task/put/notify (as step `id`) with `attempts` and a per-attempt `timeout`.
     async fn run_attempts(
         &self,
         step: &Step,
+        id: StepId,
         exports: &mut Exports,
         token: &CancellationToken,
     ) -> Flow {
-        let id = StepId(step.name.clone());
         let attempts = step.attempts.max(1);
-        let started = Instant::now();
-        // Time spent stopping timed-out attempts, left out of the step's duration.
-        let mut stopping = Duration::ZERO;
+        // The step's duration: the sum of its attempts' (a timeout's kill grace left out).
+        let mut spent = Duration::ZERO;
         let mut last_reason = String::new();
         for attempt in 1..=attempts {
-            let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
+            self.emitter
+                .emit(EventKind::StepStarted {
+                    step: id.clone(),
+                    attempt,
+                    attempts,
+                })
+                .await;
+            let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone(), attempt));
             if attempt > 1 {
                 pipewright_core::LogSink::write(
                     log.as_ref(),
@@ -468,10 +549,6 @@ impl<'a> Build<'a> {
                     format!("--- attempt {attempt}/{attempts} ---\n").as_bytes(),
                 );
             }
-            self.emitter.emit(EventKind::StepStarted {
-                step: id.clone(),
-                attempt,
-            });
             let attempt_started = Instant::now();
             let attempt_token = token.child_token();
             let mut ctx = self.ctx(&attempt_token, log.clone(), exports);
@@ -528,31 +605,41 @@ impl<'a> Build<'a> {
                 },
                 (other, None) => other,
             };
-            stopping += attempt_started.elapsed().saturating_sub(took);
+            spent += took;
             match result {
                 Attempt::Done(new) => {
-                    log.flush();
+                    log.flush().await;
+                    if !new.is_empty() {
+                        self.emitter
+                            .emit(EventKind::Exports {
+                                step: id.clone(),
+                                attempt,
+                                exports: new.clone(),
+                            })
+                            .await;
+                    }
                     exports.extend(new);
-                    let rec = Ending {
+                    let rec = StepRecord {
                         step: id,
                         status: StepStatus::Succeeded,
                         attempts: attempt,
-                        duration: started.elapsed().saturating_sub(stopping),
+                        duration: spent,
                         reason: None,
                     };
-                    self.conclude(rec, Some(ExitStatus::SUCCESS), took);
+                    self.conclude(rec, attempt, Some(ExitStatus::SUCCESS), took)
+                        .await;
                     return Flow::Ok;
                 }
                 Attempt::Cancelled => {
-                    log.flush();
-                    let rec = Ending {
+                    log.flush().await;
+                    let rec = StepRecord {
                         step: id,
                         status: StepStatus::Cancelled,
                         attempts: attempt,
-                        duration: started.elapsed().saturating_sub(stopping),
+                        duration: spent,
                         reason: Some("cancelled".into()),
                     };
-                    self.conclude(rec, None, took);
+                    self.conclude(rec, attempt, None, took).await;
                     return Flow::Cancelled;
                 }
                 Attempt::Failed { reason, exit } => {
@@ -561,13 +648,18 @@ impl<'a> Build<'a> {
                         let names: Vec<&str> = ctx.env.keys().map(String::as_str).collect();
                         ctx.log_system(&format!("available variables: {}", names.join(" ")));
                     }
-                    log.flush();
-                    let shown = if attempt < attempts && !token.is_cancelled() {
-                        format!("{reason} (attempt {attempt}/{attempts}, retrying)")
-                    } else {
-                        reason.clone()
-                    };
-                    self.finished(&id, StepStatus::Failed, exit, took, Some(shown));
+                    log.flush().await;
+                    let is_final = attempt == attempts || token.is_cancelled();
+                    self.finished(
+                        &id,
+                        attempt,
+                        is_final,
+                        StepStatus::Failed,
+                        exit,
+                        took,
+                        Some(reason.clone()),
+                    )
+                    .await;
                     last_reason = reason;
                     if token.is_cancelled() {
                         break;
@@ -584,12 +676,12 @@ impl<'a> Build<'a> {
             format!("`{}` failed: {last_reason}", step.name)
         };
         // Its last attempt's end was emitted above.
-        self.record(Ending {
+        self.record(StepRecord {
             step: id,
             status: StepStatus::Failed,
             attempts,
-            duration: started.elapsed().saturating_sub(stopping),
-            reason: Some(last_reason),
+            duration: spent,
+            reason: Some(self.emitter.mask(&last_reason)),
         });
         if token.is_cancelled() {
             Flow::Cancelled
@@ -925,7 +1017,8 @@ impl<'a> Build<'a> {
         for (i, state) in report.states().iter().enumerate() {
             match state {
                 NodeState::Skipped { reason } => {
-                    self.skip_all(std::slice::from_ref(&p.steps[i]), reason);
+                    self.skip_all(std::slice::from_ref(&p.steps[i]), reason)
+                        .await;
                 }
                 NodeState::Failed { reason } if failure.is_none() && reason != "cancelled" => {
                     failure = Some(reason.clone());
@@ -966,7 +1059,7 @@ impl<'a> Build<'a> {
                     Some(c) => format!("branch `{}` was taken", chain.branches[c].label),
                     None => format!("condition `{}` was false", b.condition_text),
                 };
-                self.skip_all(&b.steps, &why);
+                self.skip_all(&b.steps, &why).await;
             }
         }
         match chosen {
@@ -976,7 +1069,8 @@ impl<'a> Build<'a> {
                     self.skip_all(
                         e,
                         &format!("branch `{}` was taken", chain.branches[i].label),
-                    );
+                    )
+                    .await;
                 }
                 self.run_steps(&chain.branches[i].steps, exports, token)
                     .await
@@ -996,12 +1090,16 @@ impl<'a> Build<'a> {
         token: &CancellationToken,
     ) -> Flow {
         let started = Instant::now();
-        let id = StepId(format!("{}:start", step.name));
-        self.emitter.emit(EventKind::StepStarted {
-            step: id.clone(),
-            attempt: 1,
-        });
-        let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
+        let id = self.ids.service(step, StepRole::ServiceStart);
+        self.emitter
+            .emit(EventKind::StepStarted {
+                step: id.clone(),
+                attempt: 1,
+                attempts: 1,
+            })
+            .await;
+        let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone(), 1));
+        let mut exported = Exports::new();
         let ctx = self.ctx(token, log.clone(), exports);
         let mut timeout = step
             .timeout
@@ -1015,7 +1113,10 @@ impl<'a> Build<'a> {
             }
             // Registered before start so that a half-started service is stopped too.
             if let Ok(mut list) = self.services.lock() {
-                list.push((step.name.clone(), service.clone()));
+                list.push((
+                    self.ids.service(step, StepRole::ServiceStop),
+                    service.clone(),
+                ));
             }
             service.start(&ctx).await?;
             let until = Instant::now() + timeout;
@@ -1026,7 +1127,7 @@ impl<'a> Build<'a> {
                 if service.ready(&ctx).await? {
                     let prefix = format!("SERVICE_{}_", env_key(&step.name).to_ascii_uppercase());
                     for (k, v) in service.exports() {
-                        exports.insert(format!("{prefix}{}", env_key(&k).to_ascii_uppercase()), v);
+                        exported.insert(format!("{prefix}{}", env_key(&k).to_ascii_uppercase()), v);
                     }
                     return Ok(());
                 }
@@ -1044,7 +1145,17 @@ impl<'a> Build<'a> {
             }
         }
         .await;
-        log.flush();
+        log.flush().await;
+        if !exported.is_empty() {
+            self.emitter
+                .emit(EventKind::Exports {
+                    step: id.clone(),
+                    attempt: 1,
+                    exports: exported.clone(),
+                })
+                .await;
+            exports.extend(exported);
+        }
         let (status, reason, flow) = match result {
             Ok(()) => (StepStatus::Succeeded, None, Flow::Ok),
             Err(e) if e.kind() == ErrorKind::Cancelled => (
@@ -1058,14 +1169,14 @@ impl<'a> Build<'a> {
             }
         };
         let took = started.elapsed();
-        let rec = Ending {
+        let rec = StepRecord {
             step: id,
             status,
             attempts: 1,
             duration: took,
             reason,
         };
-        self.conclude(rec, None, took);
+        self.conclude(rec, 1, None, took).await;
         flow
     }
 
@@ -1123,19 +1234,22 @@ impl<'a> Build<'a> {
     }
 
     async fn stop_services(&self) {
-        let list: Vec<(String, Arc<dyn Service>)> = self
+        let list: Vec<(StepId, Arc<dyn Service>)> = self
             .services
             .lock()
             .map(|mut l| std::mem::take(&mut *l))
             .unwrap_or_default();
-        for (name, service) in list.into_iter().rev() {
-            let id = StepId(format!("{name}:stop"));
+        for (id, service) in list.into_iter().rev() {
+            let name = id.leaf().to_owned();
             let started = Instant::now();
-            self.emitter.emit(EventKind::StepStarted {
-                step: id.clone(),
-                attempt: 1,
-            });
-            let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone()));
+            self.emitter
+                .emit(EventKind::StepStarted {
+                    step: id.clone(),
+                    attempt: 1,
+                    attempts: 1,
+                })
+                .await;
+            let log = Arc::new(StepLog::new(self.emitter.clone(), id.clone(), 1));
             let token = self.opts.force.child_token();
             let ctx = self
                 .ctx(&token, log.clone(), &Exports::new())
@@ -1154,21 +1268,21 @@ impl<'a> Build<'a> {
             if let Some(r) = &reason {
                 ctx.log_system(&format!("stopping `{name}` failed: {r}"));
             }
-            log.flush();
+            log.flush().await;
             let status = if reason.is_some() {
                 StepStatus::Failed
             } else {
                 StepStatus::Succeeded
             };
             let took = started.elapsed();
-            let rec = Ending {
+            let rec = StepRecord {
                 step: id,
                 status,
                 attempts: 1,
                 duration: took,
                 reason,
             };
-            self.conclude(rec, None, took);
+            self.conclude(rec, 1, None, took).await;
         }
     }
 
@@ -1205,7 +1319,8 @@ impl<'a> Build<'a> {
                     } else {
                         format!("{owner}:{kind}")
                     };
-                    self.run_hook(&name, action, status, exports).await;
+                    let id = self.ids.hook(action, &name);
+                    self.run_hook(&name, id, action, status, exports).await;
                 }
             }
         })
@@ -1215,6 +1330,7 @@ impl<'a> Build<'a> {
     async fn run_hook(
         &self,
         name: &str,
+        id: StepId,
         action: &HookAction,
         status: Option<BuildStatus>,
         exports: &Exports,
@@ -1244,7 +1360,9 @@ impl<'a> Build<'a> {
                     hooks: Hooks::default(),
                     loc: cmd.loc,
                 };
-                let _ = self.run_attempts(&hook_step, &mut exports, &token).await;
+                let _ = self
+                    .run_attempts(&hook_step, id, &mut exports, &token)
+                    .await;
             }
         }
     }

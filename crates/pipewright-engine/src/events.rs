@@ -1,21 +1,30 @@
-//! Event delivery: the sink trait, per-build sequencing and the per-step log sink.
+//! Event delivery: the sink trait, the bounded channel sink, and the per-build emitter that
+//! stamps, sequences and masks every event. The per-step log sink is in [`crate::step_log`].
 
-use pipewright_core::{Event, EventKind, LogSink, StepId, Stream};
-use pipewright_secrets::{Masked, Masker, StreamMasker};
+use crate::step_log::LogShared;
+use async_trait::async_trait;
+use pipewright_core::{Event, EventKind, SCHEMA_VERSION};
+use pipewright_secrets::Masker;
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
 
-/// Receives the events of every build an engine runs. Called from the engine's tasks: keep it
-/// quick (hand the event to a channel or a buffer).
+/// Receives the events of every build an engine runs, in each build's sequence order.
+///
+/// The engine awaits [`emit`](EventSink::emit) before it emits the build's next event, so a
+/// sink that waits (a full channel, a slow store) slows the build down instead of letting
+/// events pile up; nothing is dropped. A plain closure `Fn(Event)` is a sink that never waits.
+#[async_trait]
 pub trait EventSink: Send + Sync {
     /// One event.
-    fn emit(&self, event: Event);
+    async fn emit(&self, event: Event);
 }
 
+#[async_trait]
 impl<F: Fn(Event) + Send + Sync> EventSink for F {
-    fn emit(&self, event: Event) {
+    async fn emit(&self, event: Event) {
         self(event)
     }
 }
@@ -24,17 +33,48 @@ impl<F: Fn(Event) + Send + Sync> EventSink for F {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoEvents;
 
+#[async_trait]
 impl EventSink for NoEvents {
-    fn emit(&self, _event: Event) {}
+    async fn emit(&self, _event: Event) {}
 }
 
-/// Stamps one build's events with its id, a sequence number and the wall-clock time, and masks
-/// the build's secrets in every text an event carries: the one door out of a build.
+/// An [`EventSink`] over a bounded channel: `emit` waits while the channel is full, so at most
+/// `capacity` events are ever queued for the receiver. Events sent after the receiver is
+/// dropped are discarded (nobody is listening).
+#[derive(Debug, Clone)]
+pub struct ChannelSink {
+    tx: mpsc::Sender<Event>,
+}
+
+impl ChannelSink {
+    /// A sink and the receiver of its events; `capacity` is at least 1.
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx }, rx)
+    }
+}
+
+#[async_trait]
+impl EventSink for ChannelSink {
+    async fn emit(&self, event: Event) {
+        if self.tx.send(event).await.is_err() {
+            tracing::debug!("event receiver gone; event discarded");
+        }
+    }
+}
+
+/// Stamps one build's events with the schema version, its id, a sequence number and the
+/// wall-clock time, and masks the build's secrets in every text an event carries: the one door
+/// out of a build.
 pub(crate) struct Emitter {
     build_id: String,
-    seq: AtomicU64,
     sink: Arc<dyn EventSink>,
     masker: RwLock<Arc<Masker>>,
+    /// The next sequence number. Held while the sink takes an event, so events reach the sink
+    /// in sequence order even when several steps emit at once.
+    next: tokio::sync::Mutex<u64>,
+    /// The build's step logs, to deliver what they still hold before the build's last event.
+    logs: Mutex<Vec<Weak<LogShared>>>,
 }
 
 impl fmt::Debug for Emitter {
@@ -49,9 +89,10 @@ impl Emitter {
     pub(crate) fn new(build_id: String, sink: Arc<dyn EventSink>) -> Self {
         Self {
             build_id,
-            seq: AtomicU64::new(0),
             sink,
             masker: RwLock::new(Arc::new(Masker::empty())),
+            next: tokio::sync::Mutex::new(0),
+            logs: Mutex::new(Vec::new()),
         }
     }
 
@@ -78,172 +119,85 @@ impl Emitter {
     }
 
     /// `text` with the build's secrets masked, in the form result types hold.
-    pub(crate) fn masked(&self, text: &str) -> Masked {
+    pub(crate) fn masked(&self, text: &str) -> pipewright_secrets::Masked {
         self.masker().masked(text)
     }
 
-    pub(crate) fn emit(&self, mut kind: EventKind) {
-        if let EventKind::StepFinished {
-            reason: Some(r), ..
-        } = &mut kind
-        {
-            *r = self.mask(r);
+    /// Remembers a step log so that [`Emitter::settle_logs`] delivers what it holds.
+    pub(crate) fn track(&self, log: Weak<LogShared>) {
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.retain(|l| l.strong_count() > 0);
+            logs.push(log);
         }
+    }
+
+    /// Delivers everything the build's step logs still hold (a service's output written after
+    /// its start step ended, say), so that no log event follows the build's last event.
+    pub(crate) async fn settle_logs(&self) {
+        let logs: Vec<Arc<LogShared>> = self
+            .logs
+            .lock()
+            .map(|l| l.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        for log in logs {
+            log.flush().await;
+        }
+    }
+
+    /// Emits one event: every text in it is masked, then it is stamped and handed to the sink,
+    /// waiting while the sink is full.
+    pub(crate) async fn emit(&self, mut kind: EventKind) {
+        let masker = self.masker();
+        kind.for_each_text_mut(&mut |s| {
+            if let Cow::Owned(m) = masker.mask_str(s) {
+                *s = m;
+            }
+        });
+        let mut next = self.next.lock().await;
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        self.sink.emit(Event {
+        let event = Event {
+            schema: SCHEMA_VERSION,
             build_id: self.build_id.clone(),
-            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            seq: *next,
             at_ms,
             kind,
-        });
-    }
-}
-
-/// The log sink of one step: turns chunks into `Log` events with a running byte offset, and
-/// never splits a UTF-8 character across two events.
-pub(crate) struct StepLog {
-    emitter: Arc<Emitter>,
-    step: StepId,
-    state: Mutex<LogState>,
-}
-
-#[derive(Default)]
-struct LogState {
-    offset: u64,
-    /// Bytes that may start a secret, held back per stream until they are decided.
-    maskers: [StreamMasker; 3],
-    /// An incomplete UTF-8 sequence held back per stream (at most 3 bytes).
-    pending: [Vec<u8>; 3],
-}
-
-fn slot(stream: Stream) -> usize {
-    match stream {
-        Stream::Stdout => 0,
-        Stream::Stderr => 1,
-        Stream::System => 2,
-    }
-}
-
-impl StepLog {
-    pub(crate) fn new(emitter: Arc<Emitter>, step: StepId) -> Self {
-        Self {
-            emitter,
-            step,
-            state: Mutex::new(LogState::default()),
-        }
-    }
-
-    /// Emits whatever is still held back: masked, and incomplete UTF-8 as replacement characters.
-    pub(crate) fn flush(&self) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
         };
-        let masker = self.emitter.masker();
-        for (i, stream) in [Stream::Stdout, Stream::Stderr, Stream::System]
-            .into_iter()
-            .enumerate()
-        {
-            let mut rest = std::mem::take(&mut st.pending[i]);
-            st.maskers[i].finish(&masker, &mut rest);
-            if !rest.is_empty() {
-                let data = String::from_utf8_lossy(&rest).into_owned();
-                let offset = st.offset;
-                st.offset += rest.len() as u64;
-                self.emitter.emit(EventKind::Log {
-                    step: self.step.clone(),
-                    stream,
-                    offset,
-                    data,
-                });
-            }
-        }
-    }
-}
-
-/// How many bytes at the end of `b` start a UTF-8 character that is not complete yet.
-fn incomplete_tail(b: &[u8]) -> usize {
-    for back in 1..=b.len().min(4) {
-        let c = b[b.len() - back];
-        if c & 0xC0 == 0x80 {
-            continue;
-        }
-        let need = match c {
-            0xF0.. => 4,
-            0xE0.. => 3,
-            0xC0.. => 2,
-            _ => 1,
-        };
-        return if need > back { back } else { 0 };
-    }
-    0
-}
-
-impl fmt::Debug for StepLog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StepLog")
-            .field("step", &self.step)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LogSink for StepLog {
-    fn write(&self, stream: Stream, chunk: &[u8]) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        let i = slot(stream);
-        let mut bytes = std::mem::take(&mut st.pending[i]);
-        let masker = self.emitter.masker();
-        st.maskers[i].push(&masker, chunk, &mut bytes);
-        // Hold back a character cut by the chunk boundary; invalid bytes become U+FFFD.
-        let keep = incomplete_tail(&bytes);
-        let held = bytes.split_off(bytes.len() - keep);
-        st.pending[i] = held;
-        if bytes.is_empty() {
-            return;
-        }
-        let offset = st.offset;
-        st.offset += bytes.len() as u64;
-        let data = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        self.emitter.emit(EventKind::Log {
-            step: self.step.clone(),
-            stream,
-            offset,
-            data,
-        });
+        self.sink.emit(event).await;
+        *next += 1;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipewright_core::BuildStatus;
 
-    #[test]
-    fn log_events_never_split_a_character_and_offsets_add_up() {
+    #[tokio::test]
+    async fn every_text_is_masked_and_seq_has_no_gaps() {
         let events = Arc::new(Mutex::new(Vec::new()));
         let ev = events.clone();
         let sink: Arc<dyn EventSink> = Arc::new(move |e: Event| ev.lock().unwrap().push(e));
-        let log = StepLog::new(Arc::new(Emitter::new("b".into(), sink)), StepId("s".into()));
-        let text = "héllo → wörld ✓";
-        for b in text.as_bytes().chunks(1) {
-            log.write(Stream::Stdout, b);
-        }
-        log.flush();
-        let mut joined = String::new();
-        let mut expected_offset = 0;
-        for e in events.lock().unwrap().iter() {
-            if let EventKind::Log { offset, data, .. } = &e.kind {
-                assert_eq!(*offset, expected_offset);
-                expected_offset += data.len() as u64;
-                joined.push_str(data);
-            }
-        }
-        assert_eq!(joined, text);
+        let emitter = Emitter::new("b".into(), sink);
+        emitter.set_masker(Masker::new(["hunter2"]));
+        emitter
+            .emit(EventKind::BuildStarted {
+                job: "hunter2-job".into(),
+                pipeline: "p".into(),
+                number: 1,
+            })
+            .await;
+        emitter
+            .emit(EventKind::BuildStatus {
+                status: BuildStatus::Running,
+            })
+            .await;
+        let events = events.lock().unwrap();
+        let json = serde_json::to_string(&*events).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
+        assert!(events.iter().all(|e| e.schema == SCHEMA_VERSION));
     }
 }

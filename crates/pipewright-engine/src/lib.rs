@@ -7,19 +7,20 @@ mod events;
 mod outputs;
 mod plan;
 mod registry;
+mod step_ids;
+mod step_log;
 
 pub use caches::DirBlobStore;
-pub use events::{EventSink, NoEvents};
+pub use events::{ChannelSink, EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
+pub use pipewright_core::StepRecord;
 pub use pipewright_secrets::Masked;
 pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput};
 pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};
 
 use build::Build;
 use pipewright_config::Pipeline;
-use pipewright_core::{
-    BuildStatus, CancellationToken, Error, ErrorKind, Result, StepId, StepStatus, Version,
-};
+use pipewright_core::{BuildStatus, CancellationToken, Error, ErrorKind, Result, Version};
 use pipewright_dag::{Dag, NodeState, Outcome};
 pub use pipewright_versions::{MemoryStore, VersionStore};
 use std::collections::BTreeMap;
@@ -129,24 +130,8 @@ impl Default for RunOptions {
     }
 }
 
-/// The end of one step (for retried steps, of its last attempt).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepRecord {
-    /// The step's name (`<step>:on_failure`, `job:ensure`, `<service>:stop` for hooks and
-    /// services).
-    pub step: StepId,
-    /// How it ended.
-    pub status: StepStatus,
-    /// Attempts made (0 when skipped).
-    pub attempts: u32,
-    /// Time over all attempts.
-    pub duration: Duration,
-    /// Why it failed or was skipped, with the build's secrets masked.
-    pub reason: Option<Masked>,
-}
-
 /// The end of one build.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BuildResult {
     /// The build's id (also its workspace directory's name).
     pub build_id: String,
@@ -160,7 +145,8 @@ pub struct BuildResult {
     pub reason: Option<Masked>,
     /// Every step, in the order they ended.
     pub steps: Vec<StepRecord>,
-    /// Wall time.
+    /// Wall time (in JSON: `duration_ms`).
+    #[serde(rename = "duration_ms", with = "millis")]
     pub duration: Duration,
     /// The kept workspace, when [`EngineOptions::keep_workspace`] is set.
     pub workspace: Option<PathBuf>,
@@ -170,7 +156,7 @@ pub struct BuildResult {
 }
 
 /// The end of a pipeline run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PipelineResult {
     /// The builds that ran, in the order they finished.
     pub builds: Vec<BuildResult>,
@@ -382,7 +368,7 @@ impl Engine {
                         Ok(b) => b.run().await,
                         // A build that could not start is recorded as errored, never dropped:
                         // the pipeline's status is computed from these records.
-                        Err(e) => build::not_started(&job.name, opts, &e),
+                        Err(e) => build::not_started(&job.name, opts, &e).await,
                     };
                     let outcome = if result.status.passes() {
                         Outcome::Succeeded
@@ -436,6 +422,20 @@ impl Engine {
             not_run,
             status,
         })
+    }
+}
+
+/// `Duration` as whole milliseconds in JSON, as in the event contract.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

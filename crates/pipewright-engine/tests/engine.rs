@@ -69,7 +69,7 @@ impl Harness {
             .unwrap()
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::Log { step: s, data, .. } if s.0 == step => Some(data.clone()),
+                EventKind::Log { step: s, data, .. } if s.to_string() == step => Some(data.clone()),
                 _ => None,
             })
             .collect()
@@ -81,7 +81,7 @@ impl Harness {
         let mut max = 0;
         for e in self.events.lock().unwrap().iter() {
             match &e.kind {
-                EventKind::StepStarted { .. } => {
+                EventKind::StepStarted { attempt, .. } if *attempt > 0 => {
                     running += 1;
                     max = max.max(running);
                 }
@@ -98,7 +98,7 @@ impl Harness {
 fn step<'a>(b: &'a BuildResult, name: &str) -> &'a pipewright_engine::StepRecord {
     b.steps
         .iter()
-        .find(|s| s.step.0 == name)
+        .find(|s| s.step.to_string() == name)
         .unwrap_or_else(|| panic!("no step `{name}` in {:#?}", b.steps))
 }
 
@@ -957,8 +957,9 @@ job "j" {
     assert!(matches!(events[0].kind, EventKind::BuildStarted { .. }));
     assert!(matches!(
         events.last().unwrap().kind,
-        EventKind::BuildStatus {
-            status: BuildStatus::Succeeded
+        EventKind::BuildFinished {
+            status: BuildStatus::Succeeded,
+            ..
         }
     ));
 }

@@ -61,7 +61,7 @@ impl Harness {
             .unwrap()
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::Log { step: s, data, .. } if s.0 == step => Some(data.clone()),
+                EventKind::Log { step: s, data, .. } if s.to_string() == step => Some(data.clone()),
                 _ => None,
             })
             .collect()
@@ -71,7 +71,7 @@ impl Harness {
 fn step<'a>(b: &'a BuildResult, name: &str) -> &'a pipewright_engine::StepRecord {
     b.steps
         .iter()
-        .find(|s| s.step.0 == name)
+        .find(|s| s.step.to_string() == name)
         .unwrap_or_else(|| panic!("no step `{name}` in {:#?}", b.steps))
 }
 

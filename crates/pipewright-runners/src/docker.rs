@@ -651,9 +651,9 @@ impl DockerRunner {
         let stopped: Option<Error> = loop {
             tokio::select! {
                 item = attach.output.next() => match item {
-                    Some(Ok(LogOutput::StdOut { message })) => ctx.log.write(Stream::Stdout, &message),
-                    Some(Ok(LogOutput::StdErr { message })) => ctx.log.write(Stream::Stderr, &message),
-                    Some(Ok(LogOutput::Console { message })) => ctx.log.write(Stream::Stdout, &message),
+                    Some(Ok(LogOutput::StdOut { message })) => ctx.log.send(Stream::Stdout, &message).await,
+                    Some(Ok(LogOutput::StdErr { message })) => ctx.log.send(Stream::Stderr, &message).await,
+                    Some(Ok(LogOutput::Console { message })) => ctx.log.send(Stream::Stdout, &message).await,
                     Some(Ok(LogOutput::StdIn { .. })) => {}
                     Some(Err(e)) => {
                         tracing::warn!(container = id, error = %e, "log stream broke");

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -329,39 +330,65 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// The reader of one output pipe. `delivering` is set while a chunk waits for room in the log
+/// sink (a slow consumer), which is not a pipe held open.
+struct Pump {
+    handle: JoinHandle<()>,
+    delivering: Arc<AtomicBool>,
+}
+
 fn pump(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
     stream: Stream,
     log: Arc<dyn LogSink>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Pump {
+    let delivering = Arc::new(AtomicBool::new(false));
+    let flag = delivering.clone();
+    let handle = tokio::spawn(async move {
         let mut buf = vec![0u8; CHUNK];
         loop {
             match reader.read(&mut buf).await {
                 Ok(0) => break,
-                Ok(n) => log.write(stream, &buf[..n]),
+                Ok(n) => {
+                    // Awaited: a full sink stops the reading, and the pipe then the task.
+                    flag.store(true, Ordering::Relaxed);
+                    log.send(stream, &buf[..n]).await;
+                    flag.store(false, Ordering::Relaxed);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, stream = stream.as_str(), "reading task output failed");
                     break;
                 }
             }
         }
-    })
+    });
+    Pump { handle, delivering }
+}
+
+/// Waits up to `limit` for the pump to end, not counting the time it waits for the log sink.
+async fn settle(pump: &mut Pump, limit: Duration) -> bool {
+    loop {
+        if tokio::time::timeout(limit, &mut pump.handle).await.is_ok() {
+            return true;
+        }
+        if !pump.delivering.load(Ordering::Relaxed) {
+            return false;
+        }
+    }
 }
 
 /// Waits for the output pipes to close. If they stay open after the task's group is gone, a
 /// process outside the group holds them: stop the task's remaining processes, then give up on
 /// the pipes.
 async fn drain(
-    pumps: [Option<JoinHandle<()>>; 2],
+    pumps: [Option<Pump>; 2],
     task: &mut Task,
     cookie: &str,
     grace: Duration,
     ctx: &Ctx,
 ) {
-    for handle in pumps.into_iter().flatten() {
-        let mut handle = handle;
-        if tokio::time::timeout(PIPE_LINGER, &mut handle).await.is_ok() {
+    for mut pump in pumps.into_iter().flatten() {
+        if settle(&mut pump, PIPE_LINGER).await {
             continue;
         }
         let n = if task.supervisor.is_some() {
@@ -374,11 +401,8 @@ async fn drain(
                 "stopped {n} process(es) that left the task's process group but kept its output open"
             ));
         }
-        if tokio::time::timeout(Duration::from_secs(1), &mut handle)
-            .await
-            .is_err()
-        {
-            handle.abort();
+        if !settle(&mut pump, Duration::from_secs(1)).await {
+            pump.handle.abort();
         }
     }
 }

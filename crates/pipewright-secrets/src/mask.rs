@@ -173,7 +173,13 @@ impl Masker {
 
 /// Text that went through a [`Masker`]. Only [`Masker::masked`] makes one, so a field of this
 /// type (a failure reason in a build result) cannot hold a value the masker knew in plain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// It serializes as the plain string; deserializing one (a stored build result) trusts that it
+/// was masked when it was written.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Masked(String);
 
 impl Masked {

@@ -246,7 +246,7 @@ impl Service for ProcessService {
                         if n == 0 {
                             break;
                         }
-                        log.write(stream, &buf[..n]);
+                        log.send(stream, &buf[..n]).await;
                     }
                 });
             }

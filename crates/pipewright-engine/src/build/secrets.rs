@@ -2,7 +2,7 @@
 //! paths in dependency order, and every value registered with the build's masker.
 
 use super::{BoxFut, Build};
-use crate::events::StepLog;
+use crate::step_log::StepLog;
 use pipewright_config::{TypeSource, secret_placeholder, secret_placeholders};
 use pipewright_core::{
     Ctx, Error, ErrorKind, LogSink, Result, SecretMap, SecretRef, SecretSource, SecretValue,
@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 const MAX_CHAIN: usize = 10;
 
 /// The step name of build-level secret warnings in the event stream.
-const SECRETS_STEP: &str = "job:secrets";
+/// The path of the step that carries warnings about the job's secrets (shown `job:secrets`).
+const SECRETS_STEP: &str = "secrets";
 
 /// What a build has fetched: values by variable, whole maps by (type, path), sources by type,
 /// and the variables already warned about.
@@ -131,7 +132,17 @@ impl Build<'_> {
             return;
         }
         tracing::warn!(build = %self.meta.build_id, variable = var, "secret too short to mask");
-        let log = StepLog::new(self.emitter.clone(), StepId(SECRETS_STEP.into()));
+        // A step of its own (`job:secrets`), started and finished like any, so the event
+        // stream keeps its order rules.
+        let id = StepId::new([SECRETS_STEP], pipewright_core::StepRole::Hook);
+        self.emitter
+            .emit(pipewright_core::EventKind::StepStarted {
+                step: id.clone(),
+                attempt: 1,
+                attempts: 1,
+            })
+            .await;
+        let log = StepLog::new(self.emitter.clone(), id.clone(), 1);
         LogSink::write(
             &log,
             Stream::System,
@@ -142,7 +153,17 @@ impl Build<'_> {
             )
             .as_bytes(),
         );
-        log.flush();
+        log.flush().await;
+        self.finished(
+            &id,
+            1,
+            true,
+            pipewright_core::StepStatus::Succeeded,
+            None,
+            std::time::Duration::ZERO,
+            None,
+        )
+        .await;
     }
 
     fn resolve_at<'s>(
