@@ -4,6 +4,8 @@ mod build;
 mod error;
 mod event;
 mod memory;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use build::{Build, BuildId, BuildState, BuildStore, NewBuild, StepSummary};
 pub use error::{StoreError, StoreResult};
