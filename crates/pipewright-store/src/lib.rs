@@ -4,6 +4,7 @@ mod build;
 mod error;
 mod event;
 mod memory;
+mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
 

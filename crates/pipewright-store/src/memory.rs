@@ -2,7 +2,7 @@
 
 use crate::{
     Build, BuildId, BuildState, BuildStore, EventRecord, EventStore, NewBuild, StepSummary,
-    StoreError, StoreResult, now_ms,
+    StoreError, StoreResult, rules,
 };
 use async_trait::async_trait;
 use pipewright_core::{BuildStatus, Version};
@@ -53,30 +53,6 @@ fn index(id: BuildId) -> Option<usize> {
     usize::try_from(id.0).ok()?.checked_sub(1)
 }
 
-/// Rejects a write of `attempt` unless it is the build's current attempt.
-fn fence(build: &Build, attempt: u32) -> StoreResult<()> {
-    if build.attempt == attempt {
-        Ok(())
-    } else {
-        tracing::debug!(build = %build.id, attempt, current = build.attempt, "stale write rejected");
-        Err(StoreError::Stale {
-            build: build.id,
-            attempt,
-            current: build.attempt,
-        })
-    }
-}
-
-fn conflict(build: &Build, action: impl Into<String>) -> StoreError {
-    let action = action.into();
-    tracing::debug!(build = %build.id, state = %build.state, action, "write rejected by state");
-    StoreError::Conflict {
-        build: build.id,
-        state: build.state.to_string(),
-        action,
-    }
-}
-
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -107,17 +83,10 @@ impl MemoryStore {
 #[async_trait]
 impl BuildStore for MemoryStore {
     async fn create_build(&self, new: NewBuild) -> StoreResult<Build> {
-        if new.pipeline.is_empty() || new.job.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "a build needs a pipeline and a job, got `{}` and `{}`",
-                new.pipeline, new.job
-            )));
-        }
+        rules::validate_new(&new)?;
         self.with(|s| {
             if let Some(r) = new.rerun_of {
-                s.row(r).map_err(|_| {
-                    StoreError::Invalid(format!("the build it reruns, {r}, does not exist"))
-                })?;
+                s.row(r).map_err(|_| rules::no_rerun_target(r))?;
             }
             let id = BuildId(s.builds.len() as u64 + 1);
             let ids = s
@@ -125,31 +94,7 @@ impl BuildStore for MemoryStore {
                 .entry((new.pipeline.clone(), new.job.clone()))
                 .or_default();
             ids.push(id);
-            let state = if new.approvals_required > 0 {
-                BuildState::WaitingForApproval
-            } else {
-                BuildState::Pending
-            };
-            let build = Build {
-                id,
-                number: ids.len() as u64,
-                pipeline: new.pipeline,
-                job: new.job,
-                state,
-                attempt: 0,
-                worker: None,
-                inputs: new.inputs,
-                input_values: new.input_values,
-                rerun_of: new.rerun_of,
-                trigger: new.trigger,
-                approvals_required: new.approvals_required,
-                approved_by: Vec::new(),
-                reason: None,
-                created_at_ms: now_ms(),
-                started_at_ms: None,
-                finished_at_ms: None,
-            };
-            tracing::debug!(build = %id, pipeline = %build.pipeline, job = %build.job, number = build.number, "build created");
+            let build = rules::created(id, ids.len() as u64, new);
             s.builds.push(Row {
                 build: build.clone(),
                 steps: Vec::new(),
@@ -205,76 +150,20 @@ impl BuildStore for MemoryStore {
     }
 
     async fn approve_build(&self, id: BuildId, by: &str) -> StoreResult<Build> {
-        if by.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "an approval of build {id} needs an approver"
-            )));
-        }
-        self.update(id, |row| {
-            let b = &mut row.build;
-            if b.state != BuildState::WaitingForApproval {
-                return Err(conflict(b, format!("be approved by `{by}`")));
-            }
-            if !b.approved_by.iter().any(|a| a == by) {
-                b.approved_by.push(by.to_owned());
-            }
-            if b.approved_by.len() >= b.approvals_required as usize {
-                b.state = BuildState::Pending;
-                tracing::debug!(build = %id, "build approved");
-            }
-            Ok(())
-        })
+        self.update(id, |row| rules::approve(&mut row.build, by))
     }
 
     async fn claim_build(&self, id: BuildId, attempt: u32, worker: &str) -> StoreResult<Build> {
-        self.update(id, |row| {
-            let b = &mut row.build;
-            if b.state != BuildState::Pending {
-                return Err(conflict(b, format!("claim attempt {attempt}")));
-            }
-            if attempt <= b.attempt {
-                return Err(StoreError::Stale {
-                    build: id,
-                    attempt,
-                    current: b.attempt,
-                });
-            }
-            if attempt != b.attempt + 1 {
-                return Err(StoreError::Invalid(format!(
-                    "build {id}: a claim of attempt {attempt} skips attempt {}",
-                    b.attempt + 1
-                )));
-            }
-            b.state = BuildState::Claimed;
-            b.attempt = attempt;
-            b.worker = Some(worker.to_owned());
-            tracing::debug!(build = %id, attempt, worker, "build claimed");
-            Ok(())
-        })
+        self.update(id, |row| rules::claim(&mut row.build, attempt, worker))
     }
 
     async fn start_build(&self, id: BuildId, attempt: u32) -> StoreResult<Build> {
-        self.update(id, |row| {
-            let b = &mut row.build;
-            fence(b, attempt)?;
-            match b.state {
-                BuildState::Running => Ok(()),
-                BuildState::Claimed => {
-                    b.state = BuildState::Running;
-                    b.started_at_ms = Some(now_ms());
-                    Ok(())
-                }
-                _ => Err(conflict(b, format!("start attempt {attempt}"))),
-            }
-        })
+        self.update(id, |row| rules::start(&mut row.build, attempt))
     }
 
     async fn record_step(&self, id: BuildId, attempt: u32, step: &StepSummary) -> StoreResult<()> {
         self.update(id, |row| {
-            fence(&row.build, attempt)?;
-            if !row.build.state.is_held() {
-                return Err(conflict(&row.build, format!("record step `{}`", step.step)));
-            }
+            rules::record_step(&row.build, attempt, &step.step)?;
             match row.steps.iter_mut().find(|s| s.step == step.step) {
                 Some(existing) => *existing = step.clone(),
                 None => row.steps.push(step.clone()),
@@ -295,40 +184,15 @@ impl BuildStore for MemoryStore {
         status: BuildStatus,
         reason: Option<String>,
     ) -> StoreResult<Build> {
-        let Some(terminal) = BuildState::terminal(status) else {
-            return Err(StoreError::Invalid(format!(
-                "build {id} cannot finish as `{status}`: not a terminal status"
-            )));
-        };
         self.update(id, |row| {
-            let b = &mut row.build;
-            fence(b, attempt)?;
-            if b.state == terminal {
-                return Ok(());
-            }
-            if b.state.is_terminal() {
-                return Err(conflict(b, format!("finish as {status}")));
-            }
-            b.state = terminal;
-            b.reason = reason;
-            b.finished_at_ms = Some(now_ms());
-            tracing::debug!(build = %id, attempt, %status, "build finished");
-            Ok(())
+            rules::finish(&mut row.build, attempt, status, reason).map(|_| ())
         })
     }
 
     async fn requeue_build(&self, id: BuildId, attempt: u32) -> StoreResult<Build> {
         self.update(id, |row| {
-            let b = &mut row.build;
-            fence(b, attempt)?;
-            if !b.state.is_held() {
-                return Err(conflict(b, format!("re-queue attempt {attempt}")));
-            }
-            b.state = BuildState::Pending;
-            b.worker = None;
-            b.started_at_ms = None;
+            rules::requeue(&mut row.build, attempt)?;
             row.steps.clear();
-            tracing::debug!(build = %id, attempt, "build re-queued");
             Ok(())
         })
     }
@@ -343,7 +207,7 @@ impl EventStore for MemoryStore {
         events: &[EventRecord],
     ) -> StoreResult<usize> {
         self.with(|s| {
-            fence(&s.row(id)?.build, attempt)?;
+            rules::fence(&s.row(id)?.build, attempt)?;
             let stored = s.events.entry(id).or_default();
             let mut new = 0;
             for e in events {
