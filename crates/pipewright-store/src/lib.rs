@@ -5,6 +5,8 @@ mod error;
 mod event;
 mod memory;
 mod rules;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -13,6 +15,8 @@ pub use error::{StoreError, StoreResult};
 pub use event::{EventRecord, EventStore};
 pub use memory::MemoryStore;
 pub use pipewright_versions::{VersionId, VersionStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 /// Everything a server keeps: versions, builds and their events. Implemented for every type
 /// that implements the three traits, and object-safe (`Arc<dyn Store>`); a `&dyn Store`

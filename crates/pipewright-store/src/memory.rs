@@ -95,6 +95,7 @@ impl BuildStore for MemoryStore {
                 .or_default();
             ids.push(id);
             let build = rules::created(id, ids.len() as u64, new);
+            rules::log_created(&build);
             s.builds.push(Row {
                 build: build.clone(),
                 steps: Vec::new(),

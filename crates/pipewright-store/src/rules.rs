@@ -29,6 +29,11 @@ fn conflict(build: &Build, action: impl Into<String>) -> StoreError {
     }
 }
 
+/// Logs a build's creation.
+pub(crate) fn log_created(b: &Build) {
+    tracing::debug!(build = %b.id, pipeline = %b.pipeline, job = %b.job, number = b.number, "build created");
+}
+
 /// Checks what a new build must have.
 pub(crate) fn validate_new(new: &NewBuild) -> StoreResult<()> {
     if new.pipeline.is_empty() || new.job.is_empty() {
@@ -52,7 +57,6 @@ pub(crate) fn created(id: BuildId, number: u64, new: NewBuild) -> Build {
     } else {
         BuildState::Pending
     };
-    tracing::debug!(build = %id, pipeline = %new.pipeline, job = %new.job, number, "build created");
     Build {
         id,
         number,
