@@ -94,7 +94,12 @@ impl SqliteStore {
 fn step_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<StepSummary> {
     let status: String = col(row, "status")?;
     Ok(StepSummary {
-        step: StepId(col(row, "step")?),
+        // Stored as the id's JSON (`{"path":[…],"role":"step"}`): unique per step of a build.
+        step: {
+            let text: String = col(row, "step")?;
+            serde_json::from_str::<StepId>(&text)
+                .map_err(|_| StoreError::Invalid(format!("stored step id `{text}`")))?
+        },
         status: serde_json::from_value::<StepStatus>(serde_json::Value::String(status.clone()))
             .map_err(|_| StoreError::Invalid(format!("stored step status `{status}`")))?,
         attempts: uint(col(row, "attempts")?, "step attempts")?,
@@ -199,7 +204,10 @@ impl BuildStore for SqliteStore {
              reason = excluded.reason",
         )
         .bind(int(id.0, "build id")?)
-        .bind(&step.step.0)
+        .bind(
+            serde_json::to_string(&step.step)
+                .map_err(|e| StoreError::Invalid(format!("step id: {e}")))?,
+        )
         .bind(step.status.as_str())
         .bind(i64::from(step.attempts))
         .bind(step.duration_ms.map(|d| int(d, "duration")).transpose()?)

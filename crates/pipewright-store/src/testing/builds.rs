@@ -690,7 +690,7 @@ pub async fn recovery_listing(store: Arc<dyn Store>) {
 
 fn step_summary(name: &str, status: StepStatus) -> crate::StepSummary {
     crate::StepSummary {
-        step: StepId(name.to_owned()),
+        step: StepId::new([name], pipewright_core::StepRole::Step),
         status,
         attempts: 1,
         duration_ms: None,
@@ -723,7 +723,7 @@ pub async fn steps(store: Arc<dyn Store>) {
     };
     ok(STEPS, "replace", s.record_step(id, 1, &done).await);
     let got = ok(STEPS, "build_steps", s.build_steps(id).await);
-    let names: Vec<&str> = got.iter().map(|st| st.step.0.as_str()).collect();
+    let names: Vec<&str> = got.iter().map(|st| st.step.leaf()).collect();
     check(
         STEPS,
         names == ["get/git.app", "unit"],

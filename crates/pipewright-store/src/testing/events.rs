@@ -18,11 +18,13 @@ fn status_event(seq: u64) -> EventRecord {
 /// A log event at `seq` carrying `text`, built from a typed event.
 fn log_event(build: &str, seq: u64, text: &str) -> EventRecord {
     let event = Event {
+        schema: pipewright_core::SCHEMA_VERSION,
         build_id: build.to_owned(),
         seq,
         at_ms: 0,
         kind: EventKind::Log {
-            step: StepId("unit".to_owned()),
+            step: StepId::new(["unit"], pipewright_core::StepRole::Step),
+            attempt: 1,
             stream: Stream::Stdout,
             offset: 0,
             data: text.to_owned(),
