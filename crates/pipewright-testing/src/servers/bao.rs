@@ -29,8 +29,21 @@ impl OpenBao {
     /// The root token of every dev server started here.
     pub const ROOT_TOKEN: &'static str = "root-token";
 
-    /// Starts the server and waits until `/v1/sys/health` answers 200.
+    /// Starts the server and waits until `/v1/sys/health` answers 200. A dev server also binds
+    /// a cluster port next to its own, which a server started at the same moment may hold:
+    /// a start that fails that way is tried again on other ports (three tries in all).
     pub fn start() -> Result<Self, ServerError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::start_once() {
+                Err(ServerError::Failed { .. }) if tries < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once() -> Result<Self, ServerError> {
         let program =
             super::find_program("bao").ok_or_else(|| ServerError::Missing("bao".into()))?;
         let port = free_port().map_err(io("a port for bao"))?;
