@@ -17,7 +17,7 @@ for tool in ninja make; do
 done
 
 cargo build -q --release -p pipewright-cli --manifest-path "$root/Cargo.toml"
-pw="$root/target/release/pipewright"
+pw="${CARGO_TARGET_DIR:-$root/target}/release/pipewright"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

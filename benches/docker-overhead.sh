@@ -10,7 +10,7 @@ TASKS=20
 IMAGE="pipewright-test/busybox:latest"
 docker image inspect "$IMAGE" >/dev/null 2>&1 || ci/docker-test-image.sh
 cargo build -q --release -p pipewright-cli
-BIN=target/release/pipewright
+BIN="${CARGO_TARGET_DIR:-target}/release/pipewright"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 {
