@@ -30,7 +30,7 @@
 //! # #[async_trait::async_trait]
 //! # impl pipewright_core::Runner for MyRunner {
 //! #     async fn run(&self, _: &pipewright_core::Ctx, _: &TaskSpec, _: &pipewright_core::Workspace)
-//! #         -> pipewright_core::Result<pipewright_core::ExitStatus> { todo!() }
+//! #         -> pipewright_core::Result<pipewright_core::ExitStatus> { Ok(pipewright_core::ExitStatus::SUCCESS) }
 //! # }
 //! let runner = MyRunner;
 //! RunnerSuite::new(&runner, |script| {
