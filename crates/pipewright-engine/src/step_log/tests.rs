@@ -99,8 +99,10 @@ async fn a_slow_consumer_gets_every_byte_of_a_chatty_task_in_order() {
         peak <= LOG_BUFFER_BYTES + CHUNK,
         "{peak} bytes were queued, more than the buffer allows"
     );
+    // `most` counts the event just received as well: the sender may refill its slot before
+    // the consumer reads the queue's length.
     assert!(
-        most <= CHANNEL,
+        most <= CHANNEL + 1,
         "{most} events queued in a channel of {CHANNEL}"
     );
 }
