@@ -257,6 +257,32 @@ fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
     pipewright_config::load_file(file, &opts)
 }
 
+/// Loads the pipeline, or prints its diagnostics and gives the exit code (1).
+fn load_or_report(
+    file: &std::path::Path,
+    vars: &VarArgs,
+    color: &ColorArg,
+) -> Result<Loaded, ExitCode> {
+    load(file, vars).map_err(|err| {
+        report_failure(&err, color.enabled());
+        ExitCode::from(1)
+    })
+}
+
+/// The `--param` values for `jobs`, or the problems printed and the exit code (2, a usage error).
+fn job_inputs_or_report(
+    loaded: &Loaded,
+    jobs: &[String],
+    given: &[(String, String)],
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ExitCode> {
+    params::job_inputs(&loaded.pipeline, jobs, given).map_err(|e| {
+        for line in e.lines() {
+            eprintln!("error: {line}");
+        }
+        ExitCode::from(2)
+    })
+}
+
 fn report_failure(err: &LoadError, color: bool) {
     eprint!("{}", err.render(color));
     let n = err.error_count();
@@ -347,22 +373,13 @@ fn plan_cmd(c: PlanCmd) -> ExitCode {
         eprintln!("error: name the pipeline file: pipewright plan FILE --job NAME");
         return ExitCode::from(2);
     };
-    let loaded = match load(&path, &vars) {
+    let loaded = match load_or_report(&path, &vars, &color) {
         Ok(l) => l,
-        Err(err) => {
-            report_failure(&err, color.enabled());
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    let job_inputs = match params::job_inputs(&loaded.pipeline, std::slice::from_ref(&job), &params)
-    {
+    let job_inputs = match job_inputs_or_report(&loaded, std::slice::from_ref(&job), &params) {
         Ok(v) => v,
-        Err(e) => {
-            for line in e.lines() {
-                eprintln!("error: {line}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     ExitCode::from(plan::show(
         &loaded.pipeline,
@@ -445,12 +462,9 @@ fn run_cmd(c: RunCmd) -> ExitCode {
         eprintln!("error: name the pipeline file: pipewright run FILE");
         return ExitCode::from(2);
     };
-    let loaded = match load(&pipeline, &vars) {
+    let loaded = match load_or_report(&pipeline, &vars, &color) {
         Ok(l) => l,
-        Err(err) => {
-            report_failure(&err, color.enabled());
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     if loaded.pipeline.jobs.is_empty() {
         eprintln!(
@@ -459,14 +473,9 @@ fn run_cmd(c: RunCmd) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let job_inputs = match params::job_inputs(&loaded.pipeline, &job, &params) {
+    let job_inputs = match job_inputs_or_report(&loaded, &job, &params) {
         Ok(v) => v,
-        Err(e) => {
-            for line in e.lines() {
-                eprintln!("error: {line}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if output != Output::Json
         && let Some(note) = params::server_only_notice(&loaded.pipeline, &job)
