@@ -124,7 +124,7 @@ pub fn server_only_notice(pipeline: &Pipeline, jobs: &[String]) -> Option<String
         "`concurrency`, `serial_groups` and `interruptible` limit builds across runs: `run` starts one build per job",
         selected
             .iter()
-            .filter(|j| j.concurrency > 0 || !j.serial_groups.is_empty() || j.interruptible)
+            .filter(|j| j.concurrency != 1 || !j.serial_groups.is_empty() || j.interruptible)
             .map(|j| j.name.as_str())
             .collect(),
     );

@@ -226,7 +226,7 @@ impl Loader<'_> {
         let concurrency = r
             .attr("concurrency")
             .and_then(|a| self.uint(file, a, ctx, 0))
-            .unwrap_or(0);
+            .unwrap_or(1);
         let serial_groups = r
             .attr("serial_groups")
             .map(|a| self.slugs(file, a, ctx))

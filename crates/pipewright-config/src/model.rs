@@ -296,7 +296,7 @@ pub struct Job {
     pub name: String,
     /// The `for_each`/`matrix` group it was expanded from.
     pub group: Option<String>,
-    /// Max simultaneous builds (0: unlimited).
+    /// Max simultaneous builds (default 1, 0: unlimited).
     pub concurrency: u32,
     /// Cross-job mutual exclusion groups.
     pub serial_groups: Vec<String>,

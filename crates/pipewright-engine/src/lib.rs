@@ -94,6 +94,9 @@ pub struct RunOptions {
     /// Version history shared with other runs (a server's); `None`: a fresh in-memory store
     /// for this run, so a pipeline run flows versions through `passed` on its own.
     pub store: Option<Arc<dyn VersionStore>>,
+    /// Choose among the versions the store already holds instead of checking resources while
+    /// planning (a server, whose check loops keep the store current).
+    pub no_checks: bool,
 }
 
 impl RunOptions {
@@ -126,6 +129,7 @@ impl Default for RunOptions {
             force: CancellationToken::new(),
             events: Arc::new(NoEvents),
             store: None,
+            no_checks: false,
         }
     }
 }
@@ -165,6 +169,49 @@ pub struct PipelineResult {
     /// `Succeeded` when at least one build ran and every build passed, `Cancelled` when the run
     /// was cancelled, `Errored` when a build could not run, otherwise `Failed`.
     pub status: BuildStatus,
+}
+
+/// What [`Engine::check_resource`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// How many versions the store did not have before.
+    pub new_versions: usize,
+    /// What the check printed, masked.
+    pub log: String,
+}
+
+/// A job of one `get` of `decl`: what a check outside any build runs as.
+fn check_job(decl: &pipewright_config::Resource) -> pipewright_config::Job {
+    use pipewright_config::{GetStep, Hooks, Job, Step, StepKind, VersionPolicy};
+    Job {
+        name: format!("check-{}", decl.name),
+        group: None,
+        concurrency: 1,
+        serial_groups: Vec::new(),
+        timeout: None,
+        tags: decl.tags.clone(),
+        allow_failure: false,
+        interruptible: false,
+        disable_retry: true,
+        inputs: Vec::new(),
+        approve: None,
+        steps: vec![Step {
+            name: decl.name.clone(),
+            kind: StepKind::Get(GetStep {
+                resource: decl.id.clone(),
+                trigger: false,
+                passed: Vec::new(),
+                version: VersionPolicy::Latest,
+                params: Default::default(),
+            }),
+            timeout: None,
+            attempts: 1,
+            hooks: Hooks::default(),
+            loc: Default::default(),
+        }],
+        hooks: Hooks::default(),
+        loc: Default::default(),
+    }
 }
 
 /// Runs jobs and pipelines with the plug-ins of a [`Registry`].
@@ -270,15 +317,14 @@ impl Engine {
                 ),
             ));
         }
-        Ok(BuildPlan {
-            schema: PLAN_SCHEMA,
-            pipeline: opts.pipeline_name.clone(),
-            job: j.name.clone(),
-            number: opts.number,
+        Ok(BuildPlan::new(
+            pipeline,
+            &opts.pipeline_name,
+            &j.name,
+            opts.number,
             inputs,
-            job_inputs: opts.job_inputs.clone(),
-            definition: plan::definition(pipeline, &j.name),
-        })
+            opts.job_inputs.clone(),
+        ))
     }
 
     /// Runs one build exactly as `plan` says, in this process: no pipeline file, no type
@@ -304,6 +350,46 @@ impl Engine {
         )?
         .run()
         .await)
+    }
+
+    /// Checks resource `resource` (its id, `type.name`) once, as a build's `get` would (its
+    /// secrets resolved, its type's runner bound), and saves what it finds in `opts.store`.
+    /// Returns how many versions were new and the check's log. Errors when the resource does
+    /// not exist or the check fails.
+    pub async fn check_resource(
+        &self,
+        pipeline: &Pipeline,
+        resource: &str,
+        opts: &RunOptions,
+    ) -> Result<CheckOutcome> {
+        let decl = pipeline.resources.get(resource).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the pipeline has no resource `{resource}`"),
+            )
+        })?;
+        let job = check_job(decl);
+        let store = opts.store();
+        let before = store.latest_version(resource).await?.map(|(id, _)| id);
+        let log = Build::prepare(self, pipeline, &job, opts, store.clone(), None)?
+            .check_only(decl)
+            .await?;
+        let mut new_versions = 0;
+        let mut page = None;
+        'pages: loop {
+            let got = store.versions(resource, 100, page).await?;
+            let Some(last) = got.last().map(|(id, _)| *id) else {
+                break;
+            };
+            for (id, _) in &got {
+                if Some(*id) <= before {
+                    break 'pages;
+                }
+                new_versions += 1;
+            }
+            page = Some(last);
+        }
+        Ok(CheckOutcome { new_versions, log })
     }
 
     /// Runs `jobs` (all jobs when empty) as one DAG: a job starts when the jobs it names in

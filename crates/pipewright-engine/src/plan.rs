@@ -50,6 +50,27 @@ pub struct PlannedInput {
 }
 
 impl BuildPlan {
+    /// The plan of a build of `job` of `pipeline` (named `name`) with inputs already chosen:
+    /// what a server makes from a build whose versions it pinned at creation.
+    pub fn new(
+        pipeline: &Pipeline,
+        name: &str,
+        job: &str,
+        number: u64,
+        inputs: BTreeMap<String, PlannedInput>,
+        job_inputs: BTreeMap<String, serde_json::Value>,
+    ) -> Self {
+        BuildPlan {
+            schema: PLAN_SCHEMA,
+            pipeline: name.to_owned(),
+            job: job.to_owned(),
+            number,
+            inputs,
+            job_inputs,
+            definition: definition(pipeline, job),
+        }
+    }
+
     /// Checks that this engine can execute the plan.
     pub fn check(&self) -> pipewright_core::Result<()> {
         use pipewright_core::{Error, ErrorKind};

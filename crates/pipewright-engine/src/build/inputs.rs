@@ -45,6 +45,42 @@ impl Build<'_> {
         chosen
     }
 
+    /// Checks `decl` once (secrets resolved first) and returns the check's log text; the
+    /// planning workspace is removed.
+    pub(crate) async fn check_only(
+        self,
+        decl: &pipewright_config::Resource,
+    ) -> Result<String, Error> {
+        let mut ctx = Ctx::new();
+        ctx.cancel = self.opts.cancel.child_token();
+        ctx.build = self.meta.clone();
+        let get = self.job.steps.iter().find_map(|s| match &s.kind {
+            pipewright_config::StepKind::Get(g) => Some(g),
+            _ => None,
+        });
+        let checked = match (get, self.preload_secrets(&ctx).await) {
+            (Some(g), Ok(_)) => self.discover(g, decl, &ctx).await,
+            (None, _) => Err(Error::new(ErrorKind::Other, "a check job has no get")),
+            (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+            tracing::warn!(error = %e, dir = %self.workdir.display(), "could not remove the check workspace");
+        }
+        let log = self
+            .check_logs
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(decl.id.as_str()))
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(_, chunk)| chunk)
+            .collect::<Vec<u8>>();
+        let log = self.emitter.mask(&String::from_utf8_lossy(&log));
+        checked
+            .map(|()| log)
+            .map_err(|e| Error::new(e.kind(), self.emitter.mask(&e.to_string())))
+    }
+
     /// Chooses the inputs unless a plan was given.
     pub(super) async fn ensure_plan(&self, ctx: &Ctx) -> Result<(), Error> {
         if self.plan.lock().map(|p| p.is_some()).unwrap_or(false) {
@@ -100,7 +136,13 @@ impl Build<'_> {
                 out.insert(rid.to_owned(), input);
                 continue;
             }
-            if let Err(e) = self.discover(g, decl, ctx).await {
+            let discovered =
+                if self.opts.no_checks && !matches!(g.version, VersionPolicy::Pinned(_)) {
+                    Ok(())
+                } else {
+                    self.discover(g, decl, ctx).await
+                };
+            if let Err(e) = discovered {
                 if e.kind() == ErrorKind::Cancelled {
                     return Err(e);
                 }

@@ -31,7 +31,8 @@ impl OpenBao {
 
     /// Starts the server and waits until `/v1/sys/health` answers 200. A dev server also binds
     /// a cluster port next to its own, which a server started at the same moment may hold:
-    /// a start that fails that way is tried again on other ports (three tries in all).
+    /// a start that fails that way is tried again on other ports (three tries in all). Ports
+    /// are chosen so that the cluster port (`port + 1`) is free as well.
     pub fn start() -> Result<Self, ServerError> {
         let mut tries = 0;
         loop {
@@ -46,7 +47,7 @@ impl OpenBao {
     fn start_once() -> Result<Self, ServerError> {
         let program =
             super::find_program("bao").ok_or_else(|| ServerError::Missing("bao".into()))?;
-        let port = free_port().map_err(io("a port for bao"))?;
+        let port = free_pair().map_err(io("a port for bao"))?;
         let mut cmd = Command::new(program);
         cmd.args(["server", "-dev"])
             .arg(format!("-dev-root-token-id={}", Self::ROOT_TOKEN))
@@ -57,6 +58,14 @@ impl OpenBao {
         wait_for_port("bao server -dev", group.child(), port, READY)?;
         let until = Instant::now() + READY;
         while health(port) != Some(200) {
+            // The port may have answered for another server's cluster listener while this one
+            // failed to bind: its exit is a failed start, which `start` tries again.
+            if let Ok(Some(status)) = group.child().try_wait() {
+                return Err(ServerError::Failed {
+                    what: "bao server -dev".into(),
+                    detail: format!("exited before it was healthy: {status}"),
+                });
+            }
             if Instant::now() >= until {
                 return Err(ServerError::NotReady {
                     what: "bao server -dev".into(),
@@ -138,4 +147,15 @@ fn health(port: u16) -> Option<u16> {
     let n = s.read(&mut buf).ok()?;
     let head = std::str::from_utf8(&buf[..n]).ok()?;
     head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A free port whose successor is free too (the dev server's cluster listener takes it).
+fn free_pair() -> std::io::Result<u16> {
+    for _ in 0..50 {
+        let port = free_port()?;
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    free_port()
 }

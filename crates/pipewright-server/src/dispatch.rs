@@ -1,0 +1,262 @@
+//! The dispatcher: pending builds become plans on the queue when their job's `concurrency`
+//! and `serial_groups` allow; and restart recovery.
+
+use crate::error::{ServerError, ServerResult};
+use crate::hub::{Active, Hub};
+use crate::queue::Dispatch;
+use pipewright_core::{BuildStatus, CancellationToken};
+use pipewright_engine::{BuildPlan, PlannedInput};
+use pipewright_store::{Build, BuildState};
+use pipewright_versions::VersionStore;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Hub {
+    /// Puts builds a previous server process held (claimed or running when it died) back to
+    /// pending: their next claim is attempt + 1; nothing is lost and nothing runs twice at once.
+    /// Returns how many were re-queued.
+    pub async fn recover(&self) -> ServerResult<usize> {
+        let mut n = 0;
+        let mut after = None;
+        loop {
+            let held = self
+                .store
+                .builds_in_state(&[BuildState::Claimed, BuildState::Running], 200, after)
+                .await?;
+            let Some(last) = held.last().map(|b| b.id) else {
+                break;
+            };
+            for b in held {
+                self.store.requeue_build(b.id, b.attempt).await?;
+                tracing::info!(build = %b.id, pipeline = %b.pipeline, job = %b.job, number = b.number, attempt = b.attempt, "re-queued a build the previous server was running");
+                n += 1;
+            }
+            after = Some(last);
+        }
+        Ok(n)
+    }
+
+    /// The plan of `build`: its job from the pipeline in effect and the versions pinned when it
+    /// was created.
+    pub(crate) async fn plan_for(&self, build: &Build) -> ServerResult<BuildPlan> {
+        let p = self.pipeline(&build.pipeline).ok_or_else(|| {
+            ServerError::NotFound(format!(
+                "the pipeline `{}` is no longer served",
+                build.pipeline
+            ))
+        })?;
+        if !p.jobs.contains_key(&build.job) {
+            return Err(ServerError::NotFound(format!(
+                "the pipeline `{}` no longer has job `{}`",
+                build.pipeline, build.job
+            )));
+        }
+        let store = self.versions(&build.pipeline);
+        let mut inputs = BTreeMap::new();
+        for (rid, id) in &build.inputs {
+            let version = store.version(rid, *id).await?.ok_or_else(|| {
+                ServerError::NotFound(format!("version {} of `{rid}` is no longer stored", id.0))
+            })?;
+            inputs.insert(
+                rid.clone(),
+                PlannedInput {
+                    resource: rid.clone(),
+                    version: Some(version),
+                    local_dir: None,
+                    why: format!("pinned when build #{} was created", build.number),
+                    unresolved: None,
+                },
+            );
+        }
+        Ok(BuildPlan::new(
+            &p,
+            &build.pipeline,
+            &build.job,
+            build.number,
+            inputs,
+            build.input_values.clone(),
+        ))
+    }
+
+    /// One pass: dispatches every pending build whose job may start one now, oldest first.
+    pub(crate) async fn dispatch_round(&self) -> ServerResult<usize> {
+        let pending = self
+            .store
+            .builds_in_state(&[BuildState::Pending], 1000, None)
+            .await?;
+        let workers = self.workers();
+        let mut sent = 0;
+        let mut blocked_groups: BTreeSet<(String, String)> = BTreeSet::new();
+        for b in pending {
+            if self
+                .active
+                .lock()
+                .map(|a| a.contains_key(&b.id))
+                .unwrap_or(true)
+            {
+                continue;
+            }
+            let Some(p) = self.pipeline(&b.pipeline) else {
+                self.error_build(&b, "the pipeline is no longer served")
+                    .await;
+                continue;
+            };
+            let Some(job) = p.jobs.get(&b.job) else {
+                self.error_build(&b, &format!("the pipeline no longer has job `{}`", b.job))
+                    .await;
+                continue;
+            };
+            let groups: Vec<(String, String)> = job
+                .serial_groups
+                .iter()
+                .map(|g| (b.pipeline.clone(), g.clone()))
+                .collect();
+            if let Some(why) = self.must_wait(&b, job, &groups, &blocked_groups, &p.jobs) {
+                blocked_groups.extend(groups);
+                self.set_waiting(&b, why);
+                continue;
+            }
+            if !workers.is_empty()
+                && !workers
+                    .values()
+                    .any(|w| job.tags.iter().all(|t| w.tags.contains(t)))
+            {
+                self.set_waiting(
+                    &b,
+                    format!("no worker advertises the tags {}", job.tags.join(", ")),
+                );
+                continue;
+            }
+            let plan = match self.plan_for(&b).await {
+                Ok(plan) => plan,
+                Err(e) => {
+                    self.error_build(&b, &format!("the build cannot be planned: {e}"))
+                        .await;
+                    continue;
+                }
+            };
+            let seq_base = self.store.last_event_seq(b.id).await?.map_or(0, |s| s + 1);
+            let dispatch = Dispatch {
+                build: b.id,
+                attempt: b.attempt + 1,
+                seq_base,
+                tags: job.tags.clone(),
+                plan,
+            };
+            if let Ok(mut a) = self.active.lock() {
+                a.insert(
+                    b.id,
+                    Active {
+                        pipeline: b.pipeline.clone(),
+                        job: b.job.clone(),
+                        dispatched_at: std::time::Instant::now(),
+                    },
+                );
+            }
+            if let Ok(mut w) = self.waiting.lock() {
+                w.remove(&b.id);
+            }
+            match self.queue.publish(dispatch).await {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    tracing::warn!(build = %b.id, error = %e, "could not queue the build; trying again");
+                    if let Ok(mut a) = self.active.lock() {
+                        a.remove(&b.id);
+                    }
+                }
+            }
+        }
+        self.metrics.set_queue_depth(self.queue.depth());
+        Ok(sent)
+    }
+
+    /// Why `b` must wait, if it must: its job has `concurrency` builds going, or a build of a
+    /// job sharing a serial group is going (or an older one is waiting for it).
+    fn must_wait(
+        &self,
+        b: &Build,
+        job: &pipewright_config::Job,
+        groups: &[(String, String)],
+        blocked: &BTreeSet<(String, String)>,
+        jobs: &indexmap::IndexMap<String, pipewright_config::Job>,
+    ) -> Option<String> {
+        let active: Vec<Active> = self
+            .active
+            .lock()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
+        let same_job = active
+            .iter()
+            .filter(|a| a.pipeline == b.pipeline && a.job == b.job)
+            .count();
+        if job.concurrency > 0 && same_job >= job.concurrency as usize {
+            return Some(format!(
+                "waiting: job `{}` runs at most {} build{} at once",
+                b.job,
+                job.concurrency,
+                if job.concurrency == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some((_, g)) = groups.iter().find(|g| blocked.contains(*g)) {
+            return Some(format!(
+                "waiting: an older build of serial group `{g}` goes first"
+            ));
+        }
+        let mut by_job: HashMap<&str, usize> = HashMap::new();
+        for a in active.iter().filter(|a| a.pipeline == b.pipeline) {
+            *by_job.entry(a.job.as_str()).or_default() += 1;
+        }
+        for (other, _) in by_job {
+            let Some(o) = jobs.get(other) else { continue };
+            if let Some(g) = o
+                .serial_groups
+                .iter()
+                .find(|g| job.serial_groups.contains(g))
+            {
+                return Some(format!("waiting: job `{other}` holds serial group `{g}`"));
+            }
+        }
+        None
+    }
+
+    fn set_waiting(&self, b: &Build, why: String) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(b.id, why);
+        }
+    }
+
+    async fn error_build(&self, b: &Build, reason: &str) {
+        tracing::warn!(build = %b.id, reason, "build errored before it could run");
+        match self
+            .store
+            .finish_build(
+                b.id,
+                b.attempt,
+                BuildStatus::Errored,
+                Some(reason.to_owned()),
+            )
+            .await
+        {
+            Ok(_) => self.metrics.build_finished(BuildStatus::Errored),
+            Err(e) => tracing::warn!(build = %b.id, error = %e, "could not record the error"),
+        }
+        self.forget(b.id);
+        self.announce(b.id);
+    }
+}
+
+/// Runs dispatch rounds when woken (a build was created, approved or ended) and every second,
+/// until `stop`.
+pub(crate) async fn dispatcher(hub: Arc<Hub>, stop: CancellationToken) {
+    loop {
+        if let Err(e) = hub.dispatch_round().await {
+            tracing::warn!(error = %e, "dispatch round failed");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = hub.wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

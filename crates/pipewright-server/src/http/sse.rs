@@ -1,0 +1,151 @@
+//! `GET /builds/{id}/events`: the build's events as Server-Sent Events. `id:` is the event's
+//! `seq`; a client that reconnects with `Last-Event-ID` gets every later event exactly once;
+//! a comment every 15 s keeps proxies from closing an idle stream; the stream ends after the
+//! build's last event.
+
+use super::{ApiError, AppState, Caller};
+use crate::error::ServerError;
+use crate::hub::Hub;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use pipewright_api::Role;
+use pipewright_store::{BuildId, EventRecord};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct From {
+    /// Resume after this `seq` (for clients that cannot set `Last-Event-ID`).
+    after: Option<u64>,
+}
+
+pub(super) async fn events(
+    State(st): State<AppState>,
+    who: Caller,
+    Path(id): Path<String>,
+    Query(from): Query<From>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    who.require(Role::Viewer)?;
+    let id = id
+        .parse::<u64>()
+        .map(BuildId)
+        .map_err(|_| ApiError(ServerError::BadRequest(format!("`{id}` is not a build id"))))?;
+    st.hub.get_build(id).await?;
+    let last = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError(ServerError::BadRequest(
+                        "Last-Event-ID must be an event seq (an integer)".into(),
+                    ))
+                })?,
+        ),
+        None => from.after,
+    };
+    let state = Tail {
+        hub: st.hub.clone(),
+        id,
+        after: last,
+        buf: VecDeque::new(),
+        rx: st.hub.subscribe(),
+        done: false,
+    };
+    let stream =
+        futures_util::stream::unfold(
+            state,
+            |mut t| async move { t.next().await.map(|e| (Ok(e), t)) },
+        );
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("heartbeat"),
+    ))
+}
+
+struct Tail {
+    hub: Arc<Hub>,
+    id: BuildId,
+    after: Option<u64>,
+    buf: VecDeque<EventRecord>,
+    rx: broadcast::Receiver<BuildId>,
+    done: bool,
+}
+
+impl Tail {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(r) = self.buf.pop_front() {
+                self.after = Some(r.seq);
+                let name = r
+                    .body
+                    .get("event")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("event")
+                    .to_owned();
+                return Some(
+                    Event::default()
+                        .id(r.seq.to_string())
+                        .event(name)
+                        .data(r.body.to_string()),
+                );
+            }
+            if self.done {
+                return None;
+            }
+            // Subscribed before reading, so news between the read and the wait is not missed.
+            let page = self
+                .hub
+                .store
+                .events_after(self.id, self.after, 500)
+                .await
+                .ok()?;
+            if !page.is_empty() {
+                self.buf.extend(page);
+                continue;
+            }
+            let ended = self
+                .hub
+                .store
+                .build(self.id)
+                .await
+                .ok()
+                .flatten()
+                .is_none_or(|b| b.state.is_terminal());
+            if ended {
+                // Results are written after the last events: one more read catches a race.
+                let page = self
+                    .hub
+                    .store
+                    .events_after(self.id, self.after, 500)
+                    .await
+                    .ok()?;
+                self.buf.extend(page);
+                self.done = true;
+                continue;
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Until the build has news (or a while passes, in case a message was missed).
+    async fn wait(&mut self) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(until, self.rx.recv()).await {
+                Ok(Ok(id)) if id == self.id => return,
+                Ok(Ok(_)) => continue,
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => return,
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return,
+            }
+        }
+    }
+}

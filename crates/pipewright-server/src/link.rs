@@ -1,0 +1,212 @@
+//! How a worker reports to the server: claim an attempt, send its events, end it. The server
+//! side is the store's only writer; every call carries the attempt, so a worker fenced off by
+//! a newer claim changes nothing.
+
+use crate::hub::Hub;
+use async_trait::async_trait;
+use pipewright_core::{BuildStatus, CancellationToken, Event, EventKind};
+use pipewright_store::{BuildId, EventRecord, StepSummary, StoreError};
+use std::sync::Arc;
+
+/// Why a report was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The attempt is not (or no longer) this worker's: drop the build, do not retry.
+    #[error("{0}")]
+    Fenced(String),
+    /// The server could not take it now; the queue redelivers.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for LinkError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Stale { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::NotFound { .. } => LinkError::Fenced(e.to_string()),
+            other => LinkError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A claimed attempt.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Cancelled when the build is to stop (a user cancelled it, a newer build interrupted it).
+    pub cancel: CancellationToken,
+}
+
+/// A worker's side of the conversation with the server.
+#[async_trait]
+pub trait WorkerLink: Send + Sync {
+    /// Claims `attempt` of `build` for `worker` (a compare-and-set: of several claims of one
+    /// attempt, one wins) and marks it running.
+    async fn claim(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Claim, LinkError>;
+
+    /// Stores a batch of the attempt's events (already numbered for the build's stream).
+    async fn events(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        events: Vec<Event>,
+    ) -> Result<(), LinkError>;
+
+    /// Ends the attempt with its result (the reason already masked).
+    async fn finish(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        status: BuildStatus,
+        reason: Option<String>,
+    ) -> Result<(), LinkError>;
+}
+
+/// The in-process side: a worker in the server's own process reports straight to the hub.
+#[derive(Debug, Clone)]
+pub struct LocalLink(pub Arc<Hub>);
+
+#[async_trait]
+impl WorkerLink for LocalLink {
+    async fn claim(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Claim, LinkError> {
+        self.0.claim(build, attempt, worker).await
+    }
+
+    async fn events(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        events: Vec<Event>,
+    ) -> Result<(), LinkError> {
+        self.0.take_events(build, attempt, events).await
+    }
+
+    async fn finish(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        status: BuildStatus,
+        reason: Option<String>,
+    ) -> Result<(), LinkError> {
+        self.0.take_result(build, attempt, status, reason).await
+    }
+}
+
+impl Hub {
+    /// A worker claims an attempt.
+    pub async fn claim(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<Claim, LinkError> {
+        let claimed = self.store.claim_build(build, attempt, worker).await;
+        let b = match claimed {
+            Ok(b) => b,
+            Err(e) => {
+                // Not this attempt's to run (a duplicate, or the build ended meanwhile).
+                let state = self
+                    .store
+                    .build(build)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|b| b.state);
+                if state.is_none_or(|s| !s.is_held())
+                    && let Ok(mut a) = self.active.lock()
+                {
+                    a.remove(&build);
+                }
+                return Err(e.into());
+            }
+        };
+        self.store.start_build(build, attempt).await?;
+        let cancel = CancellationToken::new();
+        if let Ok(mut c) = self.cancels.lock() {
+            c.insert(build, cancel.clone());
+        }
+        if let Some(at) = self
+            .active
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&build).map(|x| x.dispatched_at))
+        {
+            self.metrics.observe_dispatch(at.elapsed());
+        }
+        tracing::info!(build = %build, attempt, worker, job = %b.job, number = b.number, "build started");
+        self.announce(build);
+        Ok(Claim { cancel })
+    }
+
+    /// A batch of a running attempt's events: stored in one call, with the summary of every
+    /// step that finished.
+    pub async fn take_events(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        events: Vec<Event>,
+    ) -> Result<(), LinkError> {
+        let records: Vec<EventRecord> = events
+            .iter()
+            .map(EventRecord::from_event)
+            .collect::<Result<_, _>>()?;
+        self.store.append_events(build, attempt, &records).await?;
+        for e in &events {
+            if let EventKind::StepFinished {
+                step,
+                attempt: tries,
+                status,
+                duration_ms,
+                reason,
+                ..
+            } = &e.kind
+            {
+                let summary = StepSummary {
+                    step: step.clone(),
+                    status: *status,
+                    attempts: *tries,
+                    duration_ms: Some(*duration_ms),
+                    reason: reason.clone(),
+                };
+                self.store.record_step(build, attempt, &summary).await?;
+            }
+        }
+        self.announce(build);
+        Ok(())
+    }
+
+    /// The result of an attempt.
+    pub async fn take_result(
+        self: &Arc<Self>,
+        build: BuildId,
+        attempt: u32,
+        status: BuildStatus,
+        reason: Option<String>,
+    ) -> Result<(), LinkError> {
+        let reason = match status {
+            BuildStatus::Cancelled => self
+                .cancel_reasons
+                .lock()
+                .ok()
+                .and_then(|mut r| r.remove(&build))
+                .or(reason),
+            _ => reason,
+        };
+        let done = self
+            .store
+            .finish_build(build, attempt, status, reason)
+            .await;
+        self.forget(build);
+        self.announce(build);
+        self.wake_dispatcher();
+        let b = done?;
+        self.metrics.build_finished(status);
+        tracing::info!(build = %build, job = %b.job, number = b.number, status = %status, "build finished");
+        if matches!(status, BuildStatus::Succeeded | BuildStatus::Warning) {
+            let hub = self.clone();
+            tokio::spawn(async move { hub.on_job_passed(&b.pipeline, &b.job).await });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! Prometheus metrics (`/metrics`); every name starts with `pipewright_`.
+
+use pipewright_core::BuildStatus;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+type Labels = Vec<(String, String)>;
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    created: Counter,
+    finished: Family<Labels, Counter>,
+    queue_depth: Gauge,
+    check_seconds: Histogram,
+    check_errors: Counter,
+    dispatch_seconds: Histogram,
+    http: Family<Labels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pipewright");
+        let created = Counter::default();
+        registry.register("builds_created", "Builds created", created.clone());
+        let finished = Family::<Labels, Counter>::default();
+        registry.register(
+            "builds_finished",
+            "Builds that ended, by status",
+            finished.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Build attempts waiting in the queue",
+            queue_depth.clone(),
+        );
+        let check_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "check_duration_seconds",
+            "How long resource checks take",
+            check_seconds.clone(),
+        );
+        let check_errors = Counter::default();
+        registry.register(
+            "check_errors",
+            "Resource checks that failed",
+            check_errors.clone(),
+        );
+        let dispatch_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "dispatch_latency_seconds",
+            "From a build's dispatch to a worker's claim of it",
+            dispatch_seconds.clone(),
+        );
+        let http = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests, by method and status",
+            http.clone(),
+        );
+        Self {
+            registry,
+            created,
+            finished,
+            queue_depth,
+            check_seconds,
+            check_errors,
+            dispatch_seconds,
+            http,
+        }
+    }
+
+    pub(crate) fn build_created(&self) {
+        self.created.inc();
+    }
+
+    pub(crate) fn build_finished(&self, status: BuildStatus) {
+        self.finished
+            .get_or_create(&vec![("status".into(), status.as_str().into())])
+            .inc();
+    }
+
+    pub(crate) fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn observe_check(&self, took: Duration, ok: bool) {
+        self.check_seconds.observe(took.as_secs_f64());
+        if !ok {
+            self.check_errors.inc();
+        }
+    }
+
+    pub(crate) fn observe_dispatch(&self, took: Duration) {
+        self.dispatch_seconds.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn http_request(&self, method: &str, status: u16) {
+        self.http
+            .get_or_create(&vec![
+                ("method".into(), method.into()),
+                ("status".into(), status.to_string()),
+            ])
+            .inc();
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

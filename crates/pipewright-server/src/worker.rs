@@ -1,0 +1,187 @@
+//! A worker: takes build attempts from the queue, claims them, runs their plans with the
+//! engine and reports events and results through a [`WorkerLink`]. The in-process worker
+//! (`--run-worker`) and a remote one run this same code.
+
+use crate::link::{LinkError, WorkerLink};
+use crate::queue::{Delivery, Queue, QueueError};
+use pipewright_core::{BuildStatus, CancellationToken, Event};
+use pipewright_engine::{ChannelSink, Engine, RunOptions};
+use pipewright_versions::VersionStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Events sent in one report at most; a busy log costs one store write per batch.
+const BATCH: usize = 512;
+/// How long a batch waits for more events before it is sent.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// A worker's settings and connections.
+#[derive(Clone)]
+pub struct Worker {
+    /// Its name (shown on builds).
+    pub name: String,
+    /// Tags it advertises.
+    pub tags: Vec<String>,
+    /// Builds at once.
+    pub concurrency: usize,
+    /// Runs the plans.
+    pub engine: Engine,
+    /// Where attempts come from.
+    pub queue: Arc<dyn Queue>,
+    /// Where reports go.
+    pub link: Arc<dyn WorkerLink>,
+    /// Version history the engine reads and records into.
+    pub versions: Arc<dyn Fn(&str) -> Arc<dyn VersionStore> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.name)
+            .field("tags", &self.tags)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Takes and runs builds until `drain` (then finishes what it runs and returns). `abandon`
+    /// stops running builds without reporting them: the server re-queues them.
+    pub async fn run(self, drain: CancellationToken, abandon: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                () = drain.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let delivery = tokio::select! {
+                () = drain.cancelled() => break,
+                d = self.queue.receive(&self.tags) => d,
+            };
+            match delivery {
+                Ok(d) => {
+                    let me = self.clone();
+                    let abandon = abandon.clone();
+                    running.spawn(async move {
+                        me.run_one(d, abandon).await;
+                        drop(permit);
+                    });
+                }
+                Err(QueueError::Closed) => break,
+                Err(e) => {
+                    tracing::warn!(worker = %self.name, error = %e, "cannot take builds; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            while running.try_join_next().is_some() {}
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn run_one(&self, delivery: Delivery, abandon: CancellationToken) {
+        let d = &delivery.dispatch;
+        let claim = match self.link.claim(d.build, d.attempt, &self.name).await {
+            Ok(c) => c,
+            Err(LinkError::Fenced(why)) => {
+                tracing::debug!(build = %d.build, attempt = d.attempt, why, "not ours to run");
+                let _ = self.queue.ack(&delivery).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(build = %d.build, error = %e, "could not claim the build");
+                return;
+            }
+        };
+        let (sink, rx) = ChannelSink::new(4096);
+        let forward = tokio::spawn(forward(
+            rx,
+            self.link.clone(),
+            d.build,
+            d.attempt,
+            d.seq_base,
+        ));
+        let opts = RunOptions {
+            cancel: claim.cancel.clone(),
+            force: abandon.child_token(),
+            events: Arc::new(sink),
+            store: Some((self.versions)(&d.plan.pipeline)),
+            ..RunOptions::default()
+        };
+        let abandoned = abandon.clone();
+        let stop_on_abandon = {
+            let cancel = claim.cancel.clone();
+            tokio::spawn(async move {
+                abandoned.cancelled().await;
+                cancel.cancel();
+            })
+        };
+        let result = self.engine.run_plan(&d.plan, &opts).await;
+        stop_on_abandon.abort();
+        drop(opts);
+        let _ = forward.await;
+        if abandon.is_cancelled() {
+            tracing::info!(build = %d.build, "build abandoned at shutdown; the server re-queues it");
+            return;
+        }
+        let (status, reason) = match result {
+            Ok(r) => (r.status, r.reason.map(|m| m.to_string())),
+            Err(e) => (BuildStatus::Errored, Some(e.to_string())),
+        };
+        match self.link.finish(d.build, d.attempt, status, reason).await {
+            Ok(()) | Err(LinkError::Fenced(_)) => {
+                let _ = self.queue.ack(&delivery).await;
+            }
+            Err(e) => tracing::warn!(build = %d.build, error = %e, "could not report the result"),
+        }
+    }
+}
+
+/// Sends the engine's events in batches, renumbered after the build's earlier attempts.
+async fn forward(
+    mut rx: mpsc::Receiver<Event>,
+    link: Arc<dyn WorkerLink>,
+    build: pipewright_store::BuildId,
+    attempt: u32,
+    seq_base: u64,
+) {
+    let mut fenced = false;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                _ => break,
+            }
+        }
+        if fenced {
+            continue;
+        }
+        for e in &mut batch {
+            e.build_id = build.to_string();
+            e.seq += seq_base;
+        }
+        let mut tries = 0;
+        loop {
+            match link.events(build, attempt, batch.clone()).await {
+                Ok(()) => break,
+                Err(LinkError::Fenced(why)) => {
+                    tracing::warn!(build = %build, attempt, why, "events refused: a newer attempt holds the build");
+                    fenced = true;
+                    break;
+                }
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(build = %build, error = %e, "could not send events; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    tracing::error!(build = %build, error = %e, "events lost after retries");
+                    break;
+                }
+            }
+        }
+    }
+}
