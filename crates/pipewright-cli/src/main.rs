@@ -6,9 +6,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod client;
 mod params;
 mod plan;
 mod run;
+mod server;
 
 /// Pipewright: a CI/CD toolkit. Pipelines are HCL files of resources, jobs and steps.
 #[derive(Debug, Parser)]
@@ -21,6 +23,8 @@ mod run;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: client::Conn,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +57,16 @@ enum Command {
     ///
     /// Example: pipewright graph --format dot pipeline.hcl | dot -Tsvg > pipeline.svg
     Graph(GraphCmd),
+    /// Run the CI server: check loops, triggers, a scheduler, workers and the HTTP API.
+    ///
+    /// In memory with a worker in the process, the whole CI is one command; `--db sqlite://…`
+    /// keeps builds and versions across restarts. The pipeline file never changes. See
+    /// docs/server.md.
+    ///
+    /// Example: pipewright server --db mem --queue mem --run-worker --pipeline pipeline.hcl
+    Server(server::ServerCmd),
+    #[command(flatten)]
+    Client(client::ClientCmd),
 }
 
 #[derive(Debug, Args)]
@@ -156,7 +170,7 @@ struct GraphCmd {
 }
 
 #[derive(Debug, Args)]
-struct VarArgs {
+pub(crate) struct VarArgs {
     /// Set a variable: `--var name=value` (repeatable; beats vars files, secrets and defaults).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
@@ -220,7 +234,7 @@ impl ColorArg {
     }
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("expected NAME=VALUE, got `{s}`")),
@@ -240,11 +254,11 @@ fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
-fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
     pipewright_config::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
+pub(crate) fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
     let opts = LoadOptions {
         catalog: run::registry(pipewright_runners::DEFAULT_GRACE, false).catalog(),
         vars: vars.vars.clone(),
@@ -334,7 +348,7 @@ fn output_mode(output: Output) -> run::Mode {
 }
 
 /// A pipeline's name: its file's stem.
-fn pipeline_name(path: &std::path::Path) -> String {
+pub(crate) fn pipeline_name(path: &std::path::Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "pipeline".into())
@@ -354,6 +368,8 @@ fn main() -> ExitCode {
         Command::Run(c) => run_cmd(c),
         Command::Validate(c) => validate_cmd(c),
         Command::Graph(c) => graph_cmd(c),
+        Command::Server(c) => server::server_cmd(c),
+        Command::Client(c) => client::client_cmd(c, &cli.conn),
     }
 }
 

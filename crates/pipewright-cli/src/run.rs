@@ -74,7 +74,7 @@ pub(crate) fn types_cache_dir() -> PathBuf {
     default_cache_root().join("types")
 }
 
-fn default_workspace_root() -> PathBuf {
+pub(crate) fn default_workspace_root() -> PathBuf {
     match cache_home() {
         Some(c) => c.join("pipewright").join("builds"),
         None => std::env::temp_dir().join("pipewright-builds"),

@@ -1,0 +1,245 @@
+//! `pipewright server`: the whole CI in one process, on the store and queue the flags name.
+
+use crate::VarArgs;
+use clap::Args;
+use pipewright_engine::{Engine, EngineOptions};
+use pipewright_server::{
+    LocalWorker, MemoryQueue, Queue, Server, ServerConfig, ServerOptions, Tokens,
+};
+use pipewright_store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `pipewright server`.
+#[derive(Debug, Args)]
+pub struct ServerCmd {
+    /// Where builds, events and versions are kept: `mem` (nothing survives a restart),
+    /// `sqlite://PATH` (a file, created when missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, alias = "db-system", value_name = "URL", default_value = "mem")]
+    db: String,
+    /// How builds reach workers: `mem` (workers in this process, `--run-worker`).
+    #[arg(long, alias = "pubsub-system", value_name = "URL", default_value = "mem")]
+    queue: String,
+    /// Run a worker in this process.
+    #[arg(long)]
+    run_worker: bool,
+    /// Tags the in-process worker advertises (comma-separated).
+    #[arg(long, value_name = "a,b", value_delimiter = ',')]
+    worker_tags: Vec<String>,
+    /// Builds the in-process worker runs at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    worker_concurrency: usize,
+    /// A pipeline to serve: `NAME=PATH`, or a PATH whose file stem is the name (repeatable).
+    #[arg(long, alias = "pipeline-config", value_name = "[NAME=]PATH", required = true)]
+    pipeline: Vec<String>,
+    /// Where the API listens.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The admin token's file; created (mode 0600) with a random token when missing. Tokens
+    /// made with `pipewright token create` are kept, hashed, beside it.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Serve reads (pipelines, builds, logs) without a token; changes still need one.
+    #[arg(long)]
+    public: bool,
+    #[command(flatten)]
+    vars: VarArgs,
+    /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
+    #[arg(long, value_name = "DIR")]
+    workspace_root: Option<PathBuf>,
+    /// How long a stopped task may take to exit after SIGTERM before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_grace)]
+    kill_grace: Duration,
+    /// How long SIGTERM waits for running builds before stopping and re-queuing them.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::parse_grace)]
+    shutdown_grace: Duration,
+    /// Let `run "docker"` blocks ask for `privileged = true`.
+    #[arg(long)]
+    allow_privileged: bool,
+}
+
+/// The default token file, shared with the client so a local server and `pipewright trigger`
+/// work together with no setup: `$XDG_CONFIG_HOME/pipewright/token`.
+pub fn default_token_file() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("pipewright")
+        .join("token")
+}
+
+fn pipelines(specs: &[String]) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for spec in specs {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !n.contains('/') => (n.to_owned(), PathBuf::from(p)),
+            _ => (crate::pipeline_name(std::path::Path::new(spec)), PathBuf::from(spec)),
+        };
+        if !path.is_file() {
+            return Err(format!("--pipeline {spec}: `{}` is not a file", path.display()));
+        }
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(format!(
+                "--pipeline {spec}: two pipelines are named `{name}`; name one with NAME=PATH"
+            ));
+        }
+        let path = std::path::absolute(&path).map_err(|e| format!("--pipeline {spec}: {e}"))?;
+        out.push((name, path));
+    }
+    Ok(out)
+}
+
+async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
+    if url == "mem" || url == "memory" {
+        return Ok(Arc::new(pipewright_store::MemoryStore::new()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if path.is_empty() {
+            return Err("--db sqlite://PATH needs a path".into());
+        }
+        return pipewright_store::SqliteStore::open(path)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| format!("--db {url}: {e}"));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(format!(
+            "--db {url}: the PostgreSQL store is not built yet; use `mem` or `sqlite://PATH`"
+        ));
+    }
+    Err(format!(
+        "--db {url}: expected `mem`, `sqlite://PATH` or `postgres://…`"
+    ))
+}
+
+fn open_queue(url: &str) -> Result<Arc<dyn Queue>, String> {
+    match url {
+        "mem" | "memory" => Ok(Arc::new(MemoryQueue::new())),
+        u if u.starts_with("nats://") => Err(format!(
+            "--queue {u}: the NATS queue is not built yet; use `mem` with --run-worker"
+        )),
+        u => Err(format!("--queue {u}: expected `mem` or `nats://HOST:PORT`")),
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn server_cmd(c: ServerCmd) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(serve(c)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(c: ServerCmd) -> Result<(), String> {
+    let specs = pipelines(&c.pipeline)?;
+    let queue = open_queue(&c.queue)?;
+    if !c.run_worker {
+        eprintln!(
+            "note: no --run-worker and no remote workers yet: builds will wait in the queue"
+        );
+    }
+    let store = open_store(&c.db).await?;
+    if c.db == "mem" || c.db == "memory" {
+        eprintln!("note: --db mem keeps everything in memory: builds, versions and logs are gone when the server stops");
+    }
+    let token_file = c.token_file.clone().unwrap_or_else(default_token_file);
+    let (admin, made) = pipewright_server::tokens::admin_token(&token_file)
+        .map_err(|e| format!("--token-file {}: {e}", token_file.display()))?;
+    if made {
+        eprintln!("wrote a new admin token to {}", token_file.display());
+    }
+    let tokens = Tokens::new(&admin, Some(token_file.with_extension("tokens.json")))
+        .map_err(|e| e.to_string())?;
+    let root = c
+        .workspace_root
+        .clone()
+        .unwrap_or_else(crate::run::default_workspace_root);
+    let engine = Engine::new(crate::run::registry(c.kill_grace, c.allow_privileged)).with_options(
+        EngineOptions {
+            workspace_root: std::path::absolute(&root).map_err(|e| e.to_string())?,
+            kill_grace: c.kill_grace,
+            cache_root: crate::run::default_cache_root(),
+            ..EngineOptions::default()
+        },
+    );
+    let vars = c.vars;
+    let loader: pipewright_server::Loader = Arc::new(move |file: &std::path::Path| {
+        crate::load(file, &vars).map(|l| l.pipeline).map_err(|e| e.render(false))
+    });
+    let server = Server::start(ServerConfig {
+        listen: c.listen,
+        pipelines: specs.clone(),
+        options: ServerOptions {
+            public: c.public,
+            shutdown_grace: c.shutdown_grace,
+            ..ServerOptions::default()
+        },
+        worker: c.run_worker.then(|| LocalWorker {
+            name: format!("{}-local", hostname()),
+            tags: c.worker_tags.clone(),
+            concurrency: c.worker_concurrency,
+        }),
+        store,
+        queue,
+        engine,
+        loader,
+        tokens,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let names: Vec<&str> = specs.iter().map(|(n, _)| n.as_str()).collect();
+    eprintln!(
+        "pipewright server listening on http://{} (pipelines: {}; db: {}; queue: {}{})",
+        server.addr,
+        names.join(", "),
+        c.db,
+        c.queue,
+        if c.run_worker { "; with a local worker" } else { "" }
+    );
+    if server.recovered > 0 {
+        eprintln!("re-queued {} build(s) the previous server was running", server.recovered);
+    }
+    wait_for_stop().await;
+    eprintln!("stopping: running builds get {:?} to finish", c.shutdown_grace);
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}
