@@ -14,7 +14,12 @@ use std::time::Duration;
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
     /// The server's URL.
-    #[arg(long, env = "PIPEWRIGHT_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "PIPEWRIGHT_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     /// The token (default: $PIPEWRIGHT_TOKEN, else the file `--token-file`).
     #[arg(long, env = "PIPEWRIGHT_TOKEN", hide_env_values = true, global = true)]
@@ -156,7 +161,9 @@ impl Client {
                 match std::fs::read_to_string(&file) {
                     Ok(t) => Some(t.trim().to_owned()),
                     Err(_) if conn.token_file.is_none() => None,
-                    Err(e) => return Err(Failure(2, format!("--token-file {}: {e}", file.display()))),
+                    Err(e) => {
+                        return Err(Failure(2, format!("--token-file {}: {e}", file.display())));
+                    }
                 }
             }
         };
@@ -172,7 +179,10 @@ impl Client {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(method, format!("{}{}{path}", self.base, pipewright_api::PREFIX));
+        let r = self.http.request(
+            method,
+            format!("{}{}{path}", self.base, pipewright_api::PREFIX),
+        );
         match &self.token {
             Some(t) => r.bearer_auth(t),
             None => r,
@@ -193,15 +203,22 @@ impl Client {
             .map(|b| b.error)
             .unwrap_or(text);
         let code = if status.is_client_error() { 2 } else { 3 };
-        Err(Failure(code, format!("the server answered {status}: {msg}")))
+        Err(Failure(
+            code,
+            format!("the server answered {status}: {msg}"),
+        ))
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(&self, r: reqwest::RequestBuilder) -> Result<T, Failure> {
-        self.send(r)
-            .await?
-            .json()
-            .await
-            .map_err(|e| Failure(3, format!("the server's answer is not what this client expects: {e}")))
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        r: reqwest::RequestBuilder,
+    ) -> Result<T, Failure> {
+        self.send(r).await?.json().await.map_err(|e| {
+            Failure(
+                3,
+                format!("the server's answer is not what this client expects: {e}"),
+            )
+        })
     }
 }
 
@@ -213,7 +230,10 @@ fn split<'a>(what: &str, s: &'a str) -> Result<(&'a str, &'a str), Failure> {
 
 /// Runs a client command.
 pub fn client_cmd(cmd: ClientCmd, conn: &Conn) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -248,17 +268,30 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
         ClientCmd::Builds { job, limit, json } => {
             let (p, j) = split("JOB", &job)?;
             let list: Vec<BuildView> = c
-                .json(c.req(Method::GET, &format!("/pipelines/{p}/jobs/{j}/builds?limit={limit}")))
+                .json(c.req(
+                    Method::GET,
+                    &format!("/pipelines/{p}/jobs/{j}/builds?limit={limit}"),
+                ))
                 .await?;
             if json {
-                crate::write_out(format_args!("{}\n", serde_json::to_string_pretty(&list).unwrap_or_default()));
+                crate::write_out(format_args!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                ));
             } else {
                 print_builds(&list);
             }
             Ok(0)
         }
-        ClientCmd::Watch { build } | ClientCmd::Logs { build, follow: true } => follow(&c, build).await,
-        ClientCmd::Logs { build, follow: false } => {
+        ClientCmd::Watch { build }
+        | ClientCmd::Logs {
+            build,
+            follow: true,
+        } => follow(&c, build).await,
+        ClientCmd::Logs {
+            build,
+            follow: false,
+        } => {
             let text = c
                 .send(c.req(Method::GET, &format!("/builds/{build}/log")))
                 .await?
@@ -269,8 +302,13 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
             Ok(0)
         }
         ClientCmd::Cancel { build } => {
-            let b: BuildView = c.json(c.req(Method::POST, &format!("/builds/{build}/cancel"))).await?;
-            eprintln!("cancelling build {} ({}/{} #{})", b.id, b.pipeline, b.job, b.number);
+            let b: BuildView = c
+                .json(c.req(Method::POST, &format!("/builds/{build}/cancel")))
+                .await?;
+            eprintln!(
+                "cancelling build {} ({}/{} #{})",
+                b.id, b.pipeline, b.job, b.number
+            );
             Ok(0)
         }
         ClientCmd::Rerun { build, from, watch } => {
@@ -284,17 +322,27 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
             if watch { follow(&c, b.id).await } else { Ok(0) }
         }
         ClientCmd::Approve { build } => {
-            let b: BuildView = c.json(c.req(Method::POST, &format!("/builds/{build}/approve"))).await?;
-            eprintln!("approved build {} ({}/{} #{}): {}", b.id, b.pipeline, b.job, b.number, b.status);
+            let b: BuildView = c
+                .json(c.req(Method::POST, &format!("/builds/{build}/approve")))
+                .await?;
+            eprintln!(
+                "approved build {} ({}/{} #{}): {}",
+                b.id, b.pipeline, b.job, b.number, b.status
+            );
             Ok(0)
         }
         ClientCmd::Check { resource } => {
             let (p, r) = split("TYPE.NAME", &resource)?;
-            c.send(c.req(Method::POST, &format!("/pipelines/{p}/resources/{r}/check"))).await?;
+            c.send(c.req(Method::POST, &format!("/pipelines/{p}/resources/{r}/check")))
+                .await?;
             eprintln!("checking {r} of {p}");
             Ok(0)
         }
-        ClientCmd::Pin { resource, version, unpin } => {
+        ClientCmd::Pin {
+            resource,
+            version,
+            unpin,
+        } => {
             let (p, r) = split("TYPE.NAME", &resource)?;
             let path = format!("/pipelines/{p}/resources/{r}/pin");
             if unpin {
@@ -302,7 +350,11 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
                 eprintln!("unpinned {r}");
             } else {
                 let v: std::collections::BTreeMap<String, String> = version.into_iter().collect();
-                c.send(c.req(Method::PUT, &path).json(&serde_json::json!({ "version": v }))).await?;
+                c.send(
+                    c.req(Method::PUT, &path)
+                        .json(&serde_json::json!({ "version": v })),
+                )
+                .await?;
                 eprintln!("pinned {r}");
             }
             Ok(0)
@@ -316,7 +368,10 @@ async fn token(c: &Client, t: TokenCmd) -> Done {
     match t {
         TokenCmd::Create { role, name } => {
             let v: TokenView = c
-                .json(c.req(Method::POST, "/tokens").json(&serde_json::json!({"name": name, "role": role})))
+                .json(
+                    c.req(Method::POST, "/tokens")
+                        .json(&serde_json::json!({"name": name, "role": role})),
+                )
                 .await?;
             eprintln!("token `{}` ({}) made; it is shown once:", v.name, v.role);
             crate::write_out(format_args!("{}\n", v.token.unwrap_or_default()));
@@ -324,11 +379,17 @@ async fn token(c: &Client, t: TokenCmd) -> Done {
         TokenCmd::List => {
             let list: Vec<TokenView> = c.json(c.req(Method::GET, "/tokens")).await?;
             for v in list {
-                crate::write_out(format_args!("{}  {:<8}  {}\n", v.id, v.role.as_str(), v.name));
+                crate::write_out(format_args!(
+                    "{}  {:<8}  {}\n",
+                    v.id,
+                    v.role.as_str(),
+                    v.name
+                ));
             }
         }
         TokenCmd::Revoke { id } => {
-            c.send(c.req(Method::DELETE, &format!("/tokens/{id}"))).await?;
+            c.send(c.req(Method::DELETE, &format!("/tokens/{id}")))
+                .await?;
             eprintln!("revoked {id}");
         }
     }
@@ -346,7 +407,9 @@ async fn typed_params(
     if params.is_empty() {
         return Ok(out);
     }
-    let view: PipelineView = c.json(c.req(reqwest::Method::GET, &format!("/pipelines/{p}"))).await?;
+    let view: PipelineView = c
+        .json(c.req(reqwest::Method::GET, &format!("/pipelines/{p}")))
+        .await?;
     let job = view.jobs.iter().find(|x| x.name == j);
     for (k, raw) in params {
         let ty = job
@@ -362,7 +425,12 @@ async fn typed_params(
             Some("bool") => match raw.as_str() {
                 "true" => serde_json::Value::Bool(true),
                 "false" => serde_json::Value::Bool(false),
-                _ => return Err(Failure(2, format!("--param {k}: `{raw}` is not true or false"))),
+                _ => {
+                    return Err(Failure(
+                        2,
+                        format!("--param {k}: `{raw}` is not true or false"),
+                    ));
+                }
             },
             // Unknown names go as strings: the server names the problem.
             _ => serde_json::Value::String(raw.clone()),
@@ -389,7 +457,10 @@ fn announce(b: &BuildView) {
 }
 
 fn print_builds(list: &[BuildView]) {
-    crate::write_out(format_args!("{:>6}  {:>4}  {:<20}  {:>9}  TRIGGER\n", "ID", "#", "STATUS", "DURATION"));
+    crate::write_out(format_args!(
+        "{:>6}  {:>4}  {:<20}  {:>9}  TRIGGER\n",
+        "ID", "#", "STATUS", "DURATION"
+    ));
     for b in list {
         let dur = match (b.started_at_ms, b.finished_at_ms) {
             (Some(s), Some(f)) => format!("{:.1}s", f.saturating_sub(s) as f64 / 1000.0),
@@ -427,7 +498,9 @@ async fn follow(c: &Client, id: u64) -> Done {
             Err(f) => return Err(f),
         }
     }
-    let b: BuildView = c.json(c.req(reqwest::Method::GET, &format!("/builds/{id}"))).await?;
+    let b: BuildView = c
+        .json(c.req(reqwest::Method::GET, &format!("/builds/{id}")))
+        .await?;
     eprintln!(
         "build {} ({}/{} #{}) {}{}",
         b.id,
@@ -435,7 +508,10 @@ async fn follow(c: &Client, id: u64) -> Done {
         b.job,
         b.number,
         b.status,
-        b.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        b.reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
     );
     Ok(match b.status {
         BuildStatus::Succeeded | BuildStatus::Warning => 0,
@@ -494,7 +570,12 @@ fn show(data: &str) {
             }
         }
         Some("step_finished") if v.get("final").and_then(|f| f.as_bool()) == Some(true) => {
-            let name = v.pointer("/step/path").and_then(|p| p.as_array()).and_then(|p| p.last()).and_then(|s| s.as_str()).unwrap_or("?");
+            let name = v
+                .pointer("/step/path")
+                .and_then(|p| p.as_array())
+                .and_then(|p| p.last())
+                .and_then(|s| s.as_str())
+                .unwrap_or("?");
             let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("?");
             eprintln!("--- {name}: {status}");
         }

@@ -20,7 +20,12 @@ pub struct ServerCmd {
     #[arg(long, alias = "db-system", value_name = "URL", default_value = "mem")]
     db: String,
     /// How builds reach workers: `mem` (workers in this process, `--run-worker`).
-    #[arg(long, alias = "pubsub-system", value_name = "URL", default_value = "mem")]
+    #[arg(
+        long,
+        alias = "pubsub-system",
+        value_name = "URL",
+        default_value = "mem"
+    )]
     queue: String,
     /// Run a worker in this process.
     #[arg(long)]
@@ -32,7 +37,12 @@ pub struct ServerCmd {
     #[arg(long, value_name = "N", default_value_t = 4)]
     worker_concurrency: usize,
     /// A pipeline to serve: `NAME=PATH`, or a PATH whose file stem is the name (repeatable).
-    #[arg(long, alias = "pipeline-config", value_name = "[NAME=]PATH", required = true)]
+    #[arg(
+        long,
+        alias = "pipeline-config",
+        value_name = "[NAME=]PATH",
+        required = true
+    )]
     pipeline: Vec<String>,
     /// Where the API listens.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -77,10 +87,16 @@ fn pipelines(specs: &[String]) -> Result<Vec<(String, PathBuf)>, String> {
     for spec in specs {
         let (name, path) = match spec.split_once('=') {
             Some((n, p)) if !n.is_empty() && !n.contains('/') => (n.to_owned(), PathBuf::from(p)),
-            _ => (crate::pipeline_name(std::path::Path::new(spec)), PathBuf::from(spec)),
+            _ => (
+                crate::pipeline_name(std::path::Path::new(spec)),
+                PathBuf::from(spec),
+            ),
         };
         if !path.is_file() {
-            return Err(format!("--pipeline {spec}: `{}` is not a file", path.display()));
+            return Err(format!(
+                "--pipeline {spec}: `{}` is not a file",
+                path.display()
+            ));
         }
         if out.iter().any(|(n, _)| *n == name) {
             return Err(format!(
@@ -97,7 +113,10 @@ async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
     if url == "mem" || url == "memory" {
         return Ok(Arc::new(pipewright_store::MemoryStore::new()));
     }
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         if path.is_empty() {
             return Err("--db sqlite://PATH needs a path".into());
         }
@@ -128,7 +147,10 @@ fn open_queue(url: &str) -> Result<Arc<dyn Queue>, String> {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn server_cmd(c: ServerCmd) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -148,13 +170,13 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
     let specs = pipelines(&c.pipeline)?;
     let queue = open_queue(&c.queue)?;
     if !c.run_worker {
-        eprintln!(
-            "note: no --run-worker and no remote workers yet: builds will wait in the queue"
-        );
+        eprintln!("note: no --run-worker and no remote workers yet: builds will wait in the queue");
     }
     let store = open_store(&c.db).await?;
     if c.db == "mem" || c.db == "memory" {
-        eprintln!("note: --db mem keeps everything in memory: builds, versions and logs are gone when the server stops");
+        eprintln!(
+            "note: --db mem keeps everything in memory: builds, versions and logs are gone when the server stops"
+        );
     }
     let token_file = c.token_file.clone().unwrap_or_else(default_token_file);
     let (admin, made) = pipewright_server::tokens::admin_token(&token_file)
@@ -178,7 +200,9 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
     );
     let vars = c.vars;
     let loader: pipewright_server::Loader = Arc::new(move |file: &std::path::Path| {
-        crate::load(file, &vars).map(|l| l.pipeline).map_err(|e| e.render(false))
+        crate::load(file, &vars)
+            .map(|l| l.pipeline)
+            .map_err(|e| e.render(false))
     });
     let server = Server::start(ServerConfig {
         listen: c.listen,
@@ -208,13 +232,23 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
         names.join(", "),
         c.db,
         c.queue,
-        if c.run_worker { "; with a local worker" } else { "" }
+        if c.run_worker {
+            "; with a local worker"
+        } else {
+            ""
+        }
     );
     if server.recovered > 0 {
-        eprintln!("re-queued {} build(s) the previous server was running", server.recovered);
+        eprintln!(
+            "re-queued {} build(s) the previous server was running",
+            server.recovered
+        );
     }
     wait_for_stop().await;
-    eprintln!("stopping: running builds get {:?} to finish", c.shutdown_grace);
+    eprintln!(
+        "stopping: running builds get {:?} to finish",
+        c.shutdown_grace
+    );
     server.shutdown().await;
     Ok(())
 }
