@@ -152,6 +152,7 @@ impl Hub {
             .map(EventRecord::from_event)
             .collect::<Result<_, _>>()?;
         self.store.append_events(build, attempt, &records).await?;
+        self.metrics.events_stored(records.len());
         for e in &events {
             if let EventKind::StepFinished {
                 step,

@@ -20,6 +20,8 @@ pub struct Metrics {
     check_errors: Counter,
     dispatch_seconds: Histogram,
     http: Family<Labels, Counter>,
+    event_batches: Counter,
+    events: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -76,7 +78,21 @@ impl Metrics {
             "HTTP requests, by method and status",
             http.clone(),
         );
+        let event_batches = Counter::default();
+        registry.register(
+            "event_batches",
+            "Batches of build events written to the store (one write each)",
+            event_batches.clone(),
+        );
+        let events = Counter::default();
+        registry.register(
+            "events",
+            "Build events written to the store",
+            events.clone(),
+        );
         Self {
+            event_batches,
+            events,
             registry,
             created,
             finished,
@@ -112,6 +128,16 @@ impl Metrics {
 
     pub(crate) fn observe_dispatch(&self, took: Duration) {
         self.dispatch_seconds.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn events_stored(&self, n: usize) {
+        self.event_batches.inc();
+        self.events.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// Batches of events written so far, and the events in them.
+    pub fn event_writes(&self) -> (u64, u64) {
+        (self.event_batches.get(), self.events.get())
     }
 
     pub(crate) fn http_request(&self, method: &str, status: u16) {

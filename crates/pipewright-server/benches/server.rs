@@ -1,0 +1,266 @@
+//! Server figures, each against a floor measured in the same run (`cargo bench -p
+//! pipewright-server --bench server`; `N=…` sets the repetitions, `LOG_MB=…` the flood size):
+//!
+//! 1. dispatch latency: from a build's creation (its versions committed) to its task's first
+//!    log line, on the memory and SQLite stores, against the engine running the same plan with
+//!    no server (which includes the process spawn) and a bare `sh -c 'echo'`;
+//! 2. store writes for a task that prints `LOG_MB` megabytes: batches (one write each) per MB;
+//! 3. server memory (RSS) with 10,000 finished builds in the memory store.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Ci;
+use pipewright_core::{BuildStatus, Event, EventKind};
+use pipewright_engine::{ChannelSink, RunOptions};
+use pipewright_server::{Hub, LocalLink, MemoryQueue, ServerOptions, WorkerLink};
+use pipewright_store::{BuildId, NewBuild, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PIPELINE: &str = r#"
+job "hello" {
+  task "t" {
+    run "shell" {
+      cmd = "echo hi"
+    }
+  }
+}
+
+job "flood" {
+  input "mb" {
+    type    = number
+    default = 1
+  }
+  task "t" {
+    run "shell" {
+      cmd = "yes 'a log line of about sixty bytes, as a compiler or a test prints' | head -c $((INPUT_MB * 1000000))"
+    }
+  }
+}
+"#;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let n = env_usize("N", 30);
+    // First, so the other parts' allocations do not count.
+    memory(env_usize("BUILDS", 10_000)).await;
+    let spawn = median(
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                let out = std::process::Command::new("sh")
+                    .args(["-c", "echo hi"])
+                    .output()
+                    .unwrap();
+                assert_eq!(out.stdout, b"hi\n");
+                t.elapsed()
+            })
+            .collect(),
+    );
+    let engine = engine_only(n).await;
+    let mem = server_latency(n, Arc::new(pipewright_store::MemoryStore::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = pipewright_store::SqliteStore::open(dir.path().join("bench.db"))
+        .await
+        .unwrap();
+    let sqlite = server_latency(n, Arc::new(sqlite)).await;
+    println!("dispatch latency, build created -> first log line, median of {n}:");
+    println!("  sh -c 'echo hi' alone:            {:>7.2} ms", ms(spawn));
+    println!(
+        "  engine, no server (floor):         {:>7.2} ms",
+        ms(engine)
+    );
+    for (name, d) in [
+        ("server, memory store", mem),
+        ("server, SQLite store", sqlite),
+    ] {
+        println!(
+            "  {name}:           {:>7.2} ms  ({:.2}x the floor; {:+.2} ms beyond it)",
+            ms(d),
+            d.as_secs_f64() / engine.as_secs_f64(),
+            ms(d) - ms(engine)
+        );
+    }
+    flood(env_usize("LOG_MB", 100)).await;
+}
+
+/// The engine alone: plan → first log event, no server.
+async fn engine_only(n: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let loader = common::loader(dir.path());
+    let file = dir.path().join("p.hcl");
+    std::fs::write(&file, PIPELINE).unwrap();
+    let pipeline = loader(&file).unwrap();
+    let engine = common::engine(dir.path());
+    let plan = engine
+        .plan(&pipeline, "hello", &RunOptions::default())
+        .await
+        .unwrap();
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let (sink, mut rx) = ChannelSink::new(1024);
+        let opts = RunOptions {
+            events: Arc::new(sink),
+            ..RunOptions::default()
+        };
+        let t = Instant::now();
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            let plan = plan.clone();
+            async move { engine.run_plan(&plan, &opts).await }
+        });
+        while let Some(e) = rx.recv().await {
+            if is_hi(&e) {
+                times.push(t.elapsed());
+                break;
+            }
+        }
+        while rx.recv().await.is_some() {}
+        assert_eq!(run.await.unwrap().unwrap().status, BuildStatus::Succeeded);
+    }
+    median(times)
+}
+
+fn is_hi(e: &Event) -> bool {
+    matches!(&e.kind, EventKind::Log { data, .. } if data.contains("hi"))
+}
+
+/// A manual build through the server: created (versions chosen and committed) → its first log
+/// line stored.
+async fn server_latency(n: usize, store: Arc<dyn Store>) -> Duration {
+    let ci = Ci::start_with(PIPELINE, store, false).await;
+    let hub = ci.server.as_ref().unwrap().hub.clone();
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let mut news = hub.subscribe();
+        let b = hub
+            .trigger("p", "hello", Default::default(), "bench")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        'wait: loop {
+            for r in hub.store.events_after(b.id, None, 1000).await.unwrap() {
+                if r.log.as_deref().is_some_and(|l| l.contains("hi")) {
+                    times.push(t.elapsed());
+                    break 'wait;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), news.recv()).await;
+        }
+        ci.wait_done(b.id.0).await;
+    }
+    ci.stop().await;
+    median(times)
+}
+
+/// A task printing `mb` megabytes: how many store writes its events cost.
+async fn flood(mb: usize) {
+    let ci = Ci::start(PIPELINE).await;
+    let hub = ci.server.as_ref().unwrap().hub.clone();
+    let before = hub.metrics.event_writes();
+    let t = Instant::now();
+    let b = ci.trigger("flood", serde_json::json!({ "mb": mb })).await;
+    let done = ci.wait_done(b.id).await;
+    let took = t.elapsed();
+    assert_eq!(done.status, BuildStatus::Succeeded, "{done:?}");
+    let (batches, events) = hub.metrics.event_writes();
+    let (batches, events) = (batches - before.0, events - before.1);
+    let bytes = hub.store.log_text(BuildId(b.id)).await.unwrap().len();
+    println!(
+        "log flood: {:.0} MB in {:.1} s; {events} events in {batches} store writes ({:.1} writes per MB, {:.0} events per write)",
+        bytes as f64 / 1e6,
+        took.as_secs_f64(),
+        batches as f64 / (bytes as f64 / 1e6),
+        events as f64 / batches as f64
+    );
+    ci.stop().await;
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS before and after `n` builds went through the server's write path, each with a start,
+/// ten log lines and a finish, in the memory store.
+async fn memory(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(pipewright_store::MemoryStore::new());
+    let hub = Hub::new(
+        store.clone(),
+        common::engine(dir.path()),
+        Arc::new(MemoryQueue::new()),
+        common::loader(dir.path()),
+        ServerOptions::default(),
+    );
+    let link = LocalLink(hub.clone());
+    let before = rss_kb();
+    for i in 0..n {
+        let b = store
+            .create_build(NewBuild {
+                pipeline: "p".into(),
+                job: format!("job-{}", i % 20),
+                trigger: "bench".into(),
+                ..NewBuild::default()
+            })
+            .await
+            .unwrap();
+        link.claim(b.id, 1, "bench").await.unwrap();
+        let events: Vec<Event> = (0..10u64)
+            .map(|seq| Event {
+                schema: pipewright_core::SCHEMA_VERSION,
+                build_id: b.id.to_string(),
+                seq,
+                at_ms: 0,
+                kind: EventKind::Log {
+                    step: pipewright_core::StepId::new(["t"], pipewright_core::StepRole::Step),
+                    attempt: 1,
+                    stream: pipewright_core::Stream::Stdout,
+                    offset: seq * 40,
+                    data: format!("line {seq} of build {i}: all tests passed\n"),
+                },
+            })
+            .collect();
+        link.events(b.id, 1, events).await.unwrap();
+        link.finish(b.id, 1, BuildStatus::Succeeded, None)
+            .await
+            .unwrap();
+    }
+    let after = rss_kb();
+    println!(
+        "memory: RSS {:.1} MB before, {:.1} MB with {n} finished builds (+{:.1} MB, {:.2} KB per build)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after.saturating_sub(before)) as f64 / 1024.0,
+        (after.saturating_sub(before)) as f64 / n as f64
+    );
+}
