@@ -24,6 +24,9 @@ pub enum ServerError {
     /// The store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The route exists but not with this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Something else failed (500).
     #[error("{0}")]
     Internal(String),
@@ -38,6 +41,7 @@ impl ServerError {
             ServerError::Conflict(_) => "conflict",
             ServerError::Unauthorized(_) => "unauthorized",
             ServerError::Forbidden(_) => "forbidden",
+            ServerError::MethodNotAllowed(_) => "method_not_allowed",
             ServerError::Store(StoreError::NotFound { .. }) => "not_found",
             ServerError::Store(StoreError::Conflict { .. } | StoreError::Stale { .. }) => {
                 "conflict"
@@ -55,6 +59,7 @@ impl ServerError {
             "conflict" => 409,
             "unauthorized" => 401,
             "forbidden" => 403,
+            "method_not_allowed" => 405,
             "store_unavailable" => 503,
             _ => 500,
         }

@@ -69,6 +69,11 @@ pub fn router(hub: Arc<Hub>, tokens: Arc<Tokens>) -> Router {
                 "no such route: the API is under /api/v1 (see docs/server.md)".into(),
             ))
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError(ServerError::MethodNotAllowed(
+                "this route does not take that method (see docs/server.md)".into(),
+            ))
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }

@@ -11,7 +11,7 @@ use pipewright_api::{
 };
 use pipewright_store::BuildId;
 use pipewright_versions::{VersionId, VersionStore};
-use serde::Deserialize;
+use std::collections::HashMap;
 
 type Answer<T> = Result<T, ApiError>;
 
@@ -54,19 +54,46 @@ pub(super) async fn pipeline(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `?limit=&before=`, each a positive integer when given (else a 400 naming it).
+#[derive(Debug, Default)]
 pub(super) struct Page {
     limit: Option<usize>,
     before: Option<u64>,
+}
+
+impl Page {
+    fn parse(q: &HashMap<String, String>) -> Result<Page, ApiError> {
+        let num = |k: &str| -> Result<Option<u64>, ApiError> {
+            q.get(k)
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        ApiError(ServerError::BadRequest(format!(
+                            "`{k}` must be a non-negative integer, got `{v}`"
+                        )))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "limit" | "before")) {
+            return Err(ApiError(ServerError::BadRequest(format!(
+                "unknown query parameter `{k}` (known: limit, before)"
+            ))));
+        }
+        Ok(Page {
+            limit: num("limit")?.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+            before: num("before")?,
+        })
+    }
 }
 
 pub(super) async fn job_builds(
     State(st): State<AppState>,
     who: Caller,
     Path((p, j)): Path<(String, String)>,
-    Query(page): Query<Page>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Answer<Response> {
     who.require(Role::Viewer)?;
+    let page = Page::parse(&q)?;
     let pipeline = st
         .hub
         .pipeline(&p)
@@ -152,19 +179,14 @@ pub(super) async fn approve(
     Ok((StatusCode::ACCEPTED, Json(st.hub.build_view(&b).await?)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct VersionPage {
-    limit: Option<usize>,
-    before: Option<u64>,
-}
-
 pub(super) async fn versions(
     State(st): State<AppState>,
     who: Caller,
     Path((p, r)): Path<(String, String)>,
-    Query(page): Query<VersionPage>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Answer<Response> {
     who.require(Role::Viewer)?;
+    let page = Page::parse(&q)?;
     st.hub.resource_exists(&p, &r)?;
     let store = st.hub.versions(&p);
     let pinned = store.pinned(&r).await?;

@@ -12,24 +12,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use pipewright_api::Role;
 use pipewright_store::{BuildId, EventRecord};
-use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct From {
-    /// Resume after this `seq` (for clients that cannot set `Last-Event-ID`).
-    after: Option<u64>,
-}
-
 pub(super) async fn events(
     State(st): State<AppState>,
     who: Caller,
     Path(id): Path<String>,
-    Query(from): Query<From>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     who.require(Role::Viewer)?;
@@ -49,7 +42,15 @@ pub(super) async fn events(
                     ))
                 })?,
         ),
-        None => from.after,
+        // `?after=N` for clients that cannot set the header.
+        None => match q.get("after") {
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                ApiError(ServerError::BadRequest(format!(
+                    "`after` must be an event seq, got `{v}`"
+                )))
+            })?),
+            None => None,
+        },
     };
     let state = Tail {
         hub: st.hub.clone(),
@@ -144,7 +145,12 @@ impl Tail {
                 Ok(Ok(id)) if id == self.id => return,
                 Ok(Ok(_)) => continue,
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => return,
-                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return,
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    // The server is going away; do not spin.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return;
+                }
+                Err(_) => return,
             }
         }
     }
