@@ -41,6 +41,10 @@ impl Drop for Srv {
 
 /// Starts `pipewright server` on a free port and waits for its "listening" line.
 fn start(dir: &Path, db: &str) -> Srv {
+    start_with(dir, db, &[])
+}
+
+fn start_with(dir: &Path, db: &str, extra: &[&str]) -> Srv {
     let mut child = Command::new(BIN)
         .args([
             "server",
@@ -50,6 +54,7 @@ fn start(dir: &Path, db: &str) -> Srv {
             "--db",
             db,
         ])
+        .args(extra)
         .arg("--pipeline")
         .arg(dir.join("p.hcl"))
         .arg("--token-file")
@@ -259,4 +264,53 @@ fn a_server_that_cannot_start_says_why() {
     let (code, err) = run(&["--pipeline", "/nonexistent.hcl"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("is not a file"), "{err}");
+}
+
+fn sigterm(srv: &mut Srv) -> std::process::ExitStatus {
+    let st = Command::new("kill")
+        .args(["-TERM", &srv.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    srv.child.wait().unwrap()
+}
+
+#[test]
+fn sigterm_lets_a_running_build_finish_and_a_short_grace_requeues_it() {
+    let (dir, db) = setup();
+    let dir = dir.path();
+    let db = format!("sqlite://{}", db.display());
+    // Default grace: the running build finishes before the server exits.
+    let mut srv = start(dir, &db);
+    let (code, _, err) = client(dir, &srv, &["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(dir, &srv, "p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    assert!(sigterm(&mut srv).success());
+    drop(srv);
+    let srv = start(dir, &db);
+    let slow = builds(dir, &srv, "p/slow");
+    assert_eq!(
+        (slow[0]["status"].as_str(), slow[0]["attempt"].as_u64()),
+        (Some("succeeded"), Some(1))
+    );
+    drop(srv);
+
+    // A grace shorter than the build: stopped, re-queued, run again after the restart.
+    let mut srv = start_with(dir, &db, &["--shutdown-grace", "1s"]);
+    let (code, _, err) = client(dir, &srv, &["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(dir, &srv, "p/slow", |b| {
+        b.first()
+            .is_some_and(|b| b["number"] == 2 && b["status"] == "running")
+    });
+    assert!(sigterm(&mut srv).success());
+    drop(srv);
+    let srv = start(dir, &db);
+    let slow = wait_for(dir, &srv, "p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    assert_eq!(slow.len(), 2);
+    assert_eq!(slow[0]["attempt"], 2, "{:#?}", slow[0]);
 }
