@@ -2,6 +2,8 @@
 //! recovery after `kill -9` on SQLite (history kept, the interrupted build re-queued once and
 //! succeeded, nothing duplicated), and the one-command in-memory CI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -7,6 +7,8 @@
 //! 2. store writes for a task that prints `LOG_MB` megabytes: batches (one write each) per MB;
 //! 3. server memory (RSS) with 10,000 finished builds in the memory store.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -23,7 +23,7 @@ pub use metrics::Metrics;
 pub use queue::{Delivery, Dispatch, MemoryQueue, Queue, QueueError};
 pub use scoped::Scoped;
 pub use tokens::Tokens;
-pub use worker::Worker;
+pub use worker::{VersionsFor, Worker};
 
 use pipewright_core::CancellationToken;
 use pipewright_engine::Engine;
@@ -173,15 +173,15 @@ impl Server {
     pub async fn shutdown(self) {
         let grace = self.hub.options.shutdown_grace;
         self.drain.cancel();
-        if let Some(mut w) = self.worker {
-            if tokio::time::timeout(grace, &mut w).await.is_err() {
-                tracing::warn!(
-                    ?grace,
-                    "builds still running after the grace period: stopping and re-queuing them"
-                );
-                self.abandon.cancel();
-                let _ = w.await;
-            }
+        if let Some(mut w) = self.worker
+            && tokio::time::timeout(grace, &mut w).await.is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "builds still running after the grace period: stopping and re-queuing them"
+            );
+            self.abandon.cancel();
+            let _ = w.await;
         }
         match self.hub.recover().await {
             Ok(0) => {}

@@ -129,10 +129,10 @@ impl Queue for MemoryQueue {
                 if st.closed {
                     return Err(QueueError::Closed);
                 }
-                if let Some(i) = st.waiting.iter().position(|d| d.fits(tags)) {
-                    if let Some(dispatch) = st.waiting.remove(i) {
-                        return Ok(Delivery { dispatch });
-                    }
+                if let Some(i) = st.waiting.iter().position(|d| d.fits(tags))
+                    && let Some(dispatch) = st.waiting.remove(i)
+                {
+                    return Ok(Delivery { dispatch });
                 }
             }
             notified.await;

@@ -16,6 +16,9 @@ const BATCH: usize = 512;
 /// How long a batch waits for more events before it is sent.
 const LINGER: Duration = Duration::from_millis(20);
 
+/// The version history a worker gives the engine for a build of pipeline `name`.
+pub type VersionsFor = Arc<dyn Fn(&str) -> Arc<dyn VersionStore> + Send + Sync>;
+
 /// A worker's settings and connections.
 #[derive(Clone)]
 pub struct Worker {
@@ -32,7 +35,7 @@ pub struct Worker {
     /// Where reports go.
     pub link: Arc<dyn WorkerLink>,
     /// Version history the engine reads and records into.
-    pub versions: Arc<dyn Fn(&str) -> Arc<dyn VersionStore> + Send + Sync>,
+    pub versions: VersionsFor,
 }
 
 impl std::fmt::Debug for Worker {

@@ -1,6 +1,8 @@
 //! The HTTP API's contract: errors as JSON with the right 4xx, roles, SSE resume, logs,
 //! metrics, and pipelines that change while the server runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{ADMIN, Ci};

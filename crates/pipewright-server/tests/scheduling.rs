@@ -2,6 +2,8 @@
 //! `every` vs `latest`, concurrency, serial groups, interruptible jobs, approvals, inputs,
 //! reruns.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Ci, commit, repo};

@@ -1,6 +1,6 @@
 //! A real server on 127.0.0.1 for the tests: real store, real engine, real git repositories.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use pipewright_api::BuildView;
 use pipewright_engine::{BuiltinOptions, Engine, EngineOptions, Registry};
