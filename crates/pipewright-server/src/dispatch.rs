@@ -79,6 +79,45 @@ impl Hub {
         ))
     }
 
+    /// Cancels builds that waited for approval longer than their gate's `timeout`.
+    pub(crate) async fn expire_approvals(&self) -> ServerResult<()> {
+        let waiting = self
+            .store
+            .builds_in_state(&[BuildState::WaitingForApproval], 1000, None)
+            .await?;
+        let now = crate::hub::now_ms();
+        for b in waiting {
+            let timeout = self
+                .pipeline(&b.pipeline)
+                .and_then(|p| p.jobs.get(&b.job).and_then(|j| j.approve.clone()))
+                .and_then(|a| a.timeout);
+            let Some(timeout) = timeout else { continue };
+            let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            if now.saturating_sub(b.created_at_ms) < limit {
+                continue;
+            }
+            let reason = format!(
+                "no approval within {}",
+                pipewright_core::format_duration(timeout)
+            );
+            match self
+                .store
+                .finish_build(b.id, b.attempt, BuildStatus::Cancelled, Some(reason))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(build = %b.id, "approval timed out");
+                    self.metrics.build_finished(BuildStatus::Cancelled);
+                    self.announce(b.id);
+                }
+                Err(e) => {
+                    tracing::warn!(build = %b.id, error = %e, "could not expire the approval")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One pass: dispatches every pending build whose job may start one now, oldest first.
     pub(crate) async fn dispatch_round(&self) -> ServerResult<usize> {
         let pending = self
@@ -252,6 +291,9 @@ pub(crate) async fn dispatcher(hub: Arc<Hub>, stop: CancellationToken) {
     loop {
         if let Err(e) = hub.dispatch_round().await {
             tracing::warn!(error = %e, "dispatch round failed");
+        }
+        if let Err(e) = hub.expire_approvals().await {
+            tracing::warn!(error = %e, "approval expiry failed");
         }
         tokio::select! {
             () = stop.cancelled() => return,

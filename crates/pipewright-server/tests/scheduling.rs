@@ -190,6 +190,18 @@ job "gated" {
   }
 }
 
+job "gated-briefly" {
+  approve "release" {
+    approvals = 1
+    timeout   = "1s"
+  }
+  task "go" {
+    run "shell" {
+      cmd = "echo released"
+    }
+  }
+}
+
 job "flaky" {
   input "fail" {
     type    = bool
@@ -310,6 +322,16 @@ async fn approval_gates_a_build_until_approved() {
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
+    ci.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_that_does_not_come_in_time_cancels_the_build() {
+    let ci = Ci::start(SLOW).await;
+    let b = ci.trigger("gated-briefly", serde_json::json!({})).await;
+    let b = ci.wait_done(b.id).await;
+    assert_eq!(b.status, BuildStatus::Cancelled);
+    assert_eq!(b.reason.as_deref(), Some("no approval within 1s"));
     ci.stop().await;
 }
 
