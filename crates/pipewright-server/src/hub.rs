@@ -101,6 +101,8 @@ pub struct Hub {
     pub(crate) checks: Mutex<HashMap<String, CheckView>>,
     pub(crate) check_now: Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) workers: Mutex<BTreeMap<String, WorkerInfo>>,
+    /// Resources whose versions builds' puts added, to trigger on.
+    pub(crate) grown: Mutex<Vec<(String, String)>>,
     /// One trigger evaluation at a time, so two cannot both create "the" next build.
     pub(crate) triggering: tokio::sync::Mutex<()>,
     pub(crate) shutdown: CancellationToken,
@@ -141,6 +143,7 @@ impl Hub {
             checks: Mutex::new(HashMap::new()),
             check_now: Mutex::new(HashMap::new()),
             workers: Mutex::new(BTreeMap::new()),
+            grown: Mutex::new(Vec::new()),
             triggering: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
         })

@@ -125,7 +125,6 @@ impl Server {
                     concurrency: w.concurrency,
                 },
             );
-            let store = hub.store.clone();
             let worker = Worker {
                 name: w.name,
                 tags: w.tags,
@@ -133,8 +132,10 @@ impl Server {
                 engine: cfg.engine,
                 queue: cfg.queue.clone(),
                 link: Arc::new(LocalLink(hub.clone())),
-                versions: Arc::new(move |p: &str| {
-                    Arc::new(Scoped::new(store.clone(), p))
+                // As on a remote worker: the build's own history only; the server records
+                // what it used and produced from its events.
+                versions: Arc::new(|_: &str| {
+                    Arc::new(pipewright_versions::MemoryStore::new())
                         as Arc<dyn pipewright_versions::VersionStore>
                 }),
             };

@@ -31,6 +31,12 @@ impl From<StoreError> for LinkError {
     }
 }
 
+impl From<pipewright_versions::StoreError> for LinkError {
+    fn from(e: pipewright_versions::StoreError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
 /// A claimed attempt.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -173,7 +179,54 @@ impl Hub {
                 self.store.record_step(build, attempt, &summary).await?;
             }
         }
+        for e in &events {
+            if let EventKind::BuildFinished {
+                status, versions, ..
+            } = &e.kind
+            {
+                self.record_versions(build, *status, versions).await?;
+            }
+        }
         self.announce(build);
+        Ok(())
+    }
+
+    /// What a finished attempt used and produced, kept for `passed` and triggers: the server
+    /// records it (a worker has no store), and versions its puts made are new versions of
+    /// those resources.
+    async fn record_versions(
+        &self,
+        build: BuildId,
+        status: BuildStatus,
+        versions: &pipewright_core::BuildVersions,
+    ) -> Result<(), LinkError> {
+        use pipewright_versions::VersionStore;
+        let Some(b) = self.store.build(build).await? else {
+            return Ok(());
+        };
+        let store = self.versions(&b.pipeline);
+        let mut outputs = std::collections::BTreeMap::new();
+        let mut grown = Vec::new();
+        for (rid, produced) in &versions.produced {
+            let before = store.latest_version(rid).await?.map(|(id, _)| id);
+            let ids = store.save_versions(rid, produced).await?;
+            if ids.iter().any(|id| Some(*id) > before) {
+                grown.push(rid.clone());
+            }
+            outputs.insert(rid.clone(), ids);
+        }
+        store
+            .record_build(pipewright_versions::BuildRecord {
+                job: b.job.clone(),
+                number: b.number,
+                status,
+                inputs: b.inputs.clone(),
+                outputs,
+            })
+            .await?;
+        if let Ok(mut g) = self.grown.lock() {
+            g.extend(grown.into_iter().map(|r| (b.pipeline.clone(), r)));
+        }
         Ok(())
     }
 
@@ -204,10 +257,21 @@ impl Hub {
         let b = done?;
         self.metrics.build_finished(status);
         tracing::info!(build = %build, job = %b.job, number = b.number, status = %status, "build finished");
-        if matches!(status, BuildStatus::Succeeded | BuildStatus::Warning) {
-            let hub = self.clone();
-            tokio::spawn(async move { hub.on_job_passed(&b.pipeline, &b.job).await });
-        }
+        let grown: Vec<(String, String)> = self
+            .grown
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default();
+        let passed = matches!(status, BuildStatus::Succeeded | BuildStatus::Warning);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            for (pipeline, rid) in grown {
+                hub.on_new_versions(&pipeline, &rid).await;
+            }
+            if passed {
+                hub.on_job_passed(&b.pipeline, &b.job).await;
+            }
+        });
         Ok(())
     }
 }

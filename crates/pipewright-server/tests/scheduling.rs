@@ -372,3 +372,64 @@ async fn a_rerun_is_a_new_build_with_the_same_versions_and_inputs() {
     }
     ci.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_a_put_makes_triggers_the_jobs_that_get_it() {
+    let store = tempfile::tempdir().unwrap();
+    let hcl = format!(
+        r#"
+resource "artifact" "bundle" {{
+  params {{
+    dir = "{}"
+  }}
+}}
+
+job "build" {{
+  input "rev" {{
+    type = string
+  }}
+  task "package" {{
+    run "shell" {{
+      cmd = "mkdir -p out && echo $INPUT_REV > out/REVISION"
+    }}
+  }}
+  put "artifact" "bundle" {{
+    from = "out"
+  }}
+}}
+
+job "deploy" {{
+  get "artifact" "bundle" {{
+    trigger = true
+    passed  = ["build"]
+  }}
+  task "release" {{
+    run "shell" {{
+      cmd = "echo deploying $(cat bundle/REVISION)"
+    }}
+  }}
+}}
+"#,
+        store.path().display()
+    );
+    let ci = Ci::start(&hcl).await;
+    for rev in ["r1", "r2"] {
+        let b = ci.trigger("build", serde_json::json!({ "rev": rev })).await;
+        assert_eq!(ci.wait_done(b.id).await.status, BuildStatus::Succeeded);
+        let deploys = ci
+            .wait_builds("deploy", Duration::from_secs(20), |d| {
+                d.iter()
+                    .any(|d| d.status.is_terminal() && d.trigger.contains("artifact.bundle"))
+                    && d.iter().all(|d| d.status.is_terminal())
+                    && d.len() == if rev == "r1" { 1 } else { 2 }
+            })
+            .await;
+        assert_eq!(deploys[0].status, BuildStatus::Succeeded);
+        assert!(
+            ci.log(deploys[0].id)
+                .await
+                .contains(&format!("deploying {rev}"))
+        );
+    }
+    ci.stop().await;
+}
