@@ -93,7 +93,13 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> QueueError {
 /// A tag as a subject token: letters, digits, `-` and `_` kept, anything else `_`.
 fn token(tag: &str) -> String {
     tag.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -102,7 +108,11 @@ fn tag_key(tags: &[String]) -> String {
     let mut t: Vec<String> = tags.iter().map(|t| token(t)).collect();
     t.sort();
     t.dedup();
-    if t.is_empty() { "any".into() } else { t.join("+") }
+    if t.is_empty() {
+        "any".into()
+    } else {
+        t.join("+")
+    }
 }
 
 /// Every subset of `tags` (at most 2^8: more tags than that are refused).
@@ -141,10 +151,12 @@ impl NatsQueue {
             conn = conn.user_and_password(u.clone(), p.clone());
         }
         if let Some(creds) = &opts.credentials {
-            conn = conn
-                .credentials_file(creds)
-                .await
-                .map_err(|e| QueueError::Invalid(format!("the NATS credentials file {}: {e}", creds.display())))?;
+            conn = conn.credentials_file(creds).await.map_err(|e| {
+                QueueError::Invalid(format!(
+                    "the NATS credentials file {}: {e}",
+                    creds.display()
+                ))
+            })?;
         }
         let client = conn
             .connect(opts.url.as_str())
@@ -165,9 +177,15 @@ impl NatsQueue {
                 .await
                 .map_err(|e| unavailable(&format!("cannot create the stream {}", opts.stream), e))?
         } else {
-            js.get_stream(&opts.stream)
-                .await
-                .map_err(|e| unavailable(&format!("cannot find the stream {} (start the server first)", opts.stream), e))?
+            js.get_stream(&opts.stream).await.map_err(|e| {
+                unavailable(
+                    &format!(
+                        "cannot find the stream {} (start the server first)",
+                        opts.stream
+                    ),
+                    e,
+                )
+            })?
         };
         let have = &stream.cached_info().config;
         if have.retention != wanted.retention
@@ -225,7 +243,11 @@ impl NatsQueue {
     }
 
     /// One pull from `c`: a message, or none within `wait`.
-    async fn pull(&self, c: &consumer::PullConsumer, wait: Duration) -> QueueResult<Option<jetstream::Message>> {
+    async fn pull(
+        &self,
+        c: &consumer::PullConsumer,
+        wait: Duration,
+    ) -> QueueResult<Option<jetstream::Message>> {
         let mut batch = c
             .batch()
             .max_messages(1)
@@ -252,7 +274,11 @@ impl Queue for NatsQueue {
         headers.insert("Pipewright-Tags", message.tags.join(",").as_str());
         let ack = self
             .js
-            .publish_with_headers(self.subject(&tag_key(&message.tags)), headers, message.body.into())
+            .publish_with_headers(
+                self.subject(&tag_key(&message.tags)),
+                headers,
+                message.body.into(),
+            )
             .await
             .map_err(|e| unavailable("cannot publish", e))?
             .await
@@ -289,7 +315,13 @@ impl Queue for NatsQueue {
                         .headers
                         .as_ref()
                         .and_then(|h| h.get("Pipewright-Tags"))
-                        .map(|v| v.as_str().split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                        .map(|v| {
+                            v.as_str()
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let id = m
                         .headers
@@ -361,7 +393,10 @@ mod tests {
     fn tag_sets_have_one_key_whatever_the_order() {
         let s = |t: &[&str]| t.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
         assert_eq!(tag_key(&s(&[])), "any");
-        assert_eq!(tag_key(&s(&["linux", "gpu"])), tag_key(&s(&["gpu", "linux", "gpu"])));
+        assert_eq!(
+            tag_key(&s(&["linux", "gpu"])),
+            tag_key(&s(&["gpu", "linux", "gpu"]))
+        );
         assert_eq!(tag_key(&s(&["a.b"])), "a_b");
         assert_eq!(subsets(&s(&["a", "b"])).unwrap().len(), 4);
         assert!(subsets(&s(&["1", "2", "3", "4", "5", "6", "7", "8", "9"])).is_err());

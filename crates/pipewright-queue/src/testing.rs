@@ -63,44 +63,81 @@ pub async fn fifo(q: Arc<dyn Queue>) {
     }
     for i in 1..=3 {
         let d = take(&q, &[]).await;
-        assert_eq!(d.message, msg(&format!("fifo:{i}"), &[]), "fifo: out of order or changed");
+        assert_eq!(
+            d.message,
+            msg(&format!("fifo:{i}"), &[]),
+            "fifo: out of order or changed"
+        );
         assert_eq!(d.deliveries, 1, "fifo: a first delivery counts 1");
-        d.ack().await.unwrap_or_else(|e| panic!("fifo: ack failed: {e}"));
+        d.ack()
+            .await
+            .unwrap_or_else(|e| panic!("fifo: ack failed: {e}"));
     }
 }
 
 /// An id published twice is delivered once.
 pub async fn dedup(q: Arc<dyn Queue>) {
     assert!(publish(&q, msg("dedup:1", &[])).await);
-    assert!(!publish(&q, msg("dedup:1", &[])).await, "dedup: the second publish reported new");
+    assert!(
+        !publish(&q, msg("dedup:1", &[])).await,
+        "dedup: the second publish reported new"
+    );
     let d = take(&q, &[]).await;
-    d.ack().await.unwrap_or_else(|e| panic!("dedup: ack failed: {e}"));
-    assert!(gets_nothing(&q, &[], Duration::from_millis(500)).await, "dedup: delivered twice");
+    d.ack()
+        .await
+        .unwrap_or_else(|e| panic!("dedup: ack failed: {e}"));
+    assert!(
+        gets_nothing(&q, &[], Duration::from_millis(500)).await,
+        "dedup: delivered twice"
+    );
 }
 
 /// A message needing tags waits for a receiver with all of them.
 pub async fn tag_routing(q: Arc<dyn Queue>) {
     assert!(publish(&q, msg("tags:gpu", &["gpu"])).await);
-    assert!(gets_nothing(&q, &[], Duration::from_millis(500)).await, "tags: an untagged receiver took a gpu message");
-    assert!(gets_nothing(&q, &["linux"], Duration::from_millis(300)).await, "tags: the wrong tag took it");
+    assert!(
+        gets_nothing(&q, &[], Duration::from_millis(500)).await,
+        "tags: an untagged receiver took a gpu message"
+    );
+    assert!(
+        gets_nothing(&q, &["linux"], Duration::from_millis(300)).await,
+        "tags: the wrong tag took it"
+    );
     let d = take(&q, &["linux", "gpu"]).await;
     assert_eq!(d.message.id, "tags:gpu");
-    d.ack().await.unwrap_or_else(|e| panic!("tags: ack failed: {e}"));
+    d.ack()
+        .await
+        .unwrap_or_else(|e| panic!("tags: ack failed: {e}"));
     assert!(publish(&q, msg("tags:any", &[])).await);
     let d = take(&q, &["gpu"]).await;
-    assert_eq!(d.message.id, "tags:any", "tags: a message with no tags goes to anyone");
-    d.ack().await.unwrap_or_else(|e| panic!("tags: ack failed: {e}"));
+    assert_eq!(
+        d.message.id, "tags:any",
+        "tags: a message with no tags goes to anyone"
+    );
+    d.ack()
+        .await
+        .unwrap_or_else(|e| panic!("tags: ack failed: {e}"));
 }
 
 /// An unacknowledged delivery comes back after the ack wait.
 pub async fn redelivery(q: Arc<dyn Queue>) {
     assert!(publish(&q, msg("redeliver:1", &[])).await);
     let first = take(&q, &[]).await;
-    assert!(gets_nothing(&q, &[], ACK_WAIT / 2).await, "redelivery: delivered again before the ack wait");
+    assert!(
+        gets_nothing(&q, &[], ACK_WAIT / 2).await,
+        "redelivery: delivered again before the ack wait"
+    );
     let again = take(&q, &[]).await;
     assert_eq!(again.message.id, "redeliver:1");
-    assert_eq!(again.deliveries, first.deliveries + 1, "redelivery: the count did not grow");
-    again.ack().await.unwrap_or_else(|e| panic!("redelivery: ack failed: {e}"));
+    assert_eq!(
+        again.deliveries,
+        first.deliveries + 1,
+        "redelivery: the count did not grow"
+    );
+    again
+        .ack()
+        .await
+        .unwrap_or_else(|e| panic!("redelivery: ack failed: {e}"));
 }
 
 /// A delivery kept alive with `progress` is not redelivered.
@@ -113,32 +150,52 @@ pub async fn progress(q: Arc<dyn Queue>) {
     };
     for _ in 0..8 {
         tokio::time::sleep(ACK_WAIT / 4).await;
-        d.progress().await.unwrap_or_else(|e| panic!("progress: failed: {e}"));
+        d.progress()
+            .await
+            .unwrap_or_else(|e| panic!("progress: failed: {e}"));
     }
-    assert!(other.await.unwrap_or(false), "progress: redelivered while kept alive");
-    d.ack().await.unwrap_or_else(|e| panic!("progress: ack failed: {e}"));
+    assert!(
+        other.await.unwrap_or(false),
+        "progress: redelivered while kept alive"
+    );
+    d.ack()
+        .await
+        .unwrap_or_else(|e| panic!("progress: ack failed: {e}"));
 }
 
 /// An acknowledged delivery never comes back.
 pub async fn ack(q: Arc<dyn Queue>) {
     assert!(publish(&q, msg("ack:1", &[])).await);
-    take(&q, &[]).await.ack().await.unwrap_or_else(|e| panic!("ack: failed: {e}"));
-    assert!(gets_nothing(&q, &[], ACK_WAIT + ACK_WAIT / 2).await, "ack: came back");
+    take(&q, &[])
+        .await
+        .ack()
+        .await
+        .unwrap_or_else(|e| panic!("ack: failed: {e}"));
+    assert!(
+        gets_nothing(&q, &[], ACK_WAIT + ACK_WAIT / 2).await,
+        "ack: came back"
+    );
 }
 
 /// A delivery given back comes back after the delay.
 pub async fn nak(q: Arc<dyn Queue>) {
     assert!(publish(&q, msg("nak:1", &[])).await);
     let d = take(&q, &[]).await;
-    d.nak(Duration::from_millis(300)).await.unwrap_or_else(|e| panic!("nak: failed: {e}"));
+    d.nak(Duration::from_millis(300))
+        .await
+        .unwrap_or_else(|e| panic!("nak: failed: {e}"));
     let t = tags(&[]);
-    let again = tokio::time::timeout(ACK_WAIT / 2 + Duration::from_millis(500), q.receive(&t)).await;
+    let again =
+        tokio::time::timeout(ACK_WAIT / 2 + Duration::from_millis(500), q.receive(&t)).await;
     let again = match again {
         Ok(Ok(d)) => d,
         other => panic!("nak: not redelivered soon after the delay: {other:?}"),
     };
     assert_eq!(again.message.id, "nak:1");
-    again.ack().await.unwrap_or_else(|e| panic!("nak: ack failed: {e}"));
+    again
+        .ack()
+        .await
+        .unwrap_or_else(|e| panic!("nak: ack failed: {e}"));
 }
 
 /// Many receivers share the messages; each is delivered once.
@@ -153,9 +210,13 @@ pub async fn competing_receivers(q: Arc<dyn Queue>) {
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             let t = tags(&[]);
-            while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(800), q.receive(&t)).await {
+            while let Ok(Ok(d)) =
+                tokio::time::timeout(Duration::from_millis(800), q.receive(&t)).await
+            {
                 got.push(d.message.id.clone());
-                d.ack().await.unwrap_or_else(|e| panic!("compete: ack failed: {e}"));
+                d.ack()
+                    .await
+                    .unwrap_or_else(|e| panic!("compete: ack failed: {e}"));
             }
             got
         }));
@@ -165,6 +226,15 @@ pub async fn competing_receivers(q: Arc<dyn Queue>) {
         all.extend(t.await.unwrap_or_default());
     }
     let distinct: BTreeSet<&String> = all.iter().collect();
-    assert_eq!(all.len(), n, "compete: {} deliveries of {n} messages", all.len());
-    assert_eq!(distinct.len(), n, "compete: some message was delivered twice");
+    assert_eq!(
+        all.len(),
+        n,
+        "compete: {} deliveries of {n} messages",
+        all.len()
+    );
+    assert_eq!(
+        distinct.len(),
+        n,
+        "compete: some message was delivered twice"
+    );
 }

@@ -1,5 +1,7 @@
 //! The conformance suite against [`MemoryQueue`].
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use pipewright_queue::{MemoryQueue, Queue, testing};
 use std::sync::Arc;
 
@@ -13,7 +15,16 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(fifo, dedup, tag_routing, redelivery, progress, ack, nak, competing_receivers);
+conformance!(
+    fifo,
+    dedup,
+    tag_routing,
+    redelivery,
+    progress,
+    ack,
+    nak,
+    competing_receivers
+);
 
 #[tokio::test]
 async fn close_wakes_a_waiting_receiver() {
@@ -24,5 +35,8 @@ async fn close_wakes_a_waiting_receiver() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     q.close();
-    assert_eq!(waiting.await.unwrap(), Err(pipewright_queue::QueueError::Closed));
+    assert_eq!(
+        waiting.await.unwrap(),
+        Err(pipewright_queue::QueueError::Closed)
+    );
 }

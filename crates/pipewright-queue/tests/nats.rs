@@ -2,6 +2,8 @@
 //! NATS's own: an existing stream with other settings is refused, and the queue keeps its
 //! messages across a reconnect of another client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use pipewright_queue::{Message, NatsOptions, NatsQueue, Queue, QueueError, testing};
 use pipewright_testing::servers::{Nats, require};
 use std::sync::Arc;
@@ -33,7 +35,16 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(fifo, dedup, tag_routing, redelivery, progress, ack, nak, competing_receivers);
+conformance!(
+    fifo,
+    dedup,
+    tag_routing,
+    redelivery,
+    progress,
+    ack,
+    nak,
+    competing_receivers
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_with_other_settings_is_refused() {
@@ -47,8 +58,13 @@ async fn a_stream_with_other_settings_is_refused() {
     })
     .await
     .unwrap();
-    let err = NatsQueue::connect(opts(&server, "TAKEN")).await.unwrap_err();
-    assert!(matches!(&err, QueueError::Invalid(m) if m.contains("other settings")), "{err}");
+    let err = NatsQueue::connect(opts(&server, "TAKEN"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, QueueError::Invalid(m) if m.contains("other settings")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,10 +75,17 @@ async fn a_worker_finds_the_stream_the_server_made_and_an_absent_one_is_an_error
         ..opts(&server, "LATER")
     };
     let err = NatsQueue::connect(worker.clone()).await.unwrap_err();
-    assert!(matches!(&err, QueueError::Unavailable(m) if m.contains("start the server first")), "{err}");
+    assert!(
+        matches!(&err, QueueError::Unavailable(m) if m.contains("start the server first")),
+        "{err}"
+    );
     let server_side = NatsQueue::connect(opts(&server, "LATER")).await.unwrap();
     server_side
-        .publish(Message { id: "1:1".into(), tags: vec![], body: b"plan".to_vec() })
+        .publish(Message {
+            id: "1:1".into(),
+            tags: vec![],
+            body: b"plan".to_vec(),
+        })
         .await
         .unwrap();
     let q = NatsQueue::connect(worker).await.unwrap();
@@ -74,8 +97,13 @@ async fn a_worker_finds_the_stream_the_server_made_and_an_absent_one_is_an_error
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_clear_error() {
-    let err = NatsQueue::connect(NatsOptions::new("nats://127.0.0.1:1")).await.unwrap_err();
-    assert!(matches!(&err, QueueError::Unavailable(m) if m.contains("cannot connect to NATS at nats://127.0.0.1:1")), "{err}");
+    let err = NatsQueue::connect(NatsOptions::new("nats://127.0.0.1:1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, QueueError::Unavailable(m) if m.contains("cannot connect to NATS at nats://127.0.0.1:1")),
+        "{err}"
+    );
 }
 
 async fn async_nats_client(server: &Nats) -> async_nats::Client {

@@ -28,7 +28,8 @@ impl Hub {
                 break;
             };
             for b in held {
-                self.store.requeue_build(b.id, b.attempt).await?;
+                self.requeue_or_error(b.id, b.attempt, "the server stopped while it ran")
+                    .await?;
                 tracing::info!(build = %b.id, pipeline = %b.pipeline, job = %b.job, number = b.number, attempt = b.attempt, "re-queued a build the previous server was running");
                 n += 1;
             }
@@ -196,7 +197,11 @@ impl Hub {
             if let Ok(mut w) = self.waiting.lock() {
                 w.remove(&b.id);
             }
-            match self.queue.publish(dispatch).await {
+            let published = match dispatch.to_message() {
+                Ok(m) => self.queue.publish(m).await,
+                Err(e) => Err(e),
+            };
+            match published {
                 Ok(_) => sent += 1,
                 Err(e) => {
                     tracing::warn!(build = %b.id, error = %e, "could not queue the build; trying again");
@@ -206,7 +211,9 @@ impl Hub {
                 }
             }
         }
-        self.metrics.set_queue_depth(self.queue.depth());
+        if let Ok(depth) = self.queue.depth().await {
+            self.metrics.set_queue_depth(depth);
+        }
         Ok(sent)
     }
 
@@ -292,13 +299,17 @@ pub(crate) async fn dispatcher(hub: Arc<Hub>, stop: CancellationToken) {
         if let Err(e) = hub.dispatch_round().await {
             tracing::warn!(error = %e, "dispatch round failed");
         }
+        hub.expire_leases().await;
         if let Err(e) = hub.expire_approvals().await {
             tracing::warn!(error = %e, "approval expiry failed");
         }
+        // A memory store never makes this task wait: yield, so tasks it woke run (a woken
+        // task waits in this thread's LIFO slot, which other threads cannot steal).
+        tokio::task::yield_now().await;
         tokio::select! {
             () = stop.cancelled() => return,
             () = hub.wake.notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }

@@ -2,12 +2,12 @@
 //! in-memory bookkeeping of what is dispatched, running and being checked.
 
 use crate::metrics::Metrics;
-use crate::queue::Queue;
 use crate::scoped::Scoped;
 use pipewright_api::CheckView;
 use pipewright_config::Pipeline;
 use pipewright_core::CancellationToken;
 use pipewright_engine::Engine;
+use pipewright_queue::Queue;
 use pipewright_store::{BuildId, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -31,6 +31,10 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// The longest wait between checks of a failing resource.
     pub max_backoff: Duration,
+    /// How long a worker's claim lasts without a heartbeat; a lapsed one re-queues the build.
+    pub lease: Duration,
+    /// Attempts a build may take (lost workers, restarts) before it ends `errored`.
+    pub max_attempts: u32,
 }
 
 impl Default for ServerOptions {
@@ -40,6 +44,8 @@ impl Default for ServerOptions {
             reload_every: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(600),
+            lease: Duration::from_secs(5),
+            max_attempts: 5,
         }
     }
 }
@@ -69,6 +75,14 @@ pub(crate) struct Active {
     pub dispatched_at: std::time::Instant,
 }
 
+/// A worker's hold on a build attempt, renewed by its heartbeats and reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    pub attempt: u32,
+    pub worker: String,
+    pub expires: std::time::Instant,
+}
+
 /// A worker known to the server.
 #[derive(Debug, Clone)]
 pub struct WorkerInfo {
@@ -96,6 +110,7 @@ pub struct Hub {
     pub(crate) updates: broadcast::Sender<BuildId>,
     pub(crate) active: Mutex<HashMap<BuildId, Active>>,
     pub(crate) cancels: Mutex<HashMap<BuildId, CancellationToken>>,
+    pub(crate) leases: Mutex<HashMap<BuildId, Lease>>,
     pub(crate) cancel_reasons: Mutex<HashMap<BuildId, String>>,
     pub(crate) waiting: Mutex<HashMap<BuildId, String>>,
     pub(crate) checks: Mutex<HashMap<String, CheckView>>,
@@ -138,6 +153,7 @@ impl Hub {
             updates: broadcast::channel(4096).0,
             active: Mutex::new(HashMap::new()),
             cancels: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
             cancel_reasons: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             checks: Mutex::new(HashMap::new()),

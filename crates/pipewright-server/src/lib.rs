@@ -18,9 +18,10 @@ mod worker;
 
 pub use error::{ServerError, ServerResult};
 pub use hub::{Hub, Loader, PipelineEntry, ServerOptions, WorkerInfo};
-pub use link::{Claim, LinkError, LocalLink, WorkerLink};
+pub use link::{Beat, Claim, LinkError, LocalLink, WorkerLink};
 pub use metrics::Metrics;
-pub use queue::{Delivery, Dispatch, MemoryQueue, Queue, QueueError};
+pub use pipewright_queue::{Delivery, MemoryQueue, Message, Queue, QueueError};
+pub use queue::Dispatch;
 pub use scoped::Scoped;
 pub use tokens::Tokens;
 pub use worker::{VersionsFor, Worker};
@@ -129,6 +130,7 @@ impl Server {
                 name: w.name,
                 tags: w.tags,
                 concurrency: w.concurrency,
+                heartbeat: (hub.options.lease / 5).max(std::time::Duration::from_millis(100)),
                 engine: cfg.engine,
                 queue: cfg.queue.clone(),
                 link: Arc::new(LocalLink(hub.clone())),

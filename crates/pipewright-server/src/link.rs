@@ -44,12 +44,28 @@ pub struct Claim {
     pub cancel: CancellationToken,
 }
 
+/// The server's answer to a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Beat {
+    /// Stop the build (a user cancelled it, a newer build interrupted it).
+    pub cancel: bool,
+}
+
 /// A worker's side of the conversation with the server.
 #[async_trait]
 pub trait WorkerLink: Send + Sync {
     /// Claims `attempt` of `build` for `worker` (a compare-and-set: of several claims of one
     /// attempt, one wins) and marks it running.
     async fn claim(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Claim, LinkError>;
+
+    /// Renews the attempt's lease. [`LinkError::Fenced`] when the lease was lost (the build
+    /// was re-queued): the worker must stop the build and report nothing more.
+    async fn heartbeat(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<Beat, LinkError>;
 
     /// Stores a batch of the attempt's events (already numbered for the build's stream).
     async fn events(
@@ -77,6 +93,15 @@ pub struct LocalLink(pub Arc<Hub>);
 impl WorkerLink for LocalLink {
     async fn claim(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Claim, LinkError> {
         self.0.claim(build, attempt, worker).await
+    }
+
+    async fn heartbeat(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<Beat, LinkError> {
+        self.0.heartbeat(build, attempt, worker)
     }
 
     async fn events(
@@ -132,6 +157,16 @@ impl Hub {
         if let Ok(mut c) = self.cancels.lock() {
             c.insert(build, cancel.clone());
         }
+        if let Ok(mut l) = self.leases.lock() {
+            l.insert(
+                build,
+                crate::hub::Lease {
+                    attempt,
+                    worker: worker.to_owned(),
+                    expires: std::time::Instant::now() + self.options.lease,
+                },
+            );
+        }
         if let Some(at) = self
             .active
             .lock()
@@ -145,6 +180,97 @@ impl Hub {
         Ok(Claim { cancel })
     }
 
+    /// A worker's heartbeat for an attempt: renews its lease, or says it is lost.
+    pub fn heartbeat(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Beat, LinkError> {
+        self.renew(build, attempt, worker)?;
+        let cancel = self
+            .cancels
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&build).map(CancellationToken::is_cancelled))
+            .unwrap_or(false);
+        Ok(Beat { cancel })
+    }
+
+    /// Extends the lease of `attempt` of `build` held by `worker`; fenced when it is not held.
+    fn renew(&self, build: BuildId, attempt: u32, worker: &str) -> Result<(), LinkError> {
+        let mut leases = self
+            .leases
+            .lock()
+            .map_err(|_| LinkError::Unavailable("the lease table's lock is poisoned".into()))?;
+        match leases.get_mut(&build) {
+            Some(l) if l.attempt == attempt && l.worker == worker => {
+                l.expires = std::time::Instant::now() + self.options.lease;
+                Ok(())
+            }
+            _ => Err(LinkError::Fenced(format!(
+                "build {build} attempt {attempt} is not held by {worker} (its lease lapsed and it was re-queued)"
+            ))),
+        }
+    }
+
+    /// Renews the lease of `attempt` of `build`, whoever holds it; fenced when none does.
+    fn check_lease(&self, build: BuildId, attempt: u32) -> Result<(), LinkError> {
+        let worker = self
+            .leases
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&build).map(|x| x.worker.clone()))
+            .unwrap_or_default();
+        self.renew(build, attempt, &worker)
+    }
+
+    /// Re-queues builds whose worker stopped heartbeating; a build past its attempts ends
+    /// `errored`.
+    pub(crate) async fn expire_leases(&self) {
+        let now = std::time::Instant::now();
+        let lapsed: Vec<(BuildId, crate::hub::Lease)> = self
+            .leases
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|(_, x)| x.expires <= now)
+                    .map(|(id, x)| (*id, x.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (id, lease) in lapsed {
+            tracing::warn!(build = %id, attempt = lease.attempt, worker = %lease.worker, "the worker stopped reporting: its lease lapsed");
+            if let Some(t) = self.cancels.lock().ok().and_then(|c| c.get(&id).cloned()) {
+                t.cancel();
+            }
+            let why = format!("worker {} stopped reporting", lease.worker);
+            if let Err(e) = self.requeue_or_error(id, lease.attempt, &why).await {
+                tracing::warn!(build = %id, error = %e, "could not re-queue the build");
+            }
+            self.forget(id);
+            self.announce(id);
+            self.wake_dispatcher();
+        }
+    }
+
+    /// Puts a held build back to pending, unless it has used its attempts: then it ends
+    /// `errored` with `why`.
+    pub(crate) async fn requeue_or_error(
+        &self,
+        id: BuildId,
+        attempt: u32,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        if attempt >= self.options.max_attempts {
+            let reason = format!(
+                "the build was started {attempt} times and never finished (last: {why}); giving up"
+            );
+            self.store
+                .finish_build(id, attempt, BuildStatus::Errored, Some(reason))
+                .await?;
+            self.metrics.build_finished(BuildStatus::Errored);
+        } else {
+            self.store.requeue_build(id, attempt).await?;
+        }
+        Ok(())
+    }
+
     /// A batch of a running attempt's events: stored in one call, with the summary of every
     /// step that finished.
     pub async fn take_events(
@@ -153,6 +279,8 @@ impl Hub {
         attempt: u32,
         events: Vec<Event>,
     ) -> Result<(), LinkError> {
+        // Reports renew the lease like heartbeats; a lost lease fences them off.
+        self.check_lease(build, attempt)?;
         let records: Vec<EventRecord> = events
             .iter()
             .map(EventRecord::from_event)
@@ -238,6 +366,9 @@ impl Hub {
         status: BuildStatus,
         reason: Option<String>,
     ) -> Result<(), LinkError> {
+        // A re-queued build keeps its attempt until the next claim: only the lease tells a
+        // late result of a lost worker from the current one.
+        self.check_lease(build, attempt)?;
         let reason = match status {
             BuildStatus::Cancelled => self
                 .cancel_reasons

@@ -114,7 +114,7 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn set_queue_depth(&self, depth: usize) {
+    pub(crate) fn set_queue_depth(&self, depth: u64) {
         self.queue_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }

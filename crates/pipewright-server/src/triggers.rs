@@ -449,6 +449,12 @@ impl Hub {
         if let Ok(mut w) = self.waiting.lock() {
             w.remove(&id);
         }
+        if let Ok(mut l) = self.leases.lock() {
+            l.remove(&id);
+        }
+        if let Ok(mut r) = self.cancel_reasons.lock() {
+            r.remove(&id);
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 //! (`--run-worker`) and a remote one run this same code.
 
 use crate::link::{LinkError, WorkerLink};
-use crate::queue::{Delivery, Queue, QueueError};
+use crate::queue::Dispatch;
 use pipewright_core::{BuildStatus, CancellationToken, Event};
 use pipewright_engine::{ChannelSink, Engine, RunOptions};
+use pipewright_queue::{Delivery, Queue, QueueError};
 use pipewright_versions::VersionStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct Worker {
     pub tags: Vec<String>,
     /// Builds at once.
     pub concurrency: usize,
+    /// How often a running build's lease is renewed (and its queue message kept alive).
+    pub heartbeat: Duration,
     /// Runs the plans.
     pub engine: Engine,
     /// Where attempts come from.
@@ -84,12 +87,22 @@ impl Worker {
     }
 
     async fn run_one(&self, delivery: Delivery, abandon: CancellationToken) {
-        let d = &delivery.dispatch;
+        let delivery = Arc::new(delivery);
+        let d = match Dispatch::from_message(&delivery.message) {
+            Ok(d) => d,
+            Err(e) => {
+                // Not ours to understand: drop it rather than fail on it forever.
+                tracing::error!(error = %e, "dropping a message that is not a build");
+                let _ = delivery.ack().await;
+                return;
+            }
+        };
+        let d = &d;
         let claim = match self.link.claim(d.build, d.attempt, &self.name).await {
             Ok(c) => c,
             Err(LinkError::Fenced(why)) => {
                 tracing::debug!(build = %d.build, attempt = d.attempt, why, "not ours to run");
-                let _ = self.queue.ack(&delivery).await;
+                let _ = delivery.ack().await;
                 return;
             }
             Err(e) => {
@@ -97,6 +110,15 @@ impl Worker {
                 return;
             }
         };
+        let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beat = tokio::spawn(heartbeats(
+            self.link.clone(),
+            delivery.clone(),
+            (d.build, d.attempt, self.name.clone()),
+            self.heartbeat,
+            claim.cancel.clone(),
+            fenced.clone(),
+        ));
         let (sink, rx) = ChannelSink::new(4096);
         let forward = tokio::spawn(forward(
             rx,
@@ -122,8 +144,14 @@ impl Worker {
         };
         let result = self.engine.run_plan(&d.plan, &opts).await;
         stop_on_abandon.abort();
+        beat.abort();
         drop(opts);
         let _ = forward.await;
+        if fenced.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::warn!(build = %d.build, attempt = d.attempt, "the build's lease was lost: it was stopped and its result is not reported");
+            let _ = delivery.ack().await;
+            return;
+        }
         if abandon.is_cancelled() {
             tracing::info!(build = %d.build, "build abandoned at shutdown; the server re-queues it");
             return;
@@ -134,9 +162,38 @@ impl Worker {
         };
         match self.link.finish(d.build, d.attempt, status, reason).await {
             Ok(()) | Err(LinkError::Fenced(_)) => {
-                let _ = self.queue.ack(&delivery).await;
+                let _ = delivery.ack().await;
             }
             Err(e) => tracing::warn!(build = %d.build, error = %e, "could not report the result"),
+        }
+    }
+}
+
+/// Renews the lease every `every` until aborted; a cancel from the server or a lost lease
+/// stops the build.
+async fn heartbeats(
+    link: Arc<dyn WorkerLink>,
+    delivery: Arc<Delivery>,
+    (build, attempt, worker): (pipewright_store::BuildId, u32, String),
+    every: Duration,
+    cancel: CancellationToken,
+    fenced: Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        match link.heartbeat(build, attempt, &worker).await {
+            Ok(beat) if beat.cancel => cancel.cancel(),
+            Ok(_) => {}
+            Err(LinkError::Fenced(why)) => {
+                tracing::warn!(build = %build, attempt, why, "lease lost: stopping the build");
+                fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(build = %build, error = %e, "heartbeat failed; retrying"),
+        }
+        if let Err(e) = delivery.progress().await {
+            tracing::debug!(build = %build, error = %e, "could not keep the queue message alive");
         }
     }
 }

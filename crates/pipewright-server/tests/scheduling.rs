@@ -230,10 +230,22 @@ async fn concurrency_one_queues_the_second_build_and_inputs_reach_the_task() {
     let two = ci
         .trigger("slow", serde_json::json!({"tag": "second"}))
         .await;
-    let waiting = ci.build(two.id).await;
-    if waiting.status == BuildStatus::Pending {
-        let reason = waiting.reason.unwrap_or_default();
-        assert!(reason.contains("at most 1 build"), "{reason}");
+    // While the first runs, the second waits and says why (once the dispatcher looked at it).
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let waiting = ci.build(two.id).await;
+        if waiting.status != BuildStatus::Pending {
+            break;
+        }
+        if let Some(reason) = waiting.reason {
+            assert!(reason.contains("at most 1 build"), "{reason}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no reason given: {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (one, two) = (ci.wait_done(one.id).await, ci.wait_done(two.id).await);
     assert_eq!(

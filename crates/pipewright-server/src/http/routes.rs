@@ -24,7 +24,9 @@ fn build_id(raw: &str) -> Result<BuildId, ApiError> {
 }
 
 pub(super) async fn metrics(State(st): State<AppState>) -> Response {
-    st.hub.metrics.set_queue_depth(st.hub.queue.depth());
+    if let Ok(depth) = st.hub.queue.depth().await {
+        st.hub.metrics.set_queue_depth(depth);
+    }
     (
         [(
             header::CONTENT_TYPE,

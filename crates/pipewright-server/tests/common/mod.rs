@@ -59,25 +59,44 @@ impl Ci {
     }
 
     pub async fn start_with(hcl: &str, store: Arc<dyn Store>, public: bool) -> Ci {
+        let options = ServerOptions {
+            public,
+            reload_every: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(5),
+            ..ServerOptions::default()
+        };
+        let worker = LocalWorker {
+            name: "local".into(),
+            tags: vec![],
+            concurrency: 4,
+        };
+        Self::start_custom(
+            hcl,
+            store,
+            options,
+            Some(worker),
+            Arc::new(MemoryQueue::new()),
+        )
+        .await
+    }
+
+    pub async fn start_custom(
+        hcl: &str,
+        store: Arc<dyn Store>,
+        options: ServerOptions,
+        worker: Option<LocalWorker>,
+        queue: Arc<dyn pipewright_server::Queue>,
+    ) -> Ci {
         let dir = tempfile::tempdir().unwrap();
         let pipeline = dir.path().join("p.hcl");
         std::fs::write(&pipeline, hcl).unwrap();
         let server = Server::start(ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             pipelines: vec![("p".into(), pipeline.clone())],
-            options: ServerOptions {
-                public,
-                reload_every: Duration::from_millis(200),
-                shutdown_grace: Duration::from_secs(5),
-                ..ServerOptions::default()
-            },
-            worker: Some(LocalWorker {
-                name: "local".into(),
-                tags: vec![],
-                concurrency: 4,
-            }),
+            options,
+            worker,
             store,
-            queue: Arc::new(MemoryQueue::new()),
+            queue,
             engine: engine(dir.path()),
             loader: loader(dir.path()),
             tokens: Tokens::new(ADMIN, Some(dir.path().join("tokens.json"))).unwrap(),
