@@ -235,6 +235,9 @@ pub struct PinRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A worker: may take builds and report on the ones it holds, nothing else (not even read
+    /// the API).
+    Worker,
     /// Read pipelines, builds, logs.
     Viewer,
     /// Also trigger, cancel, rerun, approve, check and pin.
@@ -247,6 +250,7 @@ impl Role {
     /// The lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Worker => "worker",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
@@ -255,7 +259,7 @@ impl Role {
 
     /// The role named `s`.
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Viewer, Role::Operator, Role::Admin]
+        [Role::Worker, Role::Viewer, Role::Operator, Role::Admin]
             .into_iter()
             .find(|r| r.as_str() == s)
     }

@@ -118,7 +118,7 @@ pub enum ClientCmd {
 pub enum TokenCmd {
     /// Make a token: `pipewright token create --role operator --name ci-bot`. Prints it once.
     Create {
-        /// `viewer`, `operator` or `admin`.
+        /// `worker`, `viewer`, `operator` or `admin`.
         #[arg(long, value_parser = parse_role)]
         role: Role,
         /// Who or what holds it.
@@ -135,7 +135,7 @@ pub enum TokenCmd {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role: viewer, operator or admin"))
+    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role: worker, viewer, operator or admin"))
 }
 
 /// A failed client call, with the exit code it means.

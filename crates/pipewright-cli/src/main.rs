@@ -11,6 +11,7 @@ mod params;
 mod plan;
 mod run;
 mod server;
+mod worker;
 
 /// Pipewright: a CI/CD toolkit. Pipelines are HCL files of resources, jobs and steps.
 #[derive(Debug, Parser)]
@@ -65,6 +66,13 @@ enum Command {
     ///
     /// Example: pipewright server --db mem --queue mem --run-worker --pipeline pipeline.hcl
     Server(server::ServerCmd),
+    /// Take builds from a server's NATS queue and run them on this machine.
+    ///
+    /// A worker needs only the NATS address and a worker token; it holds no database
+    /// credentials. See docs/workers.md.
+    ///
+    /// Example: pipewright worker --queue nats://ci.example.com:4222 --token-file worker-token --tags linux
+    Worker(worker::WorkerCmd),
     #[command(flatten)]
     Client(client::ClientCmd),
 }
@@ -369,6 +377,7 @@ fn main() -> ExitCode {
         Command::Validate(c) => validate_cmd(c),
         Command::Graph(c) => graph_cmd(c),
         Command::Server(c) => server::server_cmd(c),
+        Command::Worker(c) => worker::worker_cmd(c),
         Command::Client(c) => client::client_cmd(c, &cli.conn),
     }
 }

@@ -19,7 +19,8 @@ pub struct ServerCmd {
     /// `sqlite://PATH` (a file, created when missing) or `postgres://USER@HOST/DB`.
     #[arg(long, alias = "db-system", value_name = "URL", default_value = "mem")]
     db: String,
-    /// How builds reach workers: `mem` (workers in this process, `--run-worker`).
+    /// How builds reach workers: `mem` (workers in this process, `--run-worker`) or
+    /// `nats://HOST:PORT` (NATS JetStream: `pipewright worker` on any machine that reaches it).
     #[arg(
         long,
         alias = "pubsub-system",
@@ -27,6 +28,15 @@ pub struct ServerCmd {
         default_value = "mem"
     )]
     queue: String,
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// JetStream replicas of the build stream (3 on a NATS cluster).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    nats_replicas: usize,
+    /// How long a worker's hold on a build lasts without a heartbeat; a build whose worker
+    /// stopped reporting is re-queued after it.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::parse_grace)]
+    lease: Duration,
     /// Run a worker in this process.
     #[arg(long)]
     run_worker: bool,
@@ -73,13 +83,17 @@ pub struct ServerCmd {
 /// The default token file, shared with the client so a local server and `pipewright trigger`
 /// work together with no setup: `$XDG_CONFIG_HOME/pipewright/token`.
 pub fn default_token_file() -> PathBuf {
+    config_dir().join("token")
+}
+
+/// `$XDG_CONFIG_HOME/pipewright` (or `~/.config/pipewright`).
+pub fn config_dir() -> PathBuf {
     std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .unwrap_or_else(std::env::temp_dir)
         .join("pipewright")
-        .join("token")
 }
 
 fn pipelines(specs: &[String]) -> Result<Vec<(String, PathBuf)>, String> {
@@ -135,12 +149,72 @@ async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
     ))
 }
 
-fn open_queue(url: &str) -> Result<Arc<dyn Queue>, String> {
-    match url {
-        "mem" | "memory" => Ok(Arc::new(MemoryQueue::new())),
-        u if u.starts_with("nats://") => Err(format!(
-            "--queue {u}: the NATS queue is not built yet; use `mem` with --run-worker"
-        )),
+/// NATS connection settings, shared by `server` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// A token for NATS itself (not a Pipewright token).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PIPEWRIGHT_NATS_TOKEN",
+        hide_env_values = true
+    )]
+    nats_token: Option<String>,
+    /// A NATS user (with --nats-password).
+    #[arg(long, value_name = "USER", requires = "nats_password")]
+    nats_user: Option<String>,
+    /// The NATS user's password.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "PIPEWRIGHT_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    nats_password: Option<String>,
+    /// A NATS `.creds` file (JWT and nkey).
+    #[arg(long, value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    /// Queue options for `url`.
+    pub fn options(
+        &self,
+        url: &str,
+        create: bool,
+        lease: Duration,
+    ) -> pipewright_queue::NatsOptions {
+        pipewright_queue::NatsOptions {
+            token: self.nats_token.clone(),
+            user: self
+                .nats_user
+                .clone()
+                .map(|u| (u, self.nats_password.clone().unwrap_or_default())),
+            credentials: self.nats_creds.clone(),
+            create,
+            // The queue redelivers a message a worker stopped keeping alive a little after
+            // the server's lease: the server re-queues first, with the next attempt.
+            ack_wait: lease * 2,
+            ..pipewright_queue::NatsOptions::new(url)
+        }
+    }
+}
+
+/// The queue `url` names, and its NATS connection when it is NATS.
+async fn open_queue(c: &ServerCmd) -> Result<(Arc<dyn Queue>, Option<async_nats::Client>), String> {
+    match c.queue.as_str() {
+        "mem" | "memory" => Ok((Arc::new(MemoryQueue::new()), None)),
+        u if u.starts_with("nats://") || u.starts_with("tls://") => {
+            let opts = pipewright_queue::NatsOptions {
+                replicas: c.nats_replicas,
+                ..c.nats.options(u, true, c.lease)
+            };
+            let q = pipewright_queue::NatsQueue::connect(opts)
+                .await
+                .map_err(|e| format!("--queue {u}: {e}"))?;
+            let client = q.client();
+            Ok((Arc::new(q), Some(client)))
+        }
         u => Err(format!("--queue {u}: expected `mem` or `nats://HOST:PORT`")),
     }
 }
@@ -168,9 +242,11 @@ pub fn server_cmd(c: ServerCmd) -> ExitCode {
 
 async fn serve(c: ServerCmd) -> Result<(), String> {
     let specs = pipelines(&c.pipeline)?;
-    let queue = open_queue(&c.queue)?;
-    if !c.run_worker {
-        eprintln!("note: no --run-worker and no remote workers yet: builds will wait in the queue");
+    let (queue, nats) = open_queue(&c).await?;
+    if !c.run_worker && nats.is_none() {
+        eprintln!(
+            "note: no --run-worker and a memory queue: no worker can take builds, they will wait"
+        );
     }
     let store = open_store(&c.db).await?;
     if c.db == "mem" || c.db == "memory" {
@@ -210,6 +286,7 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
         options: ServerOptions {
             public: c.public,
             shutdown_grace: c.shutdown_grace,
+            lease: c.lease,
             ..ServerOptions::default()
         },
         worker: c.run_worker.then(|| LocalWorker {
@@ -225,6 +302,15 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
+    if let Some(client) = nats {
+        pipewright_server::nats_link::serve(
+            server.hub.clone(),
+            client,
+            server.tokens.clone(),
+            server.hub.shutdown_token(),
+        )
+        .await?;
+    }
     let names: Vec<&str> = specs.iter().map(|(n, _)| n.as_str()).collect();
     eprintln!(
         "pipewright server listening on http://{} (pipelines: {}; db: {}; queue: {}{})",
@@ -253,7 +339,7 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_stop() {
+pub(crate) async fn wait_for_stop() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).ok();
     let term = async {
@@ -270,7 +356,7 @@ async fn wait_for_stop() {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -68,6 +68,7 @@ impl NatsOptions {
 
 /// The queue on NATS JetStream.
 pub struct NatsQueue {
+    client: async_nats::Client,
     js: jetstream::Context,
     stream: Mutex<stream::Stream>,
     opts: NatsOptions,
@@ -162,7 +163,7 @@ impl NatsQueue {
             .connect(opts.url.as_str())
             .await
             .map_err(|e| unavailable(&format!("cannot connect to NATS at {}", opts.url), e))?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let wanted = stream::Config {
             name: opts.stream.clone(),
             subjects: vec![format!("{}.*", opts.subject_prefix)],
@@ -202,6 +203,7 @@ impl NatsQueue {
             tracing::warn!(stream = %opts.stream, have = have.num_replicas, want = wanted.num_replicas, "the stream has another number of replicas than asked for");
         }
         Ok(NatsQueue {
+            client,
             js,
             stream: Mutex::new(stream),
             opts,
@@ -210,6 +212,11 @@ impl NatsQueue {
             closed: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The NATS connection (for other traffic, such as a worker's reports).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     fn subject(&self, key: &str) -> String {

@@ -90,6 +90,8 @@ pub struct WorkerInfo {
     pub tags: Vec<String>,
     /// Builds it runs at once.
     pub concurrency: usize,
+    /// When it last claimed or heartbeat (ms since the epoch).
+    pub last_seen_ms: u64,
 }
 
 /// Everything the server's tasks and handlers share.
@@ -212,13 +214,44 @@ impl Hub {
     /// Registers a worker (the in-process one, or one that announced itself).
     pub fn register_worker(&self, name: &str, info: WorkerInfo) {
         if let Ok(mut w) = self.workers.lock() {
-            w.insert(name.to_owned(), info);
+            w.insert(
+                name.to_owned(),
+                WorkerInfo {
+                    last_seen_ms: now_ms(),
+                    ..info
+                },
+            );
+        }
+    }
+
+    /// Notes that `name` is alive.
+    pub(crate) fn touch_worker(&self, name: &str) {
+        if let Ok(mut w) = self.workers.lock()
+            && let Some(info) = w.get_mut(name)
+        {
+            info.last_seen_ms = now_ms();
         }
     }
 
     /// The workers known, by name.
     pub fn workers(&self) -> BTreeMap<String, WorkerInfo> {
         self.workers.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// The builds `worker` holds now.
+    pub fn running_on(&self, worker: &str) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .leases
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|(_, x)| x.worker == worker)
+                    .map(|(id, _)| id.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
     }
 
     /// Builds dispatched or running now.

@@ -8,6 +8,8 @@ mod hub;
 mod inputs;
 mod link;
 mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats_link;
 mod pipelines;
 mod queue;
 mod scoped;
@@ -90,6 +92,8 @@ pub struct Server {
     abandon: CancellationToken,
     /// Re-queued at start: builds the previous process was running.
     pub recovered: usize,
+    /// The tokens it accepts (also for worker reports over NATS).
+    pub tokens: Arc<Tokens>,
 }
 
 impl Server {
@@ -124,6 +128,7 @@ impl Server {
                 WorkerInfo {
                     tags: w.tags.clone(),
                     concurrency: w.concurrency,
+                    last_seen_ms: 0,
                 },
             );
             let worker = Worker {
@@ -131,6 +136,7 @@ impl Server {
                 tags: w.tags,
                 concurrency: w.concurrency,
                 heartbeat: (hub.options.lease / 5).max(std::time::Duration::from_millis(100)),
+                max_builds: None,
                 engine: cfg.engine,
                 queue: cfg.queue.clone(),
                 link: Arc::new(LocalLink(hub.clone())),
@@ -141,7 +147,13 @@ impl Server {
                         as Arc<dyn pipewright_versions::VersionStore>
                 }),
             };
-            tokio::spawn(worker.run(drain.clone(), abandon.clone()))
+            let (drain, abandon) = (drain.clone(), abandon.clone());
+            tokio::spawn(async move {
+                // The in-process worker is never refused: it reports straight to the hub.
+                if let Err(e) = worker.run(drain, abandon).await {
+                    tracing::error!(error = %e, "the local worker stopped");
+                }
+            })
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -149,7 +161,8 @@ impl Server {
         let addr = listener.local_addr().map_err(|e| {
             ServerError::Internal(format!("cannot read the listening address: {e}"))
         })?;
-        let app = http::router(hub.clone(), Arc::new(cfg.tokens));
+        let tokens = Arc::new(cfg.tokens);
+        let app = http::router(hub.clone(), tokens.clone());
         let http = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -168,6 +181,7 @@ impl Server {
             drain,
             abandon,
             recovered,
+            tokens,
         })
     }
 

@@ -18,6 +18,10 @@ pub enum LinkError {
     /// The server could not take it now; the queue redelivers.
     #[error("{0}")]
     Unavailable(String),
+    /// The worker may not report at all (its token is unknown, revoked or not a worker's):
+    /// give the build back and stop.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<StoreError> for LinkError {
@@ -57,6 +61,17 @@ pub trait WorkerLink: Send + Sync {
     /// Claims `attempt` of `build` for `worker` (a compare-and-set: of several claims of one
     /// attempt, one wins) and marks it running.
     async fn claim(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Claim, LinkError>;
+
+    /// Tells the server this worker is alive and what it takes (at start and now and then),
+    /// so builds for its tags are dispatched before it ever claims one.
+    async fn announce(
+        &self,
+        _worker: &str,
+        _tags: &[String],
+        _concurrency: usize,
+    ) -> Result<(), LinkError> {
+        Ok(())
+    }
 
     /// Renews the attempt's lease. [`LinkError::Fenced`] when the lease was lost (the build
     /// was re-queued): the worker must stop the build and report nothing more.
@@ -135,6 +150,17 @@ impl Hub {
         let claimed = self.store.claim_build(build, attempt, worker).await;
         let b = match claimed {
             Ok(b) => b,
+            // The same claim again (its answer was lost on the way): the worker holds it.
+            Err(StoreError::Stale { .. })
+                if self.holds(build, attempt, worker)
+                    && let Some(t) = self
+                        .cancels
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.get(&build).cloned()) =>
+            {
+                return Ok(Claim { cancel: t });
+            }
             Err(e) => {
                 // Not this attempt's to run (a duplicate, or the build ended meanwhile).
                 let state = self
@@ -182,6 +208,7 @@ impl Hub {
 
     /// A worker's heartbeat for an attempt: renews its lease, or says it is lost.
     pub fn heartbeat(&self, build: BuildId, attempt: u32, worker: &str) -> Result<Beat, LinkError> {
+        self.touch_worker(worker);
         self.renew(build, attempt, worker)?;
         let cancel = self
             .cancels
@@ -192,8 +219,25 @@ impl Hub {
         Ok(Beat { cancel })
     }
 
+    /// Whether `worker` holds the lease of `attempt` of `build`.
+    fn holds(&self, build: BuildId, attempt: u32, worker: &str) -> bool {
+        self.leases
+            .lock()
+            .ok()
+            .and_then(|l| {
+                l.get(&build)
+                    .map(|x| x.attempt == attempt && x.worker == worker)
+            })
+            .unwrap_or(false)
+    }
+
     /// Extends the lease of `attempt` of `build` held by `worker`; fenced when it is not held.
-    fn renew(&self, build: BuildId, attempt: u32, worker: &str) -> Result<(), LinkError> {
+    pub(crate) fn renew(
+        &self,
+        build: BuildId,
+        attempt: u32,
+        worker: &str,
+    ) -> Result<(), LinkError> {
         let mut leases = self
             .leases
             .lock()

@@ -20,6 +20,9 @@ const LINGER: Duration = Duration::from_millis(20);
 /// The version history a worker gives the engine for a build of pipeline `name`.
 pub type VersionsFor = Arc<dyn Fn(&str) -> Arc<dyn VersionStore> + Send + Sync>;
 
+/// Why the server refused this worker, once it did.
+type Refusal = Arc<std::sync::Mutex<Option<LinkError>>>;
+
 /// A worker's settings and connections.
 #[derive(Clone)]
 pub struct Worker {
@@ -31,6 +34,8 @@ pub struct Worker {
     pub concurrency: usize,
     /// How often a running build's lease is renewed (and its queue message kept alive).
     pub heartbeat: Duration,
+    /// Stop taking builds after this many (`--ephemeral`: 1).
+    pub max_builds: Option<usize>,
     /// Runs the plans.
     pub engine: Engine,
     /// Where attempts come from.
@@ -53,11 +58,48 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// Takes and runs builds until `drain` (then finishes what it runs and returns). `abandon`
-    /// stops running builds without reporting them: the server re-queues them.
-    pub async fn run(self, drain: CancellationToken, abandon: CancellationToken) {
+    /// stops running builds without reporting them: the server re-queues them. Returns an
+    /// error when the server refuses this worker (a bad token): it gave the build back.
+    pub async fn run(
+        self,
+        drain: CancellationToken,
+        abandon: CancellationToken,
+    ) -> Result<(), LinkError> {
+        // A refusal drains the worker as SIGTERM does, and is the result.
+        let drain = drain.child_token();
+        let refused: Refusal = Arc::default();
+        let hello = {
+            let (me, drain, refused) = (self.clone(), drain.clone(), refused.clone());
+            tokio::spawn(async move {
+                loop {
+                    match me.link.announce(&me.name, &me.tags, me.concurrency).await {
+                        Err(e @ LinkError::Refused(_)) => {
+                            tracing::error!(worker = %me.name, error = %e, "the server refuses this worker: stopping");
+                            if let Ok(mut r) = refused.lock() {
+                                *r = Some(e);
+                            }
+                            drain.cancel();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(worker = %me.name, error = %e, "could not announce this worker; retrying")
+                        }
+                        Ok(()) => {}
+                    }
+                    tokio::select! {
+                        () = drain.cancelled() => return,
+                        () = tokio::time::sleep(me.heartbeat * 10) => {}
+                    }
+                }
+            })
+        };
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut running = tokio::task::JoinSet::new();
+        let mut taken = 0usize;
         loop {
+            if self.max_builds.is_some_and(|m| taken >= m) {
+                break;
+            }
             let permit = tokio::select! {
                 () = drain.cancelled() => break,
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -68,10 +110,18 @@ impl Worker {
             };
             match delivery {
                 Ok(d) => {
+                    taken += 1;
                     let me = self.clone();
                     let abandon = abandon.clone();
+                    let (drain, refused) = (drain.clone(), refused.clone());
                     running.spawn(async move {
-                        me.run_one(d, abandon).await;
+                        if let Err(e) = me.run_one(d, abandon).await {
+                            tracing::error!(worker = %me.name, error = %e, "the server refuses this worker: stopping");
+                            if let Ok(mut r) = refused.lock() {
+                                *r = Some(e);
+                            }
+                            drain.cancel();
+                        }
                         drop(permit);
                     });
                 }
@@ -84,9 +134,19 @@ impl Worker {
             while running.try_join_next().is_some() {}
         }
         while running.join_next().await.is_some() {}
+        hello.abort();
+        match refused.lock().ok().and_then(|mut r| r.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    async fn run_one(&self, delivery: Delivery, abandon: CancellationToken) {
+    /// Runs one delivery; an error only when the server refuses this worker.
+    async fn run_one(
+        &self,
+        delivery: Delivery,
+        abandon: CancellationToken,
+    ) -> Result<(), LinkError> {
         let delivery = Arc::new(delivery);
         let d = match Dispatch::from_message(&delivery.message) {
             Ok(d) => d,
@@ -94,7 +154,7 @@ impl Worker {
                 // Not ours to understand: drop it rather than fail on it forever.
                 tracing::error!(error = %e, "dropping a message that is not a build");
                 let _ = delivery.ack().await;
-                return;
+                return Ok(());
             }
         };
         let d = &d;
@@ -103,11 +163,16 @@ impl Worker {
             Err(LinkError::Fenced(why)) => {
                 tracing::debug!(build = %d.build, attempt = d.attempt, why, "not ours to run");
                 let _ = delivery.ack().await;
-                return;
+                return Ok(());
+            }
+            Err(e @ LinkError::Refused(_)) => {
+                // Give it back at once for a worker the server accepts.
+                let _ = delivery.nak(Duration::ZERO).await;
+                return Err(e);
             }
             Err(e) => {
                 tracing::warn!(build = %d.build, error = %e, "could not claim the build");
-                return;
+                return Ok(());
             }
         };
         let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -150,11 +215,11 @@ impl Worker {
         if fenced.load(std::sync::atomic::Ordering::SeqCst) {
             tracing::warn!(build = %d.build, attempt = d.attempt, "the build's lease was lost: it was stopped and its result is not reported");
             let _ = delivery.ack().await;
-            return;
+            return Ok(());
         }
         if abandon.is_cancelled() {
             tracing::info!(build = %d.build, "build abandoned at shutdown; the server re-queues it");
-            return;
+            return Ok(());
         }
         let (status, reason) = match result {
             Ok(r) => (r.status, r.reason.map(|m| m.to_string())),
@@ -166,6 +231,7 @@ impl Worker {
             }
             Err(e) => tracing::warn!(build = %d.build, error = %e, "could not report the result"),
         }
+        Ok(())
     }
 }
 

