@@ -4,7 +4,11 @@ mod build;
 mod error;
 mod event;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rules;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -15,6 +19,8 @@ pub use error::{StoreError, StoreResult};
 pub use event::{EventRecord, EventStore};
 pub use memory::MemoryStore;
 pub use pipewright_versions::{VersionId, VersionStore};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

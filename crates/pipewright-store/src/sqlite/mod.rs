@@ -10,6 +10,7 @@
 mod builds;
 mod versions;
 
+use crate::sql::{from_json, int, limit, to_json, uint};
 use crate::{Build, BuildId, BuildState, StoreError, StoreResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -141,29 +142,6 @@ fn db_error(what: &str, e: sqlx::Error) -> StoreError {
     } else {
         StoreError::Invalid(format!("sqlite: {what}: {e}"))
     }
-}
-
-/// A `u64` as SQLite's `INTEGER`.
-fn int(v: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is too large")))
-}
-
-/// A `usize` limit as SQLite's `INTEGER` (saturating).
-fn limit(v: usize) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// An `INTEGER` read back as an unsigned number.
-fn uint<T: TryFrom<i64>>(v: i64, what: &str) -> StoreResult<T> {
-    T::try_from(v).map_err(|_| StoreError::Invalid(format!("stored {what} {v} is out of range")))
-}
-
-fn to_json<T: serde::Serialize>(v: &T, what: &str) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("{what}: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Invalid(format!("stored {what}: {e}")))
 }
 
 /// A column of `row`.

@@ -1,22 +1,14 @@
 //! [`VersionStore`] on SQLite.
 
 use super::{SqliteStore, col, commit, db_error, from_json, int, limit, to_json, uint};
-use crate::{StoreError, StoreResult};
+use crate::StoreResult;
+use crate::sql::v_err;
 use async_trait::async_trait;
 use pipewright_core::Version;
 use pipewright_versions::{BuildRecord, VersionId, VersionStore};
 use std::collections::BTreeSet;
 
 type VResult<T> = pipewright_versions::StoreResult<T>;
-
-/// A store error in the version store's terms.
-fn v_err(e: StoreError) -> pipewright_versions::StoreError {
-    if e.retryable() {
-        pipewright_versions::StoreError::Unavailable(e.to_string())
-    } else {
-        pipewright_versions::StoreError::Invalid(e.to_string())
-    }
-}
 
 fn vid(v: i64) -> StoreResult<VersionId> {
     uint(v, "version id").map(VersionId)

@@ -1,11 +1,11 @@
 //! Checks of [`BuildStore`](crate::BuildStore): numbering, the state machine, claims,
 //! fencing, the one terminal result, re-queue and the listings.
 
-use super::{broke, check, claimed_build, fresh_build, get, new_build, ok, unique};
+use super::{Start, broke, check, claimed_build, fresh_build, get, new_build, ok, unique};
 use crate::{BuildId, BuildState, Store, StoreError, StoreResult};
 use pipewright_core::{BuildStatus, StepId, StepStatus};
 use pipewright_versions::VersionId;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 fn stale<T: std::fmt::Debug>(rule: &str, what: &str, r: StoreResult<T>) {
@@ -32,9 +32,11 @@ const NUMBERING: &str = "numbering";
 pub async fn numbering(store: Arc<dyn Store>) {
     let p = unique(NUMBERING);
     let mut tasks = Vec::new();
+    let start = Start::new(48);
     for i in 0..48u64 {
-        let (store, p) = (store.clone(), p.clone());
+        let (store, p, start) = (store.clone(), p.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
+            start.go(store.as_ref()).await;
             let job = if i % 4 == 0 { "other" } else { "job" };
             let mut nb = new_build(&p, job);
             nb.inputs.insert("git.app".into(), VersionId(i));
@@ -295,33 +297,48 @@ const CLAIMS: &str = "concurrent claims";
 
 /// Of many concurrent claims of one attempt, exactly one wins and the build names its worker.
 pub async fn concurrent_claims(store: Arc<dyn Store>) {
-    let b = fresh_build(store.as_ref(), CLAIMS).await;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let worker = format!("worker-{i}");
-            (store.claim_build(b.id, 1, &worker).await, worker)
-        }));
+    // Several builds at once, so the claims of each overlap however the backend schedules.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(fresh_build(store.as_ref(), CLAIMS).await.id);
     }
-    let mut winners = Vec::new();
-    for t in tasks {
-        match t.await.unwrap_or_else(|e| broke(CLAIMS, e)) {
-            (Ok(_), w) => winners.push(w),
-            (Err(StoreError::Conflict { .. } | StoreError::Stale { .. }), _) => {}
-            (Err(e), _) => broke(CLAIMS, format!("a losing claim failed with {e}")),
+    let mut tasks = Vec::new();
+    let start = Start::new(ids.len() * 12);
+    for &id in &ids {
+        for i in 0..12 {
+            let (store, start) = (store.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.go(store.as_ref()).await;
+                let worker = format!("worker-{i}");
+                (id, store.claim_build(id, 1, &worker).await, worker)
+            }));
         }
     }
-    check(CLAIMS, winners.len() == 1, format!("winners: {winners:?}"));
-    let now = get(store.as_ref(), CLAIMS, b.id).await;
-    check(
-        CLAIMS,
-        now.attempt == 1 && now.worker.as_ref() == winners.first(),
-        format!(
-            "the build is at attempt {} held by {:?}",
-            now.attempt, now.worker
-        ),
-    );
+    let mut winners: BTreeMap<BuildId, Vec<String>> = BTreeMap::new();
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| broke(CLAIMS, e)) {
+            (id, Ok(_), w) => winners.entry(id).or_default().push(w),
+            (_, Err(StoreError::Conflict { .. } | StoreError::Stale { .. }), _) => {}
+            (_, Err(e), _) => broke(CLAIMS, format!("a losing claim failed with {e}")),
+        }
+    }
+    for id in ids {
+        let won = winners.get(&id).cloned().unwrap_or_default();
+        check(
+            CLAIMS,
+            won.len() == 1,
+            format!("build {id}: winners {won:?}"),
+        );
+        let now = get(store.as_ref(), CLAIMS, id).await;
+        check(
+            CLAIMS,
+            now.attempt == 1 && now.worker.as_ref() == won.first(),
+            format!(
+                "build {id} is at attempt {} held by {:?}",
+                now.attempt, now.worker
+            ),
+        );
+    }
 }
 
 const FENCING: &str = "fencing";
@@ -440,7 +457,7 @@ pub async fn exactly_one_terminal(store: Arc<dyn Store>) {
         "a rejected finish changed the build",
     );
 
-    let id = claimed_build(s, TERMINAL, "w").await;
+    // Several builds at once, so the finishes of each overlap however the backend schedules.
     let statuses = [
         BuildStatus::Succeeded,
         BuildStatus::Failed,
@@ -448,32 +465,43 @@ pub async fn exactly_one_terminal(store: Arc<dyn Store>) {
         BuildStatus::Errored,
         BuildStatus::Cancelled,
     ];
-    let mut tasks = Vec::new();
-    for st in statuses {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            (st, store.finish_build(id, 1, st, None).await)
-        }));
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(claimed_build(s, TERMINAL, "w").await);
     }
-    let mut won = Vec::new();
-    for t in tasks {
-        match t.await.unwrap_or_else(|e| broke(TERMINAL, e)) {
-            (st, Ok(_)) => won.push(st),
-            (_, Err(StoreError::Conflict { .. })) => {}
-            (_, Err(e)) => broke(TERMINAL, format!("a losing finish failed with {e}")),
+    let mut tasks = Vec::new();
+    let start = Start::new(ids.len() * statuses.len());
+    for &id in &ids {
+        for st in statuses {
+            let (store, start) = (store.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.go(store.as_ref()).await;
+                (id, st, store.finish_build(id, 1, st, None).await)
+            }));
         }
     }
-    check(
-        TERMINAL,
-        won.len() == 1,
-        format!("concurrent finishes that won: {won:?}"),
-    );
-    let end = get(s, TERMINAL, id).await;
-    check(
-        TERMINAL,
-        Some(&end.status()) == won.first(),
-        "the kept status is not the winner's",
-    );
+    let mut won: BTreeMap<BuildId, Vec<BuildStatus>> = BTreeMap::new();
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| broke(TERMINAL, e)) {
+            (id, st, Ok(_)) => won.entry(id).or_default().push(st),
+            (_, _, Err(StoreError::Conflict { .. })) => {}
+            (_, _, Err(e)) => broke(TERMINAL, format!("a losing finish failed with {e}")),
+        }
+    }
+    for id in ids {
+        let winners = won.get(&id).cloned().unwrap_or_default();
+        check(
+            TERMINAL,
+            winners.len() == 1,
+            format!("concurrent finishes of build {id} that won: {winners:?}"),
+        );
+        let end = get(s, TERMINAL, id).await;
+        check(
+            TERMINAL,
+            Some(&end.status()) == winners.first(),
+            format!("build {id}: the kept status is not the winner's"),
+        );
+    }
 
     let pending = fresh_build(s, TERMINAL).await;
     let c = ok(

@@ -1,7 +1,7 @@
 //! Checks of [`EventStore`](crate::EventStore): idempotent, fenced appends; reads after a
 //! seq; the log text.
 
-use super::{broke, check, claimed_build, fresh_build, ok};
+use super::{Start, broke, check, claimed_build, fresh_build, ok};
 use crate::{EventRecord, Store, StoreError};
 use pipewright_core::{BuildStatus, Event, EventKind, StepId, Stream};
 use std::sync::Arc;
@@ -39,8 +39,9 @@ fn seqs(events: &[EventRecord]) -> Vec<u64> {
 
 const APPEND: &str = "event append is idempotent";
 
-/// A redelivered or overlapping batch stores each seq once (the first write wins); appends
-/// are fenced by attempt; concurrent redeliveries of one batch store it once.
+/// A redelivered or overlapping batch, or one holding a seq twice, stores each seq once (the
+/// first write wins); appends are fenced by attempt; concurrent redeliveries of one batch
+/// store it once.
 pub async fn append_idempotent(store: Arc<dyn Store>) {
     let s = store.as_ref();
     let id = claimed_build(s, APPEND, "w").await;
@@ -74,6 +75,29 @@ pub async fn append_idempotent(store: Arc<dyn Store>) {
         all.get(3) == batch.get(3),
         "a redelivered seq replaced the first write",
     );
+    let twice: Vec<EventRecord> = (1..=2)
+        .map(|copy| EventRecord {
+            seq: 8,
+            body: serde_json::json!({ "seq": 8, "copy": copy }),
+            log: None,
+        })
+        .collect();
+    let n = ok(APPEND, "a seq twice", s.append_events(id, 1, &twice).await);
+    check(
+        APPEND,
+        n == 1,
+        format!("a batch holding one seq twice stored {n} new events, want 1"),
+    );
+    let got = ok(
+        APPEND,
+        "events_after",
+        s.events_after(id, Some(7), 10).await,
+    );
+    check(
+        APPEND,
+        got.first().map(|e| &e.body) == twice.first().map(|e| &e.body),
+        "the second copy of a seq in one batch replaced the first",
+    );
     check(
         APPEND,
         ok(APPEND, "empty batch", s.append_events(id, 1, &[]).await) == 0,
@@ -98,9 +122,11 @@ pub async fn append_idempotent(store: Arc<dyn Store>) {
     let id = claimed_build(s, APPEND, "w").await;
     let batch: Arc<Vec<EventRecord>> = Arc::new((0..20).map(status_event).collect());
     let mut tasks = Vec::new();
+    let start = Start::new(8);
     for _ in 0..8 {
-        let (store, batch) = (store.clone(), batch.clone());
+        let (store, batch, start) = (store.clone(), batch.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
+            start.go(store.as_ref()).await;
             store.append_events(id, 1, &batch).await
         }));
     }

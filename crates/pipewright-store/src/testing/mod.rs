@@ -3,8 +3,10 @@
 //! Each check is an async function taking an `Arc<dyn Store>` and panicking with the rule it
 //! found broken; [`run_all`] runs them one after another. Checks name their pipelines, jobs and
 //! resources uniquely, so they can share one store (a database that outlives a run) as well
-//! as use a fresh one each. Concurrency checks spawn Tokio tasks: run them on a multi-thread
-//! runtime.
+//! as use a fresh one each. Concurrency checks spawn Tokio tasks that make one read, then wait
+//! for each other before the calls under test, so the calls overlap even where a pooled
+//! backend would otherwise run them one after another as it opens connections: run them on a
+//! multi-thread runtime.
 //!
 //! Builds ([`builds`]):
 //! - **numbering**: concurrent creates of one job get the numbers 1..=n, no gap and no
@@ -12,7 +14,8 @@
 //! - **state machine**: `pending → claimed(1) → running → succeeded`, with what each step
 //!   records, and every out-of-order call rejected as a conflict.
 //! - **approval**: a build needing two approvals waits for two distinct approvers.
-//! - **concurrent claims**: of many concurrent claims of one attempt exactly one wins.
+//! - **concurrent claims**: of many concurrent claims of one attempt exactly one wins (four
+//!   builds at once, twelve claims each).
 //! - **fencing**: after a re-queue and a new claim, every write of the old attempt is stale
 //!   and changes nothing.
 //! - **exactly one terminal**: a second finish is rejected unless it repeats the first; of
@@ -23,9 +26,9 @@
 //! - **recovery listing**: builds in given states, oldest first, paged by `after`.
 //! - **steps**: step summaries replace by step id and keep their first-recorded order.
 //!
-//! Events ([`events`]): append is idempotent by (build, seq) and fenced by attempt; reads
-//! after a seq page in order; the log text is the log chunks in seq order whatever order
-//! the batches came in.
+//! Events ([`events`]): append is idempotent by (build, seq), within a batch too, and fenced by
+//! attempt; reads after a seq page in order; the log text is the log chunks in seq order
+//! whatever order the batches came in.
 //!
 //! Versions ([`versions`]): the [`VersionStore`](crate::VersionStore) queries: latest, pages,
 //! find, passed versions after `record_build`, pins.
@@ -70,6 +73,27 @@ fn check(rule: &str, holds: bool, detail: impl Display) {
 
 fn ok<T, E: Display>(rule: &str, what: &str, r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| broke(rule, format!("{what} failed: {e}")))
+}
+
+/// Lines up `n` concurrent tasks: each calls [`Start::go`] before the call under test, which
+/// makes a read (so a pooled backend has connections open, and the calls do not run one after
+/// another while it opens them) and waits until every task has.
+struct Start {
+    barrier: tokio::sync::Barrier,
+}
+
+impl Start {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Start {
+            barrier: tokio::sync::Barrier::new(n),
+        })
+    }
+
+    async fn go(&self, store: &dyn Store) {
+        // A build that does not exist: any answer will do.
+        let _ = store.build(BuildId(u64::MAX / 3)).await;
+        self.barrier.wait().await;
+    }
 }
 
 /// A name no other check (or earlier run against the same database) uses.
