@@ -26,7 +26,7 @@ struct State {
     /// The ids of each (pipeline, job)'s builds, in number order.
     jobs: HashMap<(String, String), Vec<BuildId>>,
     /// Events per build, by seq.
-    events: HashMap<BuildId, BTreeMap<u64, EventRecord>>,
+    events: HashMap<BuildId, BTreeMap<u64, Stored>>,
 }
 
 #[derive(Debug)]
@@ -199,6 +199,33 @@ impl BuildStore for MemoryStore {
     }
 }
 
+/// An event as kept: its JSON as text (a parsed `serde_json::Value` costs several times the
+/// memory) and its log text.
+#[derive(Debug, Clone)]
+struct Stored {
+    body: Box<str>,
+    log: Option<Box<str>>,
+}
+
+impl Stored {
+    fn of(e: &EventRecord) -> Self {
+        Stored {
+            body: e.body.to_string().into_boxed_str(),
+            log: e.log.as_deref().map(Into::into),
+        }
+    }
+
+    fn record(&self, seq: u64) -> StoreResult<EventRecord> {
+        let body = serde_json::from_str(&self.body)
+            .map_err(|e| StoreError::Invalid(format!("stored event {seq}: {e}")))?;
+        Ok(EventRecord {
+            seq,
+            body,
+            log: self.log.as_deref().map(str::to_owned),
+        })
+    }
+}
+
 #[async_trait]
 impl EventStore for MemoryStore {
     async fn append_events(
@@ -213,7 +240,7 @@ impl EventStore for MemoryStore {
             let mut new = 0;
             for e in events {
                 if let std::collections::btree_map::Entry::Vacant(slot) = stored.entry(e.seq) {
-                    slot.insert(e.clone());
+                    slot.insert(Stored::of(e));
                     new += 1;
                 }
             }
@@ -230,15 +257,15 @@ impl EventStore for MemoryStore {
         self.with(|s| {
             s.row(id)?;
             let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-            Ok(s.events
+            s.events
                 .get(&id)
                 .map(|m| {
                     m.range((from, Bound::Unbounded))
                         .take(limit)
-                        .map(|(_, e)| e.clone())
+                        .map(|(seq, e)| e.record(*seq))
                         .collect()
                 })
-                .unwrap_or_default())
+                .unwrap_or(Ok(Vec::new()))
         })
     }
 
