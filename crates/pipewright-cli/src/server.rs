@@ -140,9 +140,10 @@ async fn open_store(url: &str) -> Result<Arc<dyn Store>, String> {
             .map_err(|e| format!("--db {url}: {e}"));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(format!(
-            "--db {url}: the PostgreSQL store is not built yet; use `mem` or `sqlite://PATH`"
-        ));
+        return pipewright_store::PostgresStore::connect(url)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| format!("--db: {e}"));
     }
     Err(format!(
         "--db {url}: expected `mem`, `sqlite://PATH` or `postgres://…`"

@@ -136,9 +136,24 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn kill_9_mid_build_on_sqlite_requeues_the_build_once_and_keeps_history() {
     let (dir, db) = setup();
-    let dir = dir.path();
-    let db = format!("sqlite://{}", db.display());
-    let srv = start(dir, &db);
+    kill_9_mid_build(dir.path(), &format!("sqlite://{}", db.display()));
+}
+
+#[test]
+fn kill_9_mid_build_on_postgres_requeues_the_build_once_and_keeps_history() {
+    use pipewright_testing::servers::{Postgres, require};
+    if !(require("initdb", "apt-get install postgresql")
+        && require("postgres", "apt-get install postgresql"))
+    {
+        return;
+    }
+    let pg = Postgres::start().unwrap();
+    let (dir, _) = setup();
+    kill_9_mid_build(dir.path(), &pg.url());
+}
+
+fn kill_9_mid_build(dir: &Path, db: &str) {
+    let srv = start(dir, db);
     // History: one finished build.
     let (code, _, err) = client(dir, &srv, &["trigger", "p/quick", "--watch"]);
     assert_eq!(code, 0, "{err}");
@@ -153,7 +168,7 @@ fn kill_9_mid_build_on_sqlite_requeues_the_build_once_and_keeps_history() {
     srv.child.wait().unwrap();
     drop(srv);
 
-    let srv = start(dir, &db);
+    let srv = start(dir, db);
     let slow = wait_for(dir, &srv, "p/slow", |b| {
         b.first().is_some_and(|b| b["status"] == "succeeded")
     });

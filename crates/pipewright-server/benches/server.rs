@@ -109,6 +109,65 @@ async fn run() {
         );
     }
     flood(env_usize("LOG_MB", 100)).await;
+    postgres_throughput(env_usize("PG_BUILDS", 200)).await;
+}
+
+/// Builds per second of a trivial job on PostgreSQL (the local worker, 4 at once), against
+/// the floor of as many single-row inserts, each its own transaction, in the same database.
+async fn postgres_throughput(n: usize) {
+    use pipewright_testing::servers::{Postgres, require};
+    if !(require("initdb", "apt-get install postgresql")
+        && require("postgres", "apt-get install postgresql"))
+    {
+        return;
+    }
+    let pg = Postgres::start().unwrap();
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    sqlx::query("CREATE TABLE floor (id BIGINT PRIMARY KEY, body TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        sqlx::query("INSERT INTO floor VALUES ($1, $2)")
+            .bind(i as i64)
+            .bind("a row")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let floor = n as f64 / t.elapsed().as_secs_f64();
+    pool.close().await;
+    let store = pipewright_store::PostgresStore::connect(&pg.url())
+        .await
+        .unwrap();
+    let ci = Ci::start_with(PIPELINE, Arc::new(store), false).await;
+    let hub = ci.server.as_ref().unwrap().hub.clone();
+    let job = PIPELINE.replace("job \"hello\" {", "job \"hello\" {\n  concurrency = 0");
+    std::fs::write(&ci.pipeline, job).unwrap();
+    hub.reload(true);
+    let t = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(
+            hub.trigger("p", "hello", Default::default(), "bench")
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    for id in ids {
+        let b = ci.wait_done(id.0).await;
+        assert_eq!(b.status, BuildStatus::Succeeded);
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let (batches, _) = hub.metrics.event_writes();
+    println!(
+        "PostgreSQL: {rate:.0} builds/s of a trivial job ({n} builds, 4 at once) against {floor:.0} single-row inserts/s: {:.0}% of the floor; {:.1} event writes per build",
+        100.0 * rate / floor,
+        batches as f64 / n as f64
+    );
+    ci.stop().await;
 }
 
 /// The engine alone: plan → first log event, no server.
