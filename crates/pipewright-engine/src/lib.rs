@@ -15,7 +15,7 @@ pub use events::{ChannelSink, EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
 pub use pipewright_core::StepRecord;
 pub use pipewright_secrets::Masked;
-pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput};
+pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput, RestoredStep};
 pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};
 
 use build::Build;
@@ -340,16 +340,16 @@ impl Engine {
             ..opts.clone()
         };
         let store = opts.store();
-        Ok(Build::prepare(
+        let mut build = Build::prepare(
             self,
             &plan.definition,
             job,
             &opts,
             store,
             Some(plan.inputs.clone()),
-        )?
-        .run()
-        .await)
+        )?;
+        build.restore = plan.restore.clone();
+        Ok(build.run().await)
     }
 
     /// Checks resource `resource` (its id, `type.name`) once, as a build's `get` would (its

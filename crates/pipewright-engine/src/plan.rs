@@ -30,6 +30,20 @@ pub struct BuildPlan {
     pub job_inputs: BTreeMap<String, serde_json::Value>,
     /// The pipeline reduced to this job and what it uses.
     pub definition: Pipeline,
+    /// Top-level steps not run again but taken from an earlier build (a rerun from the failed
+    /// step), by step name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore: BTreeMap<String, RestoredStep>,
+}
+
+/// A step whose effects a build takes from an earlier build instead of running it: its
+/// exports (`TASK_<STEP>_*`, `PUT_<STEP>_*`) for the steps after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredStep {
+    /// The exports it made.
+    pub exports: BTreeMap<String, String>,
+    /// Where they come from, for people (`build #3`).
+    pub from: String,
 }
 
 /// What a `get` fetches.
@@ -68,6 +82,7 @@ impl BuildPlan {
             inputs,
             job_inputs,
             definition: definition(pipeline, job),
+            restore: BTreeMap::new(),
         }
     }
 

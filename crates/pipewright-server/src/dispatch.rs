@@ -70,14 +70,21 @@ impl Hub {
                 },
             );
         }
-        Ok(BuildPlan::new(
+        let mut plan = BuildPlan::new(
             &p,
             &build.pipeline,
             &build.job,
             build.number,
             inputs,
             build.input_values.clone(),
-        ))
+        );
+        if let Some(old) = build.rerun_of
+            && build.trigger.contains(crate::rerun::FROM_FAILED)
+            && let (Some(old), Some(job)) = (self.store.build(old).await?, p.jobs.get(&build.job))
+        {
+            plan.restore = self.restorable(&old, job).await?.0;
+        }
+        Ok(plan)
     }
 
     /// Cancels builds that waited for approval longer than their gate's `timeout`.

@@ -12,6 +12,7 @@ mod metrics;
 pub mod nats_link;
 mod pipelines;
 mod queue;
+mod rerun;
 mod scoped;
 pub mod tokens;
 mod triggers;

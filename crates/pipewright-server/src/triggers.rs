@@ -370,12 +370,14 @@ impl Hub {
         })?;
         let trigger = match from {
             pipewright_api::RerunFrom::Job => format!("rerun of #{} by {by}", b.number),
-            // Restoring earlier steps' effects (exports, outputs) is not built yet: the rerun
-            // starts at the first step, and says so.
-            pipewright_api::RerunFrom::FailedStep => format!(
-                "rerun of #{} from the failed step by {by}: starts at the first step, because earlier steps' effects cannot be restored yet",
-                b.number
-            ),
+            pipewright_api::RerunFrom::FailedStep => {
+                let (_, summary) = self.restorable(&b, j).await?;
+                format!(
+                    "rerun of #{} {} by {by}: {summary}",
+                    b.number,
+                    crate::rerun::FROM_FAILED
+                )
+            }
         };
         self.create_build(
             &b.pipeline,

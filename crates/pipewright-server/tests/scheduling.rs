@@ -370,7 +370,7 @@ async fn a_rerun_is_a_new_build_with_the_same_versions_and_inputs() {
         assert_eq!(rerun.inputs, failed.inputs);
         if from == "failed-step" {
             assert!(
-                rerun.trigger.contains("starts at the first step"),
+                rerun.trigger.contains("starts at the failed step `maybe`"),
                 "{}",
                 rerun.trigger
             );
@@ -443,5 +443,71 @@ job "deploy" {{
                 .contains(&format!("deploying {rev}"))
         );
     }
+    ci.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_from_the_failed_step_restores_the_steps_before_it() {
+    let mark = tempfile::tempdir().unwrap();
+    let hcl = format!(
+        r#"
+job "two-step" {{
+  task "prepare" {{
+    run "shell" {{
+      cmd = "echo run >> {m}/prepare-runs; echo value=42 >> $PIPEWRIGHT_OUTPUT"
+    }}
+  }}
+  task "check" {{
+    run "shell" {{
+      cmd = "test \"$TASK_PREPARE_VALUE\" = 42 && test -f {m}/ok"
+    }}
+  }}
+}}
+"#,
+        m = mark.path().display()
+    );
+    let ci = Ci::start(&hcl).await;
+    let first = ci.trigger("two-step", serde_json::json!({})).await;
+    assert_eq!(ci.wait_done(first.id).await.status, BuildStatus::Failed);
+    std::fs::write(mark.path().join("ok"), "").unwrap();
+    let resp = ci
+        .post(
+            &format!("/builds/{}/rerun", first.id),
+            serde_json::json!({"from": "failed-step"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let rerun: pipewright_api::BuildView = resp.json().await.unwrap();
+    assert!(
+        rerun
+            .trigger
+            .contains("starts at the failed step `check`; restored from build #1: prepare"),
+        "{}",
+        rerun.trigger
+    );
+    let rerun = ci.wait_done(rerun.id).await;
+    assert_eq!(rerun.status, BuildStatus::Succeeded, "{rerun:#?}");
+    let runs = std::fs::read_to_string(mark.path().join("prepare-runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "prepare did not run again");
+    let prepare = rerun.steps.iter().find(|s| s.step == "prepare").unwrap();
+    assert_eq!(
+        prepare.reason.as_deref(),
+        Some("not run again: restored from build #1")
+    );
+    // From the job: everything runs again.
+    let resp = ci
+        .post(
+            &format!("/builds/{}/rerun", first.id),
+            serde_json::json!({"from": "job"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let again: pipewright_api::BuildView = resp.json().await.unwrap();
+    assert_eq!(ci.wait_done(again.id).await.status, BuildStatus::Succeeded);
+    let runs = std::fs::read_to_string(mark.path().join("prepare-runs")).unwrap();
+    assert_eq!(runs.lines().count(), 2);
     ci.stop().await;
 }
