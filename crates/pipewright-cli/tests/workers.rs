@@ -293,3 +293,53 @@ fn tags_route_a_job_and_a_forged_token_is_refused() {
     assert_eq!(code, 0);
     assert!(workers.contains("gpu-box"));
 }
+
+#[test]
+fn an_ephemeral_worker_exits_after_one_build_and_sigterm_drains() {
+    let Some(ci) = setup() else { return };
+    let mut once = ci.worker("once", &["--ephemeral"]);
+    for _ in 0..2 {
+        let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = once.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "the ephemeral worker did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let quick = ci.builds("p/quick");
+    let done = quick.iter().filter(|b| b["status"] == "succeeded").count();
+    assert_eq!(done, 1, "one build, then it exits: {quick:#?}");
+
+    // SIGTERM: the running build finishes, the worker exits 0, the other build waits.
+    let mut w = ci.worker("drains", &["--concurrency", "1"]);
+    ci.wait_for("p/quick", |b| b.iter().all(|b| b["status"] == "succeeded"));
+    let (code, _, err) = ci.client(&["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+    assert_eq!(code, 0, "{err}");
+    let st = Command::new("kill")
+        .args(["-TERM", &w.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = w.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let slow = ci.builds("p/slow");
+    assert_eq!(
+        (slow[0]["status"].as_str(), slow[0]["attempt"].as_u64()),
+        (Some("succeeded"), Some(1))
+    );
+    assert_eq!(
+        ci.builds("p/quick")[0]["status"],
+        "pending",
+        "a draining worker takes nothing new"
+    );
+}
