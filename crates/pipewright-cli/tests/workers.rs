@@ -343,3 +343,51 @@ fn an_ephemeral_worker_exits_after_one_build_and_sigterm_drains() {
         "a draining worker takes nothing new"
     );
 }
+
+#[test]
+fn a_frozen_worker_loses_its_lease_and_its_late_result_is_refused() {
+    let Some(ci) = setup() else { return };
+    let frozen = ci.worker("frozen", &["--concurrency", "1"]);
+    let (code, _, err) = ci.client(&["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    let pid = frozen.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Past the 2 s lease the build is pending again; another worker takes it as attempt 2.
+    ci.wait_for("p/slow", |b| {
+        b[0]["status"] == "pending" && b[0]["attempt"] == 1
+    });
+    let _fresh = ci.worker("fresh", &[]);
+    ci.wait_for("p/slow", |b| {
+        b[0]["status"] == "running" && b[0]["worker"] == "fresh"
+    });
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let slow = ci.wait_for("p/slow", |b| b[0]["status"] == "succeeded");
+    assert_eq!(
+        (
+            slow.len(),
+            slow[0]["attempt"].as_u64(),
+            slow[0]["worker"].as_str()
+        ),
+        (1, Some(2), Some("fresh"))
+    );
+    // The frozen worker's first attempt wrote nothing after its lease: one `finished` line.
+    let id = slow[0]["id"].to_string();
+    let (_, log, _) = ci.client(&["logs", &id]);
+    assert_eq!(log.matches("finished").count(), 1, "{log}");
+    drop(frozen);
+}
