@@ -391,3 +391,24 @@ fn a_frozen_worker_loses_its_lease_and_its_late_result_is_refused() {
     assert_eq!(log.matches("finished").count(), 1, "{log}");
     drop(frozen);
 }
+
+#[test]
+fn a_nats_restart_mid_build_loses_nothing() {
+    let Some(mut ci) = setup() else { return };
+    let _w = ci.worker("steady", &[]);
+    let (code, _, err) = ci.client(&["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    ci._nats.restart().unwrap();
+    let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+    assert_eq!(code, 0, "{err}");
+    let slow = ci.wait_for("p/slow", |b| b[0]["status"] == "succeeded");
+    assert_eq!(slow.len(), 1, "one build record: {slow:#?}");
+    let quick = ci.wait_for("p/quick", |b| b.len() == 1 && b[0]["status"] == "succeeded");
+    assert_eq!(quick.len(), 1);
+    let id = slow[0]["id"].to_string();
+    let (_, log, _) = ci.client(&["logs", &id]);
+    assert!(log.contains("finished"), "{log}");
+}

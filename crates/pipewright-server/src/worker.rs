@@ -225,11 +225,30 @@ impl Worker {
             Ok(r) => (r.status, r.reason.map(|m| m.to_string())),
             Err(e) => (BuildStatus::Errored, Some(e.to_string())),
         };
-        match self.link.finish(d.build, d.attempt, status, reason).await {
-            Ok(()) | Err(LinkError::Fenced(_)) => {
-                let _ = delivery.ack().await;
+        // Sent again until the server answers (it or NATS may be restarting), for up to two
+        // minutes: by then its lease has long lapsed and the build runs elsewhere.
+        let until = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut tries: u32 = 0;
+        loop {
+            match self
+                .link
+                .finish(d.build, d.attempt, status, reason.clone())
+                .await
+            {
+                Ok(()) | Err(LinkError::Fenced(_)) => {
+                    let _ = delivery.ack().await;
+                    break;
+                }
+                Err(e) if tokio::time::Instant::now() < until && !abandon.is_cancelled() => {
+                    tries += 1;
+                    tracing::warn!(build = %d.build, error = %e, tries, "could not report the result; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.min(10)))).await;
+                }
+                Err(e) => {
+                    tracing::error!(build = %d.build, error = %e, "gave up reporting the result; the server re-queues the build");
+                    break;
+                }
             }
-            Err(e) => tracing::warn!(build = %d.build, error = %e, "could not report the result"),
         }
         Ok(())
     }
@@ -289,7 +308,7 @@ async fn forward(
             e.build_id = build.to_string();
             e.seq += seq_base;
         }
-        let mut tries = 0;
+        let mut tries: u32 = 0;
         loop {
             match link.events(build, attempt, batch.clone()).await {
                 Ok(()) => break,
@@ -298,14 +317,12 @@ async fn forward(
                     fenced = true;
                     break;
                 }
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    tracing::warn!(build = %build, error = %e, "could not send events; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                }
+                // Kept and sent again until the server answers (it may be restarting, or NATS):
+                // the build waits meanwhile, and a lease that lapses fences it off.
                 Err(e) => {
-                    tracing::error!(build = %build, error = %e, "events lost after retries");
-                    break;
+                    tries += 1;
+                    tracing::warn!(build = %build, error = %e, tries, "could not send events; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.min(10)))).await;
                 }
             }
         }

@@ -16,25 +16,44 @@ pub struct Nats {
 impl Nats {
     /// Starts the server and waits until it accepts connections.
     pub fn start() -> Result<Self, ServerError> {
-        let program = super::find_program("nats-server")
-            .ok_or_else(|| ServerError::Missing("nats-server".into()))?;
         let store = tempfile::Builder::new()
             .prefix("pipewright-nats-")
             .tempdir()
             .map_err(io("a JetStream store"))?;
         let port = free_port().map_err(io("a port for nats-server"))?;
-        let mut cmd = Command::new(program);
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut group = Group::spawn("nats-server", &mut cmd)?;
-        wait_for_port("nats-server", group.child(), port, Duration::from_secs(30))?;
+        let group = Self::spawn(port, store.path())?;
         Ok(Self {
             group,
             port,
             _store: store,
         })
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and starts it again on the same
+    /// port with the same store: what clients see when NATS restarts.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        let old = std::mem::replace(&mut self.group, Self::placeholder()?);
+        drop(old);
+        self.group = Self::spawn(self.port, self._store.path())?;
+        Ok(())
+    }
+
+    /// A process that is gone at once, to hold the place of a stopped server.
+    fn placeholder() -> Result<Group, ServerError> {
+        Group::spawn("true", &mut Command::new("true"))
+    }
+
+    fn spawn(port: u16, store: &std::path::Path) -> Result<Group, ServerError> {
+        let program = super::find_program("nats-server")
+            .ok_or_else(|| ServerError::Missing("nats-server".into()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut group = Group::spawn("nats-server", &mut cmd)?;
+        wait_for_port("nats-server", group.child(), port, Duration::from_secs(30))?;
+        Ok(group)
     }
 
     /// The port it listens on.
