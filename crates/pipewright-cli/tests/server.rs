@@ -331,3 +331,31 @@ fn sigterm_lets_a_running_build_finish_and_a_short_grace_requeues_it() {
     assert_eq!(slow.len(), 2);
     assert_eq!(slow[0]["attempt"], 2, "{:#?}", slow[0]);
 }
+
+#[test]
+fn a_postgres_restart_mid_build_loses_nothing() {
+    use pipewright_testing::servers::{Postgres, require};
+    if !(require("initdb", "apt-get install postgresql")
+        && require("postgres", "apt-get install postgresql"))
+    {
+        return;
+    }
+    let mut pg = Postgres::start().unwrap();
+    let (dir, _) = setup();
+    let dir = dir.path();
+    let srv = start(dir, &pg.url());
+    let (code, _, err) = client(dir, &srv, &["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(dir, &srv, "p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    pg.restart().unwrap();
+    let slow = wait_for(dir, &srv, "p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    assert_eq!(slow.len(), 1, "{slow:#?}");
+    let id = slow[0]["id"].to_string();
+    let (_, log, _) = client(dir, &srv, &["logs", &id]);
+    assert_eq!(log.matches("finished").count(), 1, "every line once: {log}");
+    assert_eq!(log.matches("started").count(), 1, "every line once: {log}");
+}

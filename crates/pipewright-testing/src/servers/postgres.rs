@@ -26,6 +26,7 @@ pub struct Postgres {
     group: Group,
     port: u16,
     bin: PathBuf,
+    user: Option<(u32, u32)>,
     _dir: tempfile::TempDir,
 }
 
@@ -91,24 +92,50 @@ impl Postgres {
             });
         }
         let port = free_port().map_err(io("a port for postgres"))?;
-        let mut cmd = command(&postgres);
+        let group = Self::spawn(&postgres, dir.path(), port, user)?;
+        let pg = Self {
+            group,
+            port,
+            bin,
+            user,
+            _dir: dir,
+        };
+        pg.wait_ready()?;
+        Ok(pg)
+    }
+
+    /// Starts `postgres` on the cluster in `dir` and waits for its port.
+    fn spawn(
+        postgres: &Path,
+        dir: &Path,
+        port: u16,
+        user: Option<(u32, u32)>,
+    ) -> Result<Group, ServerError> {
+        let mut cmd = Command::new(postgres);
+        cmd.current_dir(dir);
+        if let Some((uid, gid)) = user {
+            cmd.uid(uid).gid(gid);
+        }
         cmd.arg("-D")
-            .arg(&data)
+            .arg(dir.join("data"))
             .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
+            .arg(dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut group = Group::spawn("postgres", &mut cmd)?;
         wait_for_port("postgres", group.child(), port, READY)?;
-        let pg = Self {
-            group,
-            port,
-            bin,
-            _dir: dir,
-        };
-        pg.wait_ready()?;
-        Ok(pg)
+        Ok(group)
+    }
+
+    /// Stops the server (SIGTERM: a fast shutdown that cuts every connection) and starts it
+    /// again on the same port and data: what clients see when PostgreSQL restarts.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        let gone = Group::spawn("true", &mut Command::new("true"))?;
+        drop(std::mem::replace(&mut self.group, gone));
+        let postgres = self.bin.join("postgres");
+        self.group = Self::spawn(&postgres, self._dir.path(), self.port, self.user)?;
+        self.wait_ready()
     }
 
     fn wait_ready(&self) -> Result<(), ServerError> {
