@@ -17,7 +17,7 @@ fn output(cmd: &mut Command) -> (i32, String, String) {
 const PIPELINE: &str = r#"
 job "deploy" {
   approve "prod" {}
-  concurrency = 1
+  concurrency = 2
   input "target" {
     type    = string
     options = ["dev", "prod"]
