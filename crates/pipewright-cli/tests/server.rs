@@ -275,9 +275,12 @@ fn a_server_that_cannot_start_says_why() {
         err.contains("--db sqlite:///nonexistent-dir/x/ci.db"),
         "{err}"
     );
-    let (code, err) = run(&["--pipeline", &good, "--queue", "nats://127.0.0.1:4222"]);
+    let (code, err) = run(&["--pipeline", &good, "--queue", "nats://127.0.0.1:1"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("not built yet"), "{err}");
+    assert!(err.contains("cannot connect to NATS at nats://127.0.0.1:1"), "{err}");
+    let (code, err) = run(&["--pipeline", &good, "--queue", "kafka://x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("expected `mem` or `nats://HOST:PORT`"), "{err}");
     let (code, err) = run(&["--pipeline", "/nonexistent.hcl"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("is not a file"), "{err}");
