@@ -15,6 +15,10 @@
 //!   `artifact`), [`services`] (`nats`, `postgres`), [`secrets`] (`env`, `file`, `vault` and the
 //!   log masker), [`versions`] (version history and `passed`): feature `engine`.
 //! - [`fetch`] (feature `fetch`, on by default): `https://` type definitions.
+//! - `store` (feature `store`): what a server keeps, in memory, SQLite or PostgreSQL; `api`
+//!   (feature `api`): the HTTP API's JSON types; `queue` (feature `queue`): the build queue, in
+//!   memory or on NATS JetStream; `server` (feature `server`, which takes the others): check
+//!   loops, triggers, the scheduler, workers and the HTTP API.
 
 pub use pipewright_core as core;
 
@@ -44,3 +48,15 @@ pub use pipewright_versions as versions;
 
 #[cfg(feature = "fetch")]
 pub use pipewright_fetch as fetch;
+
+#[cfg(feature = "store")]
+pub use pipewright_store as store;
+
+#[cfg(feature = "api")]
+pub use pipewright_api as api;
+
+#[cfg(feature = "queue")]
+pub use pipewright_queue as queue;
+
+#[cfg(feature = "server")]
+pub use pipewright_server as server;
