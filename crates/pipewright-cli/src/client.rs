@@ -97,15 +97,16 @@ pub enum ClientCmd {
         /// `PIPELINE/TYPE.NAME`.
         resource: String,
     },
-    /// Pin a resource to a version (`--version ref=abc123`), or `--unpin` it.
+    /// Pin a resource to one of its versions, given whole (`ref=<full sha>`), or `--unpin` it:
+    /// `pipewright pin PIPELINE/TYPE.NAME ref=3f2a9c4e…`.
     Pin {
         /// `PIPELINE/TYPE.NAME`.
         resource: String,
-        /// The version's fields, `KEY=VALUE` (repeatable).
-        #[arg(long = "version", value_name = "KEY=VALUE", value_parser = crate::parse_var, required_unless_present = "unpin")]
-        version: Vec<(String, String)>,
+        /// The version's fields, `KEY=VALUE`, as `versions` lists them.
+        #[arg(value_name = "KEY=VALUE", value_parser = crate::parse_var, required_unless_present = "unpin")]
+        fields: Vec<(String, String)>,
         /// Remove the pin.
-        #[arg(long, conflicts_with = "version")]
+        #[arg(long, conflicts_with = "fields")]
         unpin: bool,
     },
     /// Manage API tokens (needs the admin token).
@@ -193,7 +194,15 @@ impl Client {
         let resp = r
             .send()
             .await
-            .map_err(|e| Failure(3, format!("cannot reach the server at {}: {e}", self.base)))?;
+            .map_err(|e| {
+                Failure(
+                    3,
+                    format!(
+                        "cannot reach the server at {}: {e} (is it running? `--server URL` or PIPEWRIGHT_SERVER says where it is)",
+                        self.base
+                    ),
+                )
+            })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -312,6 +321,12 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
             Ok(0)
         }
         ClientCmd::Rerun { build, from, watch } => {
+            if from != "job" && from != "failed-step" {
+                return Err(Failure(
+                    2,
+                    format!("--from {from}: expected `job` or `failed-step`"),
+                ));
+            }
             let b: BuildView = c
                 .json(
                     c.req(Method::POST, &format!("/builds/{build}/rerun"))
@@ -340,7 +355,7 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
         }
         ClientCmd::Pin {
             resource,
-            version,
+            fields: version,
             unpin,
         } => {
             let (p, r) = split("TYPE.NAME", &resource)?;
@@ -449,9 +464,9 @@ fn announce(b: &BuildView) {
         b.number,
         b.trigger,
         if b.status == BuildStatus::WaitingForApproval {
-            " — waiting for approval: pipewright approve ID"
+            format!(" — waiting for approval: pipewright approve {}", b.id)
         } else {
-            ""
+            String::new()
         }
     );
 }
@@ -480,6 +495,26 @@ fn print_builds(list: &[BuildView]) {
 /// Follows build `id`'s events, printing its log, until the build ends; reconnects with
 /// `Last-Event-ID` when the connection drops. The exit code says how the build ended.
 async fn follow(c: &Client, id: u64) -> Done {
+    let b: BuildView = c
+        .json(c.req(reqwest::Method::GET, &format!("/builds/{id}")))
+        .await?;
+    if matches!(
+        b.status,
+        BuildStatus::Pending | BuildStatus::WaitingForApproval
+    ) {
+        eprintln!(
+            "build {} ({}/{} #{}) is {}{}",
+            b.id,
+            b.pipeline,
+            b.job,
+            b.number,
+            b.status,
+            b.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
     let mut last: Option<u64> = None;
     let mut failures = 0u32;
     loop {
@@ -577,7 +612,10 @@ fn show(data: &str) {
                 .and_then(|s| s.as_str())
                 .unwrap_or("?");
             let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("?");
-            eprintln!("--- {name}: {status}");
+            match v.get("reason").and_then(|r| r.as_str()) {
+                Some(r) => eprintln!("--- {name}: {status} ({r})"),
+                None => eprintln!("--- {name}: {status}"),
+            }
         }
         _ => {}
     }

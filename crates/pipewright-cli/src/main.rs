@@ -365,11 +365,21 @@ pub(crate) fn pipeline_name(path: &std::path::Path) -> String {
 fn main() -> ExitCode {
     // First: in a process started to supervise a task, this is all that runs.
     pipewright_runners::enable_task_supervisor();
+    let cli = Cli::parse();
+    // A server or worker says what it does (reloads, failed checks, lost workers); a local
+    // run stays quiet unless asked. `PIPEWRIGHT_LOG` overrides both.
+    let default = match cli.command {
+        Command::Server(_) | Command::Worker(_) => {
+            "warn,pipewright_server=info,pipewright_queue=info"
+        }
+        _ => "error",
+    };
+    let filter = std::env::var("PIPEWRIGHT_LOG").unwrap_or_else(|_| default.to_owned());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PIPEWRIGHT_LOG"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Plan(c) => plan_cmd(c),
         Command::Run(c) if c.plan.is_some() => run_plan_cmd(c),

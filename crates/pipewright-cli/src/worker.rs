@@ -114,7 +114,8 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
         }
     };
     let name = crate::server::hostname();
-    let link = NatsLink::new(queue.client(), token, c.tags.clone(), c.concurrency);
+    let concurrency = if c.ephemeral { 1 } else { c.concurrency };
+    let link = NatsLink::new(queue.client(), token, c.tags.clone(), concurrency);
     let root = c
         .workspace_root
         .clone()
@@ -130,7 +131,7 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
     let worker = Worker {
         name: name.clone(),
         tags: c.tags.clone(),
-        concurrency: if c.ephemeral { 1 } else { c.concurrency },
+        concurrency,
         heartbeat: c.heartbeat,
         max_builds: c.ephemeral.then_some(1),
         engine,
@@ -142,7 +143,7 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
         }),
     };
     eprintln!(
-        "pipewright worker {name} taking builds from {} (tags: {}; {} at once{})",
+        "pipewright worker on {name} taking builds from {} (tags: {}; {} at once{}); the server knows it by its token's name",
         c.queue,
         if c.tags.is_empty() {
             "none".to_owned()

@@ -277,10 +277,16 @@ fn a_server_that_cannot_start_says_why() {
     );
     let (code, err) = run(&["--pipeline", &good, "--queue", "nats://127.0.0.1:1"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("cannot connect to NATS at nats://127.0.0.1:1"), "{err}");
+    assert!(
+        err.contains("cannot connect to NATS at nats://127.0.0.1:1"),
+        "{err}"
+    );
     let (code, err) = run(&["--pipeline", &good, "--queue", "kafka://x"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("expected `mem` or `nats://HOST:PORT`"), "{err}");
+    assert!(
+        err.contains("expected `mem` or `nats://HOST:PORT`"),
+        "{err}"
+    );
     let (code, err) = run(&["--pipeline", "/nonexistent.hcl"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("is not a file"), "{err}");
@@ -361,4 +367,31 @@ fn a_postgres_restart_mid_build_loses_nothing() {
     let (_, log, _) = client(dir, &srv, &["logs", &id]);
     assert_eq!(log.matches("finished").count(), 1, "every line once: {log}");
     assert_eq!(log.matches("started").count(), 1, "every line once: {log}");
+}
+
+#[test]
+fn every_command_parses_its_help_and_pin_takes_fields() {
+    // clap checks a command's arguments when it is built: a clash panics here, not in use.
+    for cmd in [
+        "run", "plan", "validate", "graph", "server", "worker", "trigger", "builds", "watch",
+        "logs", "cancel", "rerun", "approve", "check", "pin", "token",
+    ] {
+        let out = Command::new(BIN).args([cmd, "--help"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd} --help: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (dir, _) = setup();
+    let dir = dir.path();
+    let srv = start(dir, "mem");
+    let (code, _, err) = client(dir, &srv, &["pin", "p/git.nope", "ref=abc"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no resource `git.nope`"), "{err}");
+    let (code, _, err) = client(dir, &srv, &["pin", "p/git.nope", "--unpin"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = client(dir, &srv, &["rerun", "1", "--from", "bogus"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("expected `job` or `failed-step`"), "{err}");
 }

@@ -201,15 +201,23 @@ impl Hub {
                     },
                 );
             }
-            if let Ok(mut w) = self.waiting.lock() {
-                w.remove(&b.id);
-            }
             let published = match dispatch.to_message() {
                 Ok(m) => self.queue.publish(m).await,
                 Err(e) => Err(e),
             };
             match published {
-                Ok(_) => sent += 1,
+                Ok(_) => {
+                    sent += 1;
+                    let why = if job.tags.is_empty() {
+                        "in the queue: waiting for a worker to take it".to_owned()
+                    } else {
+                        format!(
+                            "in the queue: waiting for a worker with the tags {}",
+                            job.tags.join(", ")
+                        )
+                    };
+                    self.set_waiting(&b, why);
+                }
                 Err(e) => {
                     tracing::warn!(build = %b.id, error = %e, "could not queue the build; trying again");
                     if let Ok(mut a) = self.active.lock() {

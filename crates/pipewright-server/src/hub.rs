@@ -233,9 +233,17 @@ impl Hub {
         }
     }
 
-    /// The workers known, by name.
+    /// The workers seen in the last minute (they announce themselves every few seconds), by
+    /// name; older ones are forgotten.
     pub fn workers(&self) -> BTreeMap<String, WorkerInfo> {
-        self.workers.lock().map(|w| w.clone()).unwrap_or_default()
+        let alive = now_ms().saturating_sub(60_000);
+        self.workers
+            .lock()
+            .map(|mut w| {
+                w.retain(|_, i| i.last_seen_ms >= alive);
+                w.clone()
+            })
+            .unwrap_or_default()
     }
 
     /// The builds `worker` holds now.

@@ -110,6 +110,23 @@ impl WorkerLink for LocalLink {
         self.0.claim(build, attempt, worker).await
     }
 
+    async fn announce(
+        &self,
+        worker: &str,
+        tags: &[String],
+        concurrency: usize,
+    ) -> Result<(), LinkError> {
+        self.0.register_worker(
+            worker,
+            crate::hub::WorkerInfo {
+                tags: tags.to_vec(),
+                concurrency,
+                last_seen_ms: 0,
+            },
+        );
+        Ok(())
+    }
+
     async fn heartbeat(
         &self,
         build: BuildId,
@@ -182,6 +199,9 @@ impl Hub {
         let cancel = CancellationToken::new();
         if let Ok(mut c) = self.cancels.lock() {
             c.insert(build, cancel.clone());
+        }
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(&build);
         }
         if let Ok(mut l) = self.leases.lock() {
             l.insert(

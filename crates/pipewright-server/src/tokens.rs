@@ -130,6 +130,18 @@ impl Tokens {
 
     /// Makes a token; its secret is in the answer and nowhere else.
     pub fn create(&self, name: &str, role: Role) -> ServerResult<TokenView> {
+        // A worker's token name is its identity: two tokens of one name would be one worker.
+        if name == "admin"
+            || self
+                .entries
+                .lock()
+                .map(|e| e.iter().any(|x| x.name == name))
+                .unwrap_or(false)
+        {
+            return Err(ServerError::Conflict(format!(
+                "a token named `{name}` exists: revoke it first or choose another name"
+            )));
+        }
         let token = random_token();
         let entry = Entry {
             id: hex(&rand::random::<[u8; 8]>()),
