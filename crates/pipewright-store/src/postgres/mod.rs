@@ -116,8 +116,24 @@ impl PostgresStore {
         shown: &str,
     ) -> StoreResult<PgConnection> {
         let what = format!("connect to {shown}");
-        match tokio::time::timeout(Self::CONNECT_TIMEOUT, PgConnection::connect_with(options)).await
-        {
+        let until = tokio::time::Instant::now() + Self::CONNECT_TIMEOUT;
+        let attempt = async {
+            loop {
+                match PgConnection::connect_with(options).await {
+                    // A server still starting (or shutting down to restart) says so: ask
+                    // again until the connect timeout rather than fail a start beside it.
+                    Err(sqlx::Error::Database(d))
+                        if d.code().as_deref() == Some("57P03")
+                            && tokio::time::Instant::now() < until =>
+                    {
+                        tracing::debug!(url = %shown, "postgres is starting up; asking again");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout_at(until, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(db_error(&what, e)),
             Err(_) => {
