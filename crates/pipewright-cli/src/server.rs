@@ -222,6 +222,14 @@ async fn open_queue(c: &ServerCmd) -> Result<(Arc<dyn Queue>, Option<async_nats:
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn server_cmd(c: ServerCmd) -> ExitCode {
+    block_on_service(serve(c))
+}
+
+/// Runs a long-lived command (`server`, `worker`) on a multi-thread runtime: exit 0 when it
+/// ends cleanly, 1 with its error printed otherwise.
+pub(crate) fn block_on_service(
+    work: impl std::future::Future<Output = Result<(), String>>,
+) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -232,7 +240,7 @@ pub fn server_cmd(c: ServerCmd) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(c)) {
+    match rt.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -57,23 +57,7 @@ pub struct WorkerCmd {
 /// Runs the worker until SIGTERM (it finishes what it runs and takes nothing new; a second
 /// SIGTERM stops the builds, which the server re-queues).
 pub fn worker_cmd(c: WorkerCmd) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(work(c)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    crate::server::block_on_service(work(c))
 }
 
 fn token(c: &WorkerCmd) -> Result<String, String> {
@@ -137,10 +121,7 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
         engine,
         queue: Arc::new(queue),
         link: Arc::new(link),
-        versions: Arc::new(|_: &str| {
-            Arc::new(pipewright_engine::MemoryStore::new())
-                as Arc<dyn pipewright_engine::VersionStore>
-        }),
+        versions: Worker::own_history(),
     };
     eprintln!(
         "pipewright worker on {name} taking builds from {} (tags: {}; {} at once{}); the server knows it by its token's name",

@@ -201,31 +201,13 @@ async fn nats(n: usize, builds: usize) {
             engine: common::engine(ci.dir.path()),
             link: Arc::new(NatsLink::new(q.client(), token, vec![], 2)),
             queue: q,
-            versions: Arc::new(|_: &str| {
-                Arc::new(pipewright_engine::MemoryStore::new())
-                    as Arc<dyn pipewright_engine::VersionStore>
-            }),
+            versions: pipewright_server::Worker::own_history(),
         };
         tokio::spawn(worker.run(drain.clone(), pipewright_core::CancellationToken::new()));
     }
     let mut times = Vec::new();
     for _ in 0..n {
-        let mut news = hub.subscribe();
-        let b = hub
-            .trigger("p", "hello", Default::default(), "bench")
-            .await
-            .unwrap();
-        let t = Instant::now();
-        'wait: loop {
-            for r in hub.store.events_after(b.id, None, 1000).await.unwrap() {
-                if r.log.as_deref().is_some_and(|l| l.contains("hi")) {
-                    times.push(t.elapsed());
-                    break 'wait;
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(50), news.recv()).await;
-        }
-        ci.wait_done(b.id.0).await;
+        times.push(first_log_line(&ci, &hub).await);
     }
     let latency = median(times);
     let t = Instant::now();
@@ -353,6 +335,27 @@ async fn engine_only(n: usize) -> Duration {
     median(times)
 }
 
+/// Triggers `hello` and times its creation → its first log line in the store; waits for the
+/// build to end.
+async fn first_log_line(ci: &Ci, hub: &Arc<Hub>) -> Duration {
+    let mut news = hub.subscribe();
+    let b = hub
+        .trigger("p", "hello", Default::default(), "bench")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let took = 'wait: loop {
+        for r in hub.store.events_after(b.id, None, 1000).await.unwrap() {
+            if r.log.as_deref().is_some_and(|l| l.contains("hi")) {
+                break 'wait t.elapsed();
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(50), news.recv()).await;
+    };
+    ci.wait_done(b.id.0).await;
+    took
+}
+
 fn is_hi(e: &Event) -> bool {
     matches!(&e.kind, EventKind::Log { data, .. } if data.contains("hi"))
 }
@@ -364,22 +367,7 @@ async fn server_latency(n: usize, store: Arc<dyn Store>) -> Duration {
     let hub = ci.server.as_ref().unwrap().hub.clone();
     let mut times = Vec::new();
     for _ in 0..n {
-        let mut news = hub.subscribe();
-        let b = hub
-            .trigger("p", "hello", Default::default(), "bench")
-            .await
-            .unwrap();
-        let t = Instant::now();
-        'wait: loop {
-            for r in hub.store.events_after(b.id, None, 1000).await.unwrap() {
-                if r.log.as_deref().is_some_and(|l| l.contains("hi")) {
-                    times.push(t.elapsed());
-                    break 'wait;
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(50), news.recv()).await;
-        }
-        ci.wait_done(b.id.0).await;
+        times.push(first_log_line(&ci, &hub).await);
     }
     ci.stop().await;
     median(times)

@@ -141,12 +141,8 @@ impl Server {
                 engine: cfg.engine,
                 queue: cfg.queue.clone(),
                 link: Arc::new(LocalLink(hub.clone())),
-                // As on a remote worker: the build's own history only; the server records
-                // what it used and produced from its events.
-                versions: Arc::new(|_: &str| {
-                    Arc::new(pipewright_versions::MemoryStore::new())
-                        as Arc<dyn pipewright_versions::VersionStore>
-                }),
+                // As on a remote worker: the build's own history only.
+                versions: Worker::own_history(),
             };
             let (drain, abandon) = (drain.clone(), abandon.clone());
             tokio::spawn(async move {

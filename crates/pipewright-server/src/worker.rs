@@ -57,6 +57,14 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
+    /// The history a worker gives each build: its own, in memory. The server records what
+    /// builds used and produced from their events, so a worker needs no store.
+    pub fn own_history() -> VersionsFor {
+        Arc::new(|_: &str| {
+            Arc::new(pipewright_versions::MemoryStore::new()) as Arc<dyn VersionStore>
+        })
+    }
+
     /// Takes and runs builds until `drain` (then finishes what it runs and returns). `abandon`
     /// stops running builds without reporting them: the server re-queues them. Returns an
     /// error when the server refuses this worker (a bad token): it gave the build back.
