@@ -296,3 +296,38 @@ pub struct TokenView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
+
+/// What became of a webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookResult {
+    /// Verified: the resource is being checked (202).
+    Checking,
+    /// Verified but not for this resource (a push to another branch): nothing started.
+    Ignored,
+    /// A delivery id already seen within the window: nothing started.
+    Duplicate,
+    /// A ping: answered, nothing started.
+    Pong,
+    /// Refused (bad or missing signature, webhooks off, unreadable secret): nothing started.
+    Rejected,
+}
+
+/// A webhook delivery as recorded (`GET …/resources/{r}/webhooks`, newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// When it arrived (ms since the epoch).
+    pub at_ms: u64,
+    /// `github`, `gitea`, `gitlab` or `generic`, from the headers.
+    pub forge: String,
+    /// The forge's event name (`push`, `ping`, `Push Hook`…), if it sent one.
+    pub event: Option<String>,
+    /// The forge's delivery id, if it sent one.
+    pub delivery_id: Option<String>,
+    /// What was done.
+    pub result: WebhookResult,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// Why (for ignored and rejected deliveries).
+    pub reason: Option<String>,
+}

@@ -260,6 +260,10 @@ pub struct Resource {
     pub cache: Option<bool>,
     /// Worker tags the checks need.
     pub tags: Vec<String>,
+    /// The shared secret a forge signs webhook deliveries with (`None`: webhooks are off for
+    /// this resource). May be a `((secret:VAR))` placeholder, resolved when a delivery comes.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
     /// Declaration site.
     #[serde(skip)]
     pub loc: Loc,

@@ -392,6 +392,31 @@ impl Engine {
         Ok(CheckOutcome { new_versions, log })
     }
 
+    /// Replaces the `((secret:VAR))` placeholders in `text` with their values, fetched as
+    /// resource `resource`'s check would fetch them (its secret types, its runner). For a
+    /// value the host itself needs, such as a webhook secret; the text is not logged.
+    pub async fn resolve_secrets(
+        &self,
+        pipeline: &Pipeline,
+        resource: &str,
+        text: &str,
+        opts: &RunOptions,
+    ) -> Result<String> {
+        if pipewright_config::secret_placeholders(text).is_empty() {
+            return Ok(text.to_owned());
+        }
+        let decl = pipeline.resources.get(resource).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the pipeline has no resource `{resource}`"),
+            )
+        })?;
+        let job = check_job(decl);
+        Build::prepare(self, pipeline, &job, opts, opts.store(), None)?
+            .resolve_only(text)
+            .await
+    }
+
     /// Runs `jobs` (all jobs when empty) as one DAG: a job starts when the jobs it names in
     /// `passed` (among those selected) have passed, gets the versions they used, and is
     /// skipped when one of them fails.

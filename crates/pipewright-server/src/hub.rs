@@ -123,6 +123,8 @@ pub struct Hub {
     /// One trigger evaluation at a time, so two cannot both create "the" next build.
     pub(crate) triggering: tokio::sync::Mutex<()>,
     pub(crate) shutdown: CancellationToken,
+    /// Webhook delivery ids seen and deliveries recorded.
+    pub(crate) webhooks: crate::webhooks::Deliveries,
 }
 
 impl std::fmt::Debug for Hub {
@@ -164,6 +166,7 @@ impl Hub {
             grown: Mutex::new(Vec::new()),
             triggering: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
+            webhooks: Default::default(),
         })
     }
 

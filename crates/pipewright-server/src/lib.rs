@@ -17,6 +17,7 @@ mod scoped;
 pub mod tokens;
 mod triggers;
 mod views;
+mod webhooks;
 mod worker;
 
 pub use error::{ServerError, ServerResult};
@@ -27,6 +28,7 @@ pub use pipewright_queue::{Delivery, MemoryQueue, Message, Queue, QueueError};
 pub use queue::Dispatch;
 pub use scoped::Scoped;
 pub use tokens::Tokens;
+pub use webhooks::{DEDUP_WINDOW, MAX_WEBHOOK_BODY, WebhookAnswer};
 pub use worker::{VersionsFor, Worker};
 
 use pipewright_core::CancellationToken;

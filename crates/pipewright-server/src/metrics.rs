@@ -22,6 +22,7 @@ pub struct Metrics {
     http: Family<Labels, Counter>,
     event_batches: Counter,
     events: Counter,
+    webhooks: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -90,7 +91,14 @@ impl Metrics {
             "Build events written to the store",
             events.clone(),
         );
+        let webhooks = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries, by forge and result",
+            webhooks.clone(),
+        );
         Self {
+            webhooks,
             event_batches,
             events,
             registry,
@@ -102,6 +110,19 @@ impl Metrics {
             dispatch_seconds,
             http,
         }
+    }
+
+    pub(crate) fn webhook(&self, forge: &str, result: pipewright_api::WebhookResult) {
+        let result = serde_json::to_value(result)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.webhooks
+            .get_or_create(&vec![
+                ("forge".into(), forge.into()),
+                ("result".into(), result),
+            ])
+            .inc();
     }
 
     pub(crate) fn build_created(&self) {

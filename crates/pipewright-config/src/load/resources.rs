@@ -51,6 +51,18 @@ impl Loader<'_> {
             .attr("tags")
             .map(|a| self.slugs(file, a, &ctx))
             .unwrap_or_default();
+        let webhook_secret = r.attr("webhook_secret").and_then(|a| {
+            let s = self.string(file, a, &ctx)?;
+            if s.is_empty() {
+                self.error(
+                    Diagnostic::error("`webhook_secret` is empty", Some(loc_of(file, a.value.span())))
+                        .label("empty secret")
+                        .help("set the secret the forge signs deliveries with, e.g. `webhook_secret = var.github_webhook_secret`"),
+                );
+                return None;
+            }
+            Some(s)
+        });
         self.finish_reader(r);
         p.resources.insert(
             id.clone(),
@@ -62,6 +74,7 @@ impl Loader<'_> {
                 check_interval,
                 cache,
                 tags,
+                webhook_secret,
                 loc,
             },
         );

@@ -113,6 +113,18 @@ impl Build<'_> {
         out
     }
 
+    /// [`Self::resolve_secrets`] outside a build, for the host; the workspace is removed.
+    pub(crate) async fn resolve_only(self, text: &str) -> Result<String> {
+        let mut ctx = Ctx::new();
+        ctx.cancel = self.opts.cancel.child_token();
+        ctx.build = self.meta.clone();
+        let out = self.resolve_at(text, &ctx, 0).await;
+        if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+            tracing::warn!(error = %e, dir = %self.workdir.display(), "could not remove the secrets workspace");
+        }
+        out.map_err(|e| Error::new(e.kind(), self.emitter.mask(&e.to_string())))
+    }
+
     async fn known_values(&self) -> (usize, usize) {
         self.secrets.lock().await.known()
     }

@@ -4,6 +4,7 @@
 mod auth;
 mod routes;
 mod sse;
+mod webhook;
 
 use crate::error::ServerError;
 use crate::hub::Hub;
@@ -51,6 +52,11 @@ pub fn router(hub: Arc<Hub>, tokens: Arc<Tokens>) -> Router {
             "/pipelines/{p}/resources/{r}/pin",
             put(routes::pin).delete(routes::unpin),
         )
+        .route(
+            "/pipelines/{p}/resources/{r}/webhooks",
+            get(webhook::deliveries),
+        )
+        .route("/webhooks/{p}/{r}", post(webhook::receive))
         .route("/builds/{id}", get(routes::build))
         .route("/builds/{id}/events", get(sse::events))
         .route("/builds/{id}/log", get(routes::log))
