@@ -5,7 +5,9 @@
 //!    log line, on the memory and SQLite stores, against the engine running the same plan with
 //!    no server (which includes the process spawn) and a bare `sh -c 'echo'`;
 //! 2. store writes for a task that prints `LOG_MB` megabytes: batches (one write each) per MB;
-//! 3. server memory (RSS) with 10,000 finished builds in the memory store.
+//! 3. server memory (RSS) with 10,000 finished builds in the memory store;
+//! 4. webhook latency: a signed push delivery → the build created, against the resource's
+//!    check run directly through the engine (the floor) and a check asked for through the API.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -108,6 +110,7 @@ async fn run() {
             ms(d) - ms(engine)
         );
     }
+    webhooks(n).await;
     flood(env_usize("LOG_MB", 100)).await;
     postgres_throughput(env_usize("PG_BUILDS", 200)).await;
     nats(n, env_usize("PG_BUILDS", 200)).await;
@@ -458,4 +461,103 @@ async fn memory(n: usize) {
         (after.saturating_sub(before)) as f64 / 1024.0,
         (after.saturating_sub(before)) as f64 / n as f64
     );
+}
+
+const HOOK_SECRET: &str = "bench-webhook-secret";
+
+/// A signed push → build created, against a direct check (floor) and `POST …/check`.
+async fn webhooks(n: usize) {
+    use hmac::Mac;
+    let src = tempfile::tempdir().unwrap();
+    let repo = common::repo(src.path());
+    let hcl = format!(
+        r#"
+resource "git" "src" {{
+  params {{
+    url    = "{}"
+    branch = "main"
+  }}
+  check_interval = "@every 24h"
+  webhook_secret = "{HOOK_SECRET}"
+}}
+job "test" {{
+  get "git" "src" {{
+    trigger = true
+  }}
+  task "t" {{
+    run "shell" {{
+      cmd = "true"
+    }}
+  }}
+}}
+"#,
+        repo.display()
+    );
+    let ci = Ci::start(&hcl).await;
+    let hub = ci.server.as_ref().unwrap().hub.clone();
+    let mut made = ci
+        .wait_builds("test", Duration::from_secs(30), |b| b.len() == 1)
+        .await
+        .len();
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let (mut floor, mut api, mut hook) = (Vec::new(), Vec::new(), Vec::new());
+    let pipeline = hub.pipeline("p").unwrap();
+    for i in 0..n {
+        // The floor: the same check, straight through the engine, on a scratch version store.
+        common::commit(&repo, &format!("floor {i}"));
+        let opts = RunOptions {
+            store: Some(Arc::new(pipewright_versions::MemoryStore::new())),
+            ..RunOptions::default()
+        };
+        let t = Instant::now();
+        hub.engine
+            .check_resource(&pipeline, "git.src", &opts)
+            .await
+            .unwrap();
+        floor.push(t.elapsed());
+        for (kind, times) in [("api", &mut api), ("hook", &mut hook)] {
+            common::commit(&repo, &format!("{kind} {i}"));
+            let t = Instant::now();
+            let req = if kind == "api" {
+                ci.post(
+                    "/pipelines/p/resources/git.src/check",
+                    serde_json::json!({}),
+                )
+            } else {
+                ci.http
+                    .post(ci.url("/webhooks/p/git.src"))
+                    .header("X-GitHub-Event", "push")
+                    .header("X-GitHub-Delivery", format!("bench-{i}"))
+                    .header("X-Hub-Signature-256", &sig)
+                    .body(body.to_vec())
+            };
+            assert_eq!(req.send().await.unwrap().status(), 202);
+            // Polled every 2 ms: the wait helper's 50 ms would dominate the figure.
+            let builds = loop {
+                let b = ci.builds("test").await;
+                if b.len() > made {
+                    break b;
+                }
+                assert!(t.elapsed() < Duration::from_secs(30), "no build");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            };
+            times.push(t.elapsed());
+            made = builds.len();
+            ci.wait_done(builds[0].id).await;
+        }
+    }
+    ci.stop().await;
+    let (floor, api, hook) = (median(floor), median(api), median(hook));
+    println!("webhooks, a new commit -> its build created, median of {n}:");
+    println!("  the check alone, engine (floor):   {:>7.2} ms", ms(floor));
+    for (name, d) in [("POST .../check (API)", api), ("signed push webhook", hook)] {
+        println!(
+            "  {name}:          {:>7.2} ms  ({:.2}x the floor)",
+            ms(d),
+            d.as_secs_f64() / floor.as_secs_f64()
+        );
+    }
 }
