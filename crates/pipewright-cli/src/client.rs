@@ -97,6 +97,12 @@ pub enum ClientCmd {
         /// `PIPELINE/TYPE.NAME`.
         resource: String,
     },
+    /// List a resource's last webhook deliveries and what became of each:
+    /// `pipewright webhooks PIPELINE/TYPE.NAME`.
+    Webhooks {
+        /// `PIPELINE/TYPE.NAME`.
+        resource: String,
+    },
     /// Pin a resource to one of its versions, given whole (`ref=<full sha>`), or `--unpin` it:
     /// `pipewright pin PIPELINE/TYPE.NAME ref=3f2a9c4e…`.
     Pin {
@@ -353,6 +359,17 @@ async fn run(cmd: ClientCmd, conn: &Conn) -> Done {
             eprintln!("checking {r} of {p}");
             Ok(0)
         }
+        ClientCmd::Webhooks { resource } => {
+            let (p, r) = split("TYPE.NAME", &resource)?;
+            let list: Vec<pipewright_api::WebhookDelivery> = c
+                .json(c.req(
+                    Method::GET,
+                    &format!("/pipelines/{p}/resources/{r}/webhooks"),
+                ))
+                .await?;
+            print_deliveries(&list);
+            Ok(0)
+        }
         ClientCmd::Pin {
             resource,
             fields: version,
@@ -469,6 +486,38 @@ fn announce(b: &BuildView) {
             String::new()
         }
     );
+}
+
+fn print_deliveries(list: &[pipewright_api::WebhookDelivery]) {
+    if list.is_empty() {
+        eprintln!("no webhook deliveries since the server started");
+        return;
+    }
+    crate::write_out(format_args!(
+        "{:<20}  {:<7}  {:<12}  {:<38}  {:<9}  {:>3}  REASON\n",
+        "TIME (UTC)", "FORGE", "EVENT", "DELIVERY", "RESULT", "HTTP"
+    ));
+    for d in list {
+        let at = i64::try_from(d.at_ms)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let result = serde_json::to_value(d.result)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        crate::write_out(format_args!(
+            "{:<20}  {:<7}  {:<12}  {:<38}  {:<9}  {:>3}  {}\n",
+            at,
+            d.forge,
+            d.event.as_deref().unwrap_or("-"),
+            d.delivery_id.as_deref().unwrap_or("-"),
+            result,
+            d.status,
+            d.reason.as_deref().unwrap_or("")
+        ));
+    }
 }
 
 fn print_builds(list: &[BuildView]) {

@@ -374,7 +374,7 @@ fn every_command_parses_its_help_and_pin_takes_fields() {
     // clap checks a command's arguments when it is built: a clash panics here, not in use.
     for cmd in [
         "run", "plan", "validate", "graph", "server", "worker", "trigger", "builds", "watch",
-        "logs", "cancel", "rerun", "approve", "check", "pin", "token",
+        "logs", "cancel", "rerun", "approve", "check", "pin", "token", "webhooks",
     ] {
         let out = Command::new(BIN).args([cmd, "--help"]).output().unwrap();
         assert!(
@@ -394,4 +394,87 @@ fn every_command_parses_its_help_and_pin_takes_fields() {
     let (code, _, err) = client(dir, &srv, &["rerun", "1", "--from", "bogus"]);
     assert_eq!(code, 2);
     assert!(err.contains("expected `job` or `failed-step`"), "{err}");
+}
+
+/// One raw HTTP/1.1 request (the tests have no HTTP client crate); returns the status code.
+fn raw_post(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn webhooks_lists_what_became_of_each_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.email=ci@example.com",
+            "-c",
+            "user.name=ci",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(&repo)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    std::fs::write(
+        dir.join("p.hcl"),
+        format!(
+            "resource \"git\" \"src\" {{\n  params {{ url = \"{}\" }}\n  check_interval = \"@every 1h\"\n  webhook_secret = \"gitlab-secret-token\"\n}}\n{PIPELINE}",
+            repo.display()
+        ),
+    )
+    .unwrap();
+    let srv = start(dir, "mem");
+    let (code, out, err) = client(dir, &srv, &["webhooks", "p/git.src"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("no webhook deliveries"), "{err}");
+    let path = "/api/v1/webhooks/p/git.src";
+    let gitlab = |token| [("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", token)];
+    assert_eq!(
+        raw_post(&srv.url, path, &gitlab("gitlab-secret-token"), "{}"),
+        202
+    );
+    assert_eq!(raw_post(&srv.url, path, &gitlab("wrong"), "{}"), 401);
+    let (code, out, err) = client(dir, &srv, &["webhooks", "p/git.src"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("TIME (UTC)"), "{out}");
+    assert!(
+        lines[1].contains("gitlab") && lines[1].contains("rejected") && lines[1].contains("401"),
+        "{out}"
+    );
+    assert!(lines[1].contains("does not match"), "{out}");
+    assert!(
+        lines[2].contains("Push Hook") && lines[2].contains("checking") && lines[2].contains("202"),
+        "{out}"
+    );
+    let (code, _, err) = client(dir, &srv, &["webhooks", "p/git.nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no resource `git.nope`"), "{err}");
 }
