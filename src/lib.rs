@@ -18,7 +18,8 @@
 //! - `store` (feature `store`): what a server keeps, in memory, SQLite or PostgreSQL; `api`
 //!   (feature `api`): the HTTP API's JSON types; `queue` (feature `queue`): the build queue, in
 //!   memory or on NATS JetStream; `server` (feature `server`, which takes the others): check
-//!   loops, triggers, the scheduler, workers and the HTTP API.
+//!   loops, triggers, the scheduler, workers and the HTTP API; `ui` (feature `ui`): the web UI's
+//!   assets and graph layout.
 
 pub use pipewright_core as core;
 
@@ -57,6 +58,9 @@ pub use pipewright_api as api;
 
 #[cfg(feature = "queue")]
 pub use pipewright_queue as queue;
+
+#[cfg(feature = "ui")]
+pub use pipewright_ui as ui;
 
 #[cfg(feature = "server")]
 pub use pipewright_server as server;

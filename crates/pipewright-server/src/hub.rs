@@ -125,6 +125,8 @@ pub struct Hub {
     pub(crate) shutdown: CancellationToken,
     /// Webhook delivery ids seen and deliveries recorded.
     pub(crate) webhooks: crate::webhooks::Deliveries,
+    /// The UI's graph layouts by pipeline.
+    pub(crate) layouts: crate::ui_views::LayoutCache,
 }
 
 impl std::fmt::Debug for Hub {
@@ -167,6 +169,7 @@ impl Hub {
             triggering: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
             webhooks: Default::default(),
+            layouts: Default::default(),
         })
     }
 

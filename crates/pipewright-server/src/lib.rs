@@ -16,6 +16,7 @@ mod rerun;
 mod scoped;
 pub mod tokens;
 mod triggers;
+mod ui_views;
 mod views;
 mod webhooks;
 mod worker;
@@ -28,6 +29,7 @@ pub use pipewright_queue::{Delivery, MemoryQueue, Message, Queue, QueueError};
 pub use queue::Dispatch;
 pub use scoped::Scoped;
 pub use tokens::Tokens;
+pub use ui_views::{Figures, Flow, FlowCell, FlowRow, JobStats, Stats, StepStats};
 pub use webhooks::{DEDUP_WINDOW, MAX_WEBHOOK_BODY, WebhookAnswer};
 pub use worker::{VersionsFor, Worker};
 

@@ -4,6 +4,7 @@
 mod auth;
 mod routes;
 mod sse;
+mod ui;
 mod webhook;
 
 use crate::error::ServerError;
@@ -65,10 +66,22 @@ pub fn router(hub: Arc<Hub>, tokens: Arc<Tokens>) -> Router {
         .route("/builds/{id}/approve", post(routes::approve))
         .route("/tokens", get(routes::tokens).post(routes::create_token))
         .route("/tokens/{id}", delete(routes::revoke_token))
-        .route("/workers", get(routes::workers));
+        .route("/workers", get(routes::workers))
+        .route("/me", get(ui::me))
+        .route("/pipelines/{p}/graph", get(ui::graph))
+        .route("/pipelines/{p}/flow", get(ui::flow))
+        .route("/pipelines/{p}/stats", get(ui::stats))
+        .route("/pipelines/{p}/events", get(sse::pipeline_events));
+    let pages = Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(routes::metrics))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/logout", post(ui::logout))
+        .merge(pages)
         .nest(pipewright_api::PREFIX, v1)
         .fallback(|| async {
             ApiError(ServerError::NotFound(

@@ -155,3 +155,99 @@ impl Tail {
         }
     }
 }
+
+/// `GET /pipelines/{p}/events`: a `build` event (the build's JSON) whenever a build of the
+/// pipeline changes status or finishes a step, so pages stay live without polling. Changes
+/// are gathered for 100 ms and a build is sent only when its status or steps changed, so a
+/// build printing megabytes of log costs its watchers nothing.
+pub(super) async fn pipeline_events(
+    State(st): State<AppState>,
+    who: Caller,
+    Path(p): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    who.require(Role::Viewer)?;
+    if st.hub.pipeline(&p).is_none() {
+        return Err(ApiError(ServerError::NotFound(format!(
+            "no pipeline `{p}`"
+        ))));
+    }
+    let state = Watch {
+        hub: st.hub.clone(),
+        pipeline: p,
+        rx: st.hub.subscribe(),
+        sent: std::collections::HashMap::new(),
+        buf: VecDeque::new(),
+    };
+    let stream =
+        futures_util::stream::unfold(
+            state,
+            |mut w| async move { w.next().await.map(|e| (Ok(e), w)) },
+        );
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("heartbeat"),
+    ))
+}
+
+struct Watch {
+    hub: Arc<Hub>,
+    pipeline: String,
+    rx: broadcast::Receiver<BuildId>,
+    /// What was last sent per build: (status, steps and their statuses).
+    sent: std::collections::HashMap<u64, String>,
+    buf: VecDeque<Event>,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.buf.pop_front() {
+                return Some(e);
+            }
+            let first = match self.rx.recv().await {
+                Ok(id) => id,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed some: tell the page to read everything again.
+                    return Some(Event::default().event("resync").data("{}"));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let mut ids = vec![first];
+            let until = tokio::time::Instant::now() + Duration::from_millis(100);
+            while let Ok(Ok(id)) = tokio::time::timeout_at(until, self.rx.recv()).await {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            for id in ids {
+                let Ok(Some(b)) = self.hub.store.build(id).await else {
+                    continue;
+                };
+                if b.pipeline != self.pipeline {
+                    continue;
+                }
+                let Ok(view) = self.hub.build_view(&b).await else {
+                    continue;
+                };
+                let shape = format!(
+                    "{}|{}",
+                    view.status,
+                    view.steps
+                        .iter()
+                        .map(|s| format!("{}:{}", s.step, s.status))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                if self.sent.get(&id.0) == Some(&shape) {
+                    continue;
+                }
+                self.sent.insert(id.0, shape);
+                if let Ok(json) = serde_json::to_string(&view) {
+                    self.buf
+                        .push_back(Event::default().event("build").data(json));
+                }
+            }
+        }
+    }
+}
