@@ -189,7 +189,7 @@ export async function buildPage(id) {
     stepTree([...steps.values()], pick, log.step));
   const drawHead = () => fill(head,
     el("h1", {}, `${b.job} #${b.number}`, badge(b.status), el("div", { class: "row" }, buildActions(b, (nb) => { if (nb && nb.id) location.hash = `#/builds/${nb.id}`; }))),
-    el("p", { class: "muted" }, b.trigger, ` · created ${ago(b.created_at_ms)}`, ` · ${duration(buildDuration(b))}`,
+    el("p", { class: "muted" }, b.trigger, ` · created ${ago(b.created_at_ms)} · `, el("span", { id: "bdur" }, duration(buildDuration(b))),
       b.worker ? ` · on ${b.worker}` : "", b.attempt > 1 ? ` · attempt ${b.attempt}` : "",
       b.rerun_of ? el("span", {}, " · rerun of ", el("a", { href: `#/builds/${b.rerun_of}` }, `build ${b.rerun_of}`)) : ""),
     Object.keys(b.inputs).length ? el("p", { class: "mono" }, Object.entries(b.inputs).map(([k, v]) => `${k} ${shortVersion(v)}`).join(" · ")) : null,
@@ -248,5 +248,11 @@ export async function buildPage(id) {
     es.close();
     refresh();
   });
-  onLeave(() => { es.close(); clearTimeout(refreshTimer); });
+  // A running build's duration grows while the page is open.
+  // Only the text changes, so a focused button keeps its focus.
+  const ticker = setInterval(() => {
+    const d = document.getElementById("bdur");
+    if (d && !b.finished_at_ms) d.textContent = duration(buildDuration(b));
+  }, 1000);
+  onLeave(() => { es.close(); clearTimeout(refreshTimer); clearInterval(ticker); });
 }

@@ -130,6 +130,8 @@ export async function pipelinePage(name) {
     el("h2", {}, "Where is my commit?"), flowBox,
     el("h2", {}, "Jobs"), jobsBox,
     el("h2", {}, "Resources"), el("div", { class: "panel" }, resourcesTable(name, view)));
+  // For the UI bench: when the page's first full render happened.
+  performance.mark("pipeline-drawn");
   const loadFlow = async () => {
     try { flowBox.replaceChildren(flowTable(name, await api(`${base}/flow?limit=10`))); } catch (e) {
       flowBox.replaceChildren(el("p", { class: "muted" }, e.message));
