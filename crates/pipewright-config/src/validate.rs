@@ -218,6 +218,12 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                         .help(help),
                 );
             }
+            Ref::NotificationParams {
+                type_name,
+                what,
+                params,
+                complete,
+            } => notification_params(l, p, &catalog, &type_name, &what, &params, complete, loc),
             Ref::Job { name, what } => {
                 if p.jobs.contains_key(&name) || p.groups.contains_key(&name) {
                     continue;
@@ -496,6 +502,63 @@ pub(crate) fn secret_chains(l: &mut Loader<'_>, p: &Pipeline) {
                 let mut np = path.clone();
                 np.push(d.clone());
                 stack.push((d, np));
+            }
+        }
+    }
+}
+
+/// A built-in notification type's params: unknown ones are errors with a "did you mean", and a
+/// notification must set the required ones. A type the pipeline declares itself is left alone.
+#[allow(clippy::too_many_arguments)]
+fn notification_params(
+    l: &mut Loader<'_>,
+    p: &Pipeline,
+    catalog: &crate::catalog::Catalog,
+    type_name: &str,
+    what: &str,
+    params: &[(String, crate::Loc)],
+    complete: bool,
+    loc: crate::Loc,
+) {
+    if p.notification_types.contains_key(type_name) {
+        return;
+    }
+    let Some(rule) = catalog.notification_types.get(type_name) else {
+        return;
+    };
+    if let Some(known) = &rule.known {
+        for (given, at) in params {
+            if known.contains(&given.as_str()) {
+                continue;
+            }
+            let help = did_you_mean(given, known.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "the `{type_name}` notification type reads {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            l.error(
+                Diagnostic::error(
+                    format!("the `{type_name}` notification type has no parameter `{given}`"),
+                    Some(*at),
+                )
+                .label(format!("not read by `{type_name}`"))
+                .help(help),
+            );
+        }
+    }
+    if complete {
+        for req in &rule.required {
+            if !params.iter().any(|(n, _)| n == req) {
+                l.error(
+                    Diagnostic::error(format!("{what} needs `{req}`"), Some(loc))
+                        .label(format!("missing `{req}`"))
+                        .help(format!("add `{req} = \"…\"` to its `params` block")),
+                );
             }
         }
     }

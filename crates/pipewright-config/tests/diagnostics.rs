@@ -450,6 +450,44 @@ job "build" {
 );
 
 case!(
+    builtin_notification_unknown_param,
+    r#"
+notification "slack" "team" {
+  params {
+    url     = "https://hooks.slack.example/services/T/B/X"
+    chanel  = "ci-alerts"
+  }
+  on = ["broken", "fixd"]
+}
+job "build" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+  notify "slack" "team" {
+    colour = "red"
+  }
+}
+"#
+);
+
+case!(
+    builtin_notification_missing_param,
+    r#"
+notification "github-check" "status" {
+  params {
+    repository = "acme/shop"
+  }
+  on = ["all"]
+}
+job "build" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
     secret_chain_cycle,
     r#"
 variable "a" {
