@@ -8,10 +8,6 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use pipewright_core::Params;
 use serde_json::Value;
 
-pub(crate) const PARAMS: &[&str] = &[
-    "host", "port", "security", "username", "password", "from", "to", "subject", "body",
-];
-
 const DEFAULT_SUBJECT: &str = "$BUILD_PIPELINE_NAME/$BUILD_JOB_NAME #$BUILD_NUMBER $BUILD_STATUS";
 
 /// How the SMTP connection is secured.

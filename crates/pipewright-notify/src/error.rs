@@ -52,6 +52,7 @@ pub enum NotifyError {
     },
 }
 
+#[cfg(feature = "senders")]
 impl NotifyError {
     pub(crate) fn config(kind: &'static str, message: impl Into<String>) -> Self {
         Self::Config {

@@ -5,27 +5,6 @@ use crate::{Notice, Notifier, NotifyError, Transport, required};
 use pipewright_core::{BuildStatus, Params};
 use serde_json::{Value, json};
 
-// In the order of `pipewright_config::Catalog::default`'s copy, so the two compare equal.
-pub(crate) const GITHUB_PARAMS: &[&str] = &[
-    "token",
-    "sha",
-    "base_url",
-    "target_url",
-    "description",
-    "repository",
-    "context",
-];
-pub(crate) const GITLAB_PARAMS: &[&str] = &[
-    "token",
-    "sha",
-    "base_url",
-    "target_url",
-    "description",
-    "project",
-    "name",
-];
-pub(crate) const GITEA_PARAMS: &[&str] = GITHUB_PARAMS;
-
 /// Which forge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {

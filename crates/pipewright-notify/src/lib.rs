@@ -1,17 +1,24 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "senders")]
 mod chat;
+#[cfg(feature = "senders")]
 mod email;
 mod error;
+#[cfg(feature = "senders")]
 mod forge;
+#[cfg(feature = "senders")]
 mod http;
 mod rules;
 
 pub use error::NotifyError;
+#[cfg(feature = "senders")]
 pub use http::{Retry, Transport};
 pub use rules::{Outcome, expand, matches};
 
-use pipewright_core::{BuildStatus, ParamSpec, Params, Version};
+#[cfg(feature = "senders")]
+use pipewright_core::Params;
+use pipewright_core::{BuildStatus, ParamSpec, Version};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -72,6 +79,7 @@ impl Notice {
         })
     }
 
+    #[cfg(feature = "senders")]
     /// The commit a forge status is for: the `sha` param (templated) or the `ref` of the only
     /// resource version that has one.
     pub(crate) fn commit(
@@ -112,21 +120,45 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     async fn send(&self, notice: &Notice) -> Result<(), NotifyError>;
 }
 
+const EMAIL_PARAMS: &[&str] = &[
+    "host", "port", "security", "username", "password", "from", "to", "subject", "body",
+];
+// In the order of `pipewright_config::Catalog::default`'s copy, so the two compare equal.
+const GITHUB_PARAMS: &[&str] = &[
+    "token",
+    "sha",
+    "base_url",
+    "target_url",
+    "description",
+    "repository",
+    "context",
+];
+const GITLAB_PARAMS: &[&str] = &[
+    "token",
+    "sha",
+    "base_url",
+    "target_url",
+    "description",
+    "project",
+    "name",
+];
+
 /// The params each built-in type reads and requires, for validation.
 pub fn param_spec(kind: &str) -> Option<ParamSpec> {
     let spec = match kind {
         "webhook" => ParamSpec::exactly(&["url", "token", "headers"], &["url"]),
         "slack" => ParamSpec::exactly(&["url", "channel", "username", "icon_emoji"], &["url"]),
         "discord" => ParamSpec::exactly(&["url", "username", "avatar_url"], &["url"]),
-        "email" => ParamSpec::exactly(email::PARAMS, &["host", "from", "to"]),
-        "github-check" => ParamSpec::exactly(forge::GITHUB_PARAMS, &["token", "repository"]),
-        "gitlab" => ParamSpec::exactly(forge::GITLAB_PARAMS, &["token", "project"]),
-        "gitea" => ParamSpec::exactly(forge::GITEA_PARAMS, &["token", "repository", "base_url"]),
+        "email" => ParamSpec::exactly(EMAIL_PARAMS, &["host", "from", "to"]),
+        "github-check" => ParamSpec::exactly(GITHUB_PARAMS, &["token", "repository"]),
+        "gitlab" => ParamSpec::exactly(GITLAB_PARAMS, &["token", "project"]),
+        "gitea" => ParamSpec::exactly(GITHUB_PARAMS, &["token", "repository", "base_url"]),
         _ => return None,
     };
     Some(spec)
 }
 
+#[cfg(feature = "senders")]
 /// The notifier for built-in type `kind` with `params` (secrets in them already resolved).
 /// Errors when `kind` is not built in or a param is missing or wrong.
 pub fn create(
@@ -155,6 +187,7 @@ pub fn create(
     })
 }
 
+#[cfg(feature = "senders")]
 /// A required string param.
 pub(crate) fn required(
     kind: &'static str,
