@@ -107,9 +107,15 @@ impl Build<'_> {
             .and_then(|s| serde_json::from_value(serde_json::Value::String(s.clone())).ok())
             .unwrap_or(BuildStatus::Running);
         let template = n.message.as_ref().or(decl.message.as_ref());
-        let message = template
+        let mut message = template
             .map(|m| super::expand_env(m, &ctx.env))
             .unwrap_or_default();
+        // A secret variable in the message is resolved, so the masker (which learns it here)
+        // turns it into `***` like in every log.
+        match self.resolve_secrets(&message, ctx).await {
+            Ok(m) => message = m,
+            Err(e) => ctx.log_system(&format!("the message's secrets: {e}")),
+        }
         let masker = self.emitter.masker();
         let versions = self
             .versions
