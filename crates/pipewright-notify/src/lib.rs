@@ -14,7 +14,7 @@ mod rules;
 pub use error::NotifyError;
 #[cfg(feature = "senders")]
 pub use http::{Retry, Transport};
-pub use rules::{Outcome, expand, matches};
+pub use rules::{Outcome, dispatches, expand};
 
 #[cfg(feature = "senders")]
 use pipewright_core::Params;

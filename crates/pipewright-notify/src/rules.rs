@@ -29,7 +29,7 @@ impl Outcome {
 /// after a previous build of the same job that ended with `previous` (`None`: unknown, or
 /// none). `fixed`: a success after a failure; `broken`: a failure after a success. A cancelled
 /// build neither fixes nor breaks, and with no previous build neither fires.
-pub fn matches(on: &[String], status: BuildStatus, previous: Option<BuildStatus>) -> bool {
+pub fn dispatches(on: &[String], status: BuildStatus, previous: Option<BuildStatus>) -> bool {
     let Some(now) = Outcome::of(status) else {
         return false;
     };
@@ -98,41 +98,41 @@ mod tests {
     #[test]
     fn fixed_fires_only_on_a_success_after_a_failure() {
         let fixed = on(&["fixed"]);
-        assert!(matches(&fixed, Succeeded, Some(Failed)));
-        assert!(matches(&fixed, Warning, Some(Errored)));
-        assert!(!matches(&fixed, Succeeded, Some(Succeeded)));
-        assert!(!matches(&fixed, Succeeded, None));
-        assert!(!matches(&fixed, Succeeded, Some(Cancelled)));
-        assert!(!matches(&fixed, Failed, Some(Failed)));
+        assert!(dispatches(&fixed, Succeeded, Some(Failed)));
+        assert!(dispatches(&fixed, Warning, Some(Errored)));
+        assert!(!dispatches(&fixed, Succeeded, Some(Succeeded)));
+        assert!(!dispatches(&fixed, Succeeded, None));
+        assert!(!dispatches(&fixed, Succeeded, Some(Cancelled)));
+        assert!(!dispatches(&fixed, Failed, Some(Failed)));
     }
 
     #[test]
     fn broken_fires_only_on_a_failure_after_a_success() {
         let broken = on(&["broken"]);
-        assert!(matches(&broken, Failed, Some(Succeeded)));
-        assert!(matches(&broken, Errored, Some(Warning)));
-        assert!(!matches(&broken, Failed, Some(Failed)));
-        assert!(!matches(&broken, Failed, None));
-        assert!(!matches(&broken, Cancelled, Some(Succeeded)));
-        assert!(!matches(&broken, Succeeded, Some(Succeeded)));
+        assert!(dispatches(&broken, Failed, Some(Succeeded)));
+        assert!(dispatches(&broken, Errored, Some(Warning)));
+        assert!(!dispatches(&broken, Failed, Some(Failed)));
+        assert!(!dispatches(&broken, Failed, None));
+        assert!(!dispatches(&broken, Cancelled, Some(Succeeded)));
+        assert!(!dispatches(&broken, Succeeded, Some(Succeeded)));
     }
 
     #[test]
     fn outcome_rules_ignore_the_previous_build() {
-        assert!(matches(&on(&["success"]), Succeeded, None));
-        assert!(matches(&on(&["failure"]), Errored, Some(Failed)));
-        assert!(matches(&on(&["cancel"]), Cancelled, None));
-        assert!(!matches(&on(&["cancel"]), Failed, None));
-        assert!(matches(
+        assert!(dispatches(&on(&["success"]), Succeeded, None));
+        assert!(dispatches(&on(&["failure"]), Errored, Some(Failed)));
+        assert!(dispatches(&on(&["cancel"]), Cancelled, None));
+        assert!(!dispatches(&on(&["cancel"]), Failed, None));
+        assert!(dispatches(
             &on(&["success", "broken"]),
             Failed,
             Some(Succeeded)
         ));
         for s in [Succeeded, Failed, Cancelled, Warning, Errored] {
-            assert!(matches(&on(&["all"]), s, None), "{s:?}");
+            assert!(dispatches(&on(&["all"]), s, None), "{s:?}");
         }
-        assert!(!matches(&on(&["all"]), Running, None));
-        assert!(!matches(&[], Failed, Some(Succeeded)));
+        assert!(!dispatches(&on(&["all"]), Running, None));
+        assert!(!dispatches(&[], Failed, Some(Succeeded)));
     }
 
     #[test]

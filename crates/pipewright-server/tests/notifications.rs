@@ -63,7 +63,7 @@ job "flip" {{
         notified.push(got.lock().unwrap().len());
     }
     assert_eq!(notified, [0, 1, 1, 2, 2]);
-    let got = got.lock().unwrap();
+    let got = got.lock().unwrap().clone();
     assert_eq!(
         (got[0]["number"].as_u64(), got[0]["status"].as_str()),
         (Some(2), Some("failed"))
@@ -72,6 +72,5 @@ job "flip" {{
         (got[1]["number"].as_u64(), got[1]["status"].as_str()),
         (Some(4), Some("succeeded"))
     );
-    drop(got);
     ci.stop().await;
 }

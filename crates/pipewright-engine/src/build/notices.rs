@@ -22,7 +22,7 @@ impl Build<'_> {
             .filter(|n| !n.on.is_empty())
             .filter(|n| n.jobs.is_empty() || named(&n.jobs))
             .filter(|n| !named(&n.exclude))
-            .filter(|n| pipewright_notify::matches(&n.on, status, previous))
+            .filter(|n| pipewright_notify::dispatches(&n.on, status, previous))
             .collect()
     }
 
