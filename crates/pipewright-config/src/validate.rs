@@ -508,7 +508,7 @@ pub(crate) fn secret_chains(l: &mut Loader<'_>, p: &Pipeline) {
 }
 
 /// A built-in notification type's params: unknown ones are errors with a "did you mean", and a
-/// notification must set the required ones. A type the pipeline declares itself is left alone.
+/// notification must set the required ones. A type the pipeline defines itself is left alone.
 #[allow(clippy::too_many_arguments)]
 fn notification_params(
     l: &mut Loader<'_>,
@@ -520,10 +520,13 @@ fn notification_params(
     complete: bool,
     loc: crate::Loc,
 ) {
-    if p.notification_types.contains_key(type_name) {
-        return;
-    }
-    let Some(rule) = catalog.notification_types.get(type_name) else {
+    // `notification_type "chat" { source = "pipewright://slack" }` is the built-in `slack`.
+    let builtin = match p.notification_types.get(type_name).map(|t| &t.source) {
+        None => type_name,
+        Some(crate::model::TypeSource::Builtin { name }) => name.as_str(),
+        Some(_) => return,
+    };
+    let Some(rule) = catalog.notification_types.get(builtin) else {
         return;
     };
     if let Some(known) = &rule.known {

@@ -488,6 +488,21 @@ job "build" {
 );
 
 case!(
+    builtin_notification_through_source_checks_params,
+    r#"
+notification_type "chat" {
+  source = "pipewright://discord"
+}
+notification "chat" "team" {
+  params {
+    url      = "https://discord.example/api/webhooks/1/x"
+    avatar   = "https://example.com/ci.png"
+  }
+}
+"#
+);
+
+case!(
     secret_chain_cycle,
     r#"
 variable "a" {

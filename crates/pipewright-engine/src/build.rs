@@ -999,13 +999,8 @@ impl<'a> Build<'a> {
             };
         };
         #[cfg(feature = "notify")]
-        if !self
-            .pipeline
-            .notification_types
-            .contains_key(&decl.type_name)
-            && self.engine.registry.has_notification_type(&decl.type_name)
-        {
-            return self.builtin_notify(decl, n, ctx).await;
+        if let Some(builtin) = self.builtin_notification_type(&decl.type_name) {
+            return self.builtin_notify(builtin, decl, n, ctx).await;
         }
         let Some(cmd) = self
             .pipeline

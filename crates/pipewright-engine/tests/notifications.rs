@@ -294,3 +294,27 @@ notification "webhook" "audit" {{
     let events = format!("{:?}", h.events.lock().unwrap());
     assert!(!events.contains(TOKEN), "the token reached the events");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notification_type_pointing_at_a_built_in_sends_with_it() {
+    let (base, got) = receiver(200).await;
+    let text = format!(
+        r#"
+notification_type "chat" {{
+  source = "pipewright://slack"
+}}
+notification "chat" "team" {{
+  params {{ url = "{base}/chat" }}
+  message = "$BUILD_JOB_NAME: $BUILD_STATUS"
+  on      = ["failure"]
+}}
+{JOBS}"#
+    );
+    let h = Harness::new();
+    let b = h.run(&text, "bad", None).await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1, "{b:#?}");
+    assert_eq!(got[0].0, "/chat");
+    assert_eq!(got[0].2, serde_json::json!({ "text": "bad: failed" }));
+}

@@ -53,11 +53,31 @@ impl Build<'_> {
         }
     }
 
-    /// A `notify` step (or a dispatch) of a built-in type: params (the step's over the
+    /// The built-in type a notification of `type_name` is sent with: `type_name` itself when
+    /// the pipeline does not define it, the built-in a `notification_type` points at with
+    /// `source = "pipewright://NAME"`; `None` for a type with a `notify` command.
+    #[cfg(feature = "notify")]
+    pub(super) fn builtin_notification_type<'n>(&'n self, type_name: &'n str) -> Option<&'n str> {
+        let name = match self.pipeline.notification_types.get(type_name) {
+            None => type_name,
+            Some(t) if t.commands.is_empty() => match &t.source {
+                pipewright_config::TypeSource::Builtin { name } => name.as_str(),
+                _ => return None,
+            },
+            Some(_) => return None,
+        };
+        self.engine
+            .registry
+            .has_notification_type(name)
+            .then_some(name)
+    }
+
+    /// A `notify` step (or a dispatch) of built-in type `builtin`: params (the step's over the
     /// notification's) with secrets resolved, the message templated, every text masked.
     #[cfg(feature = "notify")]
     pub(super) async fn builtin_notify(
         &self,
+        builtin: &str,
         decl: &Notification,
         n: &NotifyStep,
         ctx: &Ctx,
@@ -77,7 +97,7 @@ impl Build<'_> {
         };
         let sent = async {
             let transport = pipewright_notify::Transport::new(opts.notify_timeout, retry)?;
-            let notifier = pipewright_notify::create(&decl.type_name, &params, &transport)?;
+            let notifier = pipewright_notify::create(builtin, &params, &transport)?;
             notifier.send(&self.notice(decl, n, ctx).await).await
         };
         match sent.await {
