@@ -84,7 +84,17 @@ fn builtin_notifications() -> BTreeMap<String, RunnerRule> {
         ),
         (
             "github-check".into(),
-            forge(&["repository", "context"], &["token", "repository"]),
+            forge(
+                &[
+                    "repository",
+                    "context",
+                    "app_id",
+                    "installation_id",
+                    "private_key",
+                ],
+                &["repository"],
+            )
+            .one_of(&["token", "private_key"]),
         ),
         (
             "gitlab".into(),

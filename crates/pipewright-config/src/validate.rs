@@ -554,6 +554,31 @@ fn notification_params(
             );
         }
     }
+    if complete && !rule.exactly_one_of.is_empty() {
+        let given: Vec<&str> = rule
+            .exactly_one_of
+            .iter()
+            .copied()
+            .filter(|o| params.iter().any(|(n, _)| n == o))
+            .collect();
+        if given.len() != 1 {
+            let opts = rule
+                .exactly_one_of
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            l.error(
+                Diagnostic::error(format!("{what} needs exactly one of {opts}"), Some(loc))
+                    .label(if given.is_empty() {
+                        "neither given"
+                    } else {
+                        "both given"
+                    })
+                    .help(format!("set exactly one of {opts} in its `params` block")),
+            );
+        }
+    }
     if complete {
         for req in &rule.required {
             if !params.iter().any(|(n, _)| n == req) {

@@ -71,6 +71,7 @@ impl Notifier for Webhook {
         self.transport
             .post_json("webhook", &self.url, &headers, &body)
             .await
+            .map(drop)
     }
 }
 
@@ -160,5 +161,6 @@ impl Notifier for Chat {
         self.transport
             .post_json(self.flavor.kind(), &self.url, &[], &body)
             .await
+            .map(drop)
     }
 }

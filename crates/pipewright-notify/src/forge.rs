@@ -38,6 +38,23 @@ impl Kind {
     }
 }
 
+/// How a forge request is authorised.
+#[derive(Debug)]
+enum Auth {
+    Token(Secret),
+    /// GitHub only: an app installation's token, fetched for each notice.
+    App(Box<crate::github_app::App>),
+}
+
+/// A token whose `Debug` shows nothing.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// A commit status on a forge.
 #[derive(Debug)]
 pub(crate) struct Forge {
@@ -45,7 +62,7 @@ pub(crate) struct Forge {
     base: reqwest::Url,
     /// `owner/repo` (GitHub, Gitea) or the project's id or path (GitLab).
     repository: String,
-    token: String,
+    auth: Auth,
     params: Params,
     transport: Transport,
 }
@@ -57,7 +74,14 @@ impl Forge {
         transport: Transport,
     ) -> Result<Self, NotifyError> {
         let name = kind.name();
-        let token = required(name, params, "token")?;
+        let auth = match (kind, params.get_str("private_key")) {
+            (Kind::GitHub, Some(key)) => Auth::App(Box::new(crate::github_app::App::new(
+                required(name, params, "app_id")?,
+                required(name, params, "installation_id")?,
+                &key,
+            )?)),
+            _ => Auth::Token(Secret(required(name, params, "token")?)),
+        };
         let repository = match kind {
             Kind::GitLab => required(name, params, "project")?,
             _ => {
@@ -81,7 +105,7 @@ impl Forge {
             kind,
             base: parse_url(name, "base_url", &base)?,
             repository,
-            token,
+            auth,
             params: params.clone(),
             transport,
         })
@@ -178,17 +202,24 @@ impl Notifier for Forge {
         let sha = notice.commit(name, &self.params)?;
         check_sha(name, &sha)?;
         let url = self.endpoint(&sha)?;
+        let token = match &self.auth {
+            Auth::Token(Secret(t)) => t.clone(),
+            Auth::App(app) => app.token(&self.transport, &self.base).await?,
+        };
         let headers: Vec<(&str, String)> = match self.kind {
             Kind::GitHub => vec![
-                ("authorization", format!("Bearer {}", self.token)),
+                ("authorization", format!("Bearer {token}")),
                 ("accept", "application/vnd.github+json".into()),
                 ("x-github-api-version", "2022-11-28".into()),
             ],
-            Kind::GitLab => vec![("private-token", self.token.clone())],
-            Kind::Gitea => vec![("authorization", format!("token {}", self.token))],
+            Kind::GitLab => vec![("private-token", token)],
+            Kind::Gitea => vec![("authorization", format!("token {token}"))],
         };
         let body = (notice.mask)(&self.body(notice).to_string());
-        self.transport.post_json(name, &url, &headers, &body).await
+        self.transport
+            .post_json(name, &url, &headers, &body)
+            .await
+            .map(drop)
     }
 }
 

@@ -64,14 +64,14 @@ impl Transport {
     }
 
     /// POSTs `body` as JSON to `url` with `headers`, retrying 5xx answers and connection
-    /// errors. `kind` names the notification type in errors.
+    /// errors; returns the answer's body. `kind` names the notification type in errors.
     pub(crate) async fn post_json(
         &self,
         kind: &'static str,
         url: &reqwest::Url,
         headers: &[(&str, String)],
         body: &str,
-    ) -> Result<(), NotifyError> {
+    ) -> Result<String, NotifyError> {
         let host = url.host_str().unwrap_or("?").to_owned();
         let mut attempt = 0;
         loop {
@@ -87,7 +87,7 @@ impl Transport {
             let retryable = match req.send().await {
                 Ok(resp) if resp.status().is_success() => {
                     tracing::debug!(kind, %host, attempt, "notification delivered");
-                    return Ok(());
+                    return Ok(resp.text().await.unwrap_or_default());
                 }
                 Ok(resp) => {
                     let status = resp.status();

@@ -8,6 +8,8 @@ mod error;
 #[cfg(feature = "senders")]
 mod forge;
 #[cfg(feature = "senders")]
+mod github_app;
+#[cfg(feature = "senders")]
 mod http;
 mod rules;
 
@@ -132,6 +134,18 @@ const GITHUB_PARAMS: &[&str] = &[
     "description",
     "repository",
     "context",
+    "app_id",
+    "installation_id",
+    "private_key",
+];
+const GITEA_PARAMS: &[&str] = &[
+    "token",
+    "sha",
+    "base_url",
+    "target_url",
+    "description",
+    "repository",
+    "context",
 ];
 const GITLAB_PARAMS: &[&str] = &[
     "token",
@@ -150,9 +164,12 @@ pub fn param_spec(kind: &str) -> Option<ParamSpec> {
         "slack" => ParamSpec::exactly(&["url", "channel", "username", "icon_emoji"], &["url"]),
         "discord" => ParamSpec::exactly(&["url", "username", "avatar_url"], &["url"]),
         "email" => ParamSpec::exactly(EMAIL_PARAMS, &["host", "from", "to"]),
-        "github-check" => ParamSpec::exactly(GITHUB_PARAMS, &["token", "repository"]),
+        // A token, or a GitHub App (`app_id`, `installation_id`, `private_key`).
+        "github-check" => {
+            ParamSpec::exactly(GITHUB_PARAMS, &["repository"]).one_of(&["token", "private_key"])
+        }
         "gitlab" => ParamSpec::exactly(GITLAB_PARAMS, &["token", "project"]),
-        "gitea" => ParamSpec::exactly(GITHUB_PARAMS, &["token", "repository", "base_url"]),
+        "gitea" => ParamSpec::exactly(GITEA_PARAMS, &["token", "repository", "base_url"]),
         _ => return None,
     };
     Some(spec)

@@ -358,3 +358,119 @@ async fn a_forge_status_needs_a_commit() {
         .to_string();
     assert!(err.contains("set `sha`"), "{err}");
 }
+
+/// A GitHub stand-in: hands out an installation token for a JWT, records every request.
+async fn github_app_receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
+    async fn token(
+        State(r): State<Receiver>,
+        uri: Uri,
+        headers: HeaderMap,
+    ) -> (StatusCode, axum::Json<Value>) {
+        r.got.lock().unwrap().push(Got {
+            path: uri.path().to_owned(),
+            headers,
+            body: Value::Null,
+        });
+        (
+            StatusCode::CREATED,
+            axum::Json(
+                json!({ "token": "ghs_installation", "expires_at": "2030-01-01T00:00:00Z" }),
+            ),
+        )
+    }
+    let r = Receiver::default();
+    let got = r.got.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v3/app/installations/77/access_tokens",
+            axum::routing::post(token),
+        )
+        .fallback(record)
+        .with_state(r);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), got)
+}
+
+#[tokio::test]
+async fn a_github_app_signs_a_jwt_for_an_installation_token_then_sets_the_status() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{self, KeyPair};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pkcs8 = key.as_der().unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(pkcs8.as_ref())
+    );
+    let (base, got) = github_app_receiver().await;
+    let p = params(json!({
+        "app_id": "123456",
+        "installation_id": "77",
+        "private_key": pem,
+        "repository": "acme/shop",
+        "base_url": format!("{base}/api/v3"),
+    }));
+    create("github-check", &p, &transport(1))
+        .unwrap()
+        .send(&notice(BuildStatus::Succeeded, "green"))
+        .await
+        .unwrap();
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].path, "/api/v3/app/installations/77/access_tokens");
+    let jwt = header(&got[0], "authorization");
+    let jwt = jwt.strip_prefix("Bearer ").unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "{jwt}");
+    let header_json: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header_json["alg"], "RS256");
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["iss"], "123456");
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
+    assert_eq!(exp - iat, 600, "valid for ten minutes, from a minute back");
+    // Signed with the app's key.
+    let public = signature::UnparsedPublicKey::new(
+        &signature::RSA_PKCS1_2048_8192_SHA256,
+        key.public_key().as_ref(),
+    );
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    public
+        .verify(
+            signed.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+        )
+        .unwrap();
+    // The status is set with the installation token.
+    assert_eq!(
+        got[1].path,
+        "/api/v3/repos/acme/shop/statuses/0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(header(&got[1], "authorization"), "Bearer ghs_installation");
+    assert_eq!(got[1].body["state"], "success");
+}
+
+#[tokio::test]
+async fn a_github_app_needs_a_pem_key_and_its_ids() {
+    let bad_key = params(json!({
+        "app_id": "1", "installation_id": "2", "private_key": "not a key", "repository": "a/b",
+    }));
+    let err = create("github-check", &bad_key, &transport(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a PEM RSA private key"), "{err}");
+    let no_install = params(json!({
+        "app_id": "1", "private_key": "x", "repository": "a/b",
+    }));
+    let err = create("github-check", &no_install, &transport(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`installation_id` is required"), "{err}");
+}
