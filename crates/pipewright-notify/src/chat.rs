@@ -19,11 +19,32 @@ pub(crate) fn build_json(n: &Notice) -> Value {
 }
 
 /// `webhook`: POSTs [`build_json`] to `url`, with `token` as a bearer token and `headers`.
-#[derive(Debug)]
 pub(crate) struct Webhook {
     url: reqwest::Url,
     headers: Vec<(String, String)>,
     transport: Transport,
+}
+
+/// The host only: a webhook's path, its headers and params may hold its secret.
+pub(crate) fn host(url: &reqwest::Url) -> &str {
+    url.host_str().unwrap_or("?")
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("host", &host(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("flavor", &self.flavor)
+            .field("host", &host(&self.url))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Webhook {
@@ -83,7 +104,6 @@ pub(crate) enum Flavor {
 }
 
 /// `slack` and `discord`: the message as an incoming-webhook payload.
-#[derive(Debug)]
 pub(crate) struct Chat {
     flavor: Flavor,
     url: reqwest::Url,

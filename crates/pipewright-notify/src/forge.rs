@@ -56,7 +56,6 @@ impl std::fmt::Debug for Secret {
 }
 
 /// A commit status on a forge.
-#[derive(Debug)]
 pub(crate) struct Forge {
     kind: Kind,
     base: reqwest::Url,
@@ -65,6 +64,17 @@ pub(crate) struct Forge {
     auth: Auth,
     params: Params,
     transport: Transport,
+}
+
+impl std::fmt::Debug for Forge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forge")
+            .field("kind", &self.kind)
+            .field("host", &crate::chat::host(&self.base))
+            .field("repository", &self.repository)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Forge {

@@ -474,3 +474,28 @@ async fn a_github_app_needs_a_pem_key_and_its_ids() {
         .to_string();
     assert!(err.contains("`installation_id` is required"), "{err}");
 }
+
+#[test]
+fn notifiers_debug_print_no_secret() {
+    let t = transport(1);
+    for (kind, p) in [
+        (
+            "webhook",
+            json!({ "url": "https://h.example/hook/s3cr3t-path", "token": "tok-abc123", "headers": { "X-Key": "hdr-secret" } }),
+        ),
+        (
+            "slack",
+            json!({ "url": "https://hooks.slack.com/services/T/B/s3cr3t-path" }),
+        ),
+        ("gitlab", json!({ "token": "tok-abc123", "project": "a/b" })),
+        (
+            "email",
+            json!({ "host": "smtp.example", "from": "a@example.com", "to": "b@example.com", "username": "u", "password": "tok-abc123" }),
+        ),
+    ] {
+        let shown = format!("{:?}", create(kind, &params(p), &t).unwrap());
+        for secret in ["s3cr3t-path", "tok-abc123", "hdr-secret"] {
+            assert!(!shown.contains(secret), "{kind}: {shown}");
+        }
+    }
+}
