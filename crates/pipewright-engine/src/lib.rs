@@ -236,6 +236,9 @@ pub struct Engine {
     registry: Registry,
     options: EngineOptions,
     blobs: Option<Arc<dyn pipewright_core::BlobStore>>,
+    /// The one HTTP client of built-in notifications, made on first use from the options.
+    #[cfg(feature = "notify")]
+    notify_transport: Arc<std::sync::OnceLock<pipewright_notify::Transport>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -255,7 +258,27 @@ impl Engine {
             registry,
             options: EngineOptions::default(),
             blobs: None,
+            #[cfg(feature = "notify")]
+            notify_transport: Arc::default(),
         }
+    }
+
+    /// The HTTP client (timeouts, retries) built-in notifications share.
+    #[cfg(feature = "notify")]
+    pub(crate) fn notify_transport(
+        &self,
+    ) -> std::result::Result<pipewright_notify::Transport, pipewright_notify::NotifyError> {
+        if let Some(t) = self.notify_transport.get() {
+            return Ok(t.clone());
+        }
+        let o = &self.options;
+        let retry = pipewright_notify::Retry {
+            attempts: o.notify_attempts.max(1),
+            backoff: o.notify_backoff,
+            max_backoff: o.notify_backoff.saturating_mul(16),
+        };
+        let made = pipewright_notify::Transport::new(o.notify_timeout, retry)?;
+        Ok(self.notify_transport.get_or_init(|| made).clone())
     }
 
     /// Keeps task caches in `store` instead of a directory under
@@ -275,6 +298,11 @@ impl Engine {
     /// Replaces the options.
     pub fn with_options(mut self, options: EngineOptions) -> Self {
         self.options = options;
+        // The notification client follows the new timeouts.
+        #[cfg(feature = "notify")]
+        {
+            self.notify_transport = Arc::default();
+        }
         self
     }
 

@@ -89,14 +89,8 @@ impl Build<'_> {
                 return e.into();
             }
         }
-        let opts = &self.engine.options;
-        let retry = pipewright_notify::Retry {
-            attempts: opts.notify_attempts.max(1),
-            backoff: opts.notify_backoff,
-            max_backoff: opts.notify_backoff.saturating_mul(16),
-        };
         let sent = async {
-            let transport = pipewright_notify::Transport::new(opts.notify_timeout, retry)?;
+            let transport = self.engine.notify_transport()?;
             let notifier = pipewright_notify::create(builtin, &params, &transport)?;
             notifier.send(&self.notice(decl, n, ctx).await).await
         };
