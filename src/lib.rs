@@ -14,6 +14,9 @@
 //! - [`runners`] (`exec`, `shell`, `docker`, templates), [`resources`] (`git`, `cron`, `fs`,
 //!   `artifact`), [`services`] (`nats`, `postgres`), [`secrets`] (`env`, `file`, `vault` and the
 //!   log masker), [`versions`] (version history and `passed`): feature `engine`.
+//! - [`notify`] (feature `notify`, part of `engine`): the built-in notification types
+//!   (`webhook`, `slack`, `discord`, `email`, `github-check`, `gitlab`, `gitea`) and the
+//!   dispatch rules.
 //! - [`fetch`] (feature `fetch`, on by default): `https://` type definitions.
 //! - `store` (feature `store`): what a server keeps, in memory, SQLite or PostgreSQL; `api`
 //!   (feature `api`): the HTTP API's JSON types; `queue` (feature `queue`): the build queue, in
@@ -46,6 +49,9 @@ pub use pipewright_secrets as secrets;
 
 #[cfg(feature = "engine")]
 pub use pipewright_versions as versions;
+
+#[cfg(feature = "notify")]
+pub use pipewright_notify as notify;
 
 #[cfg(feature = "fetch")]
 pub use pipewright_fetch as fetch;

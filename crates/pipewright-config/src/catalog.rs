@@ -31,8 +31,8 @@ pub struct Catalog {
     pub service_types: Vec<String>,
     /// Built-in secret types.
     pub secret_types: Vec<String>,
-    /// Built-in notification types.
-    pub notification_types: Vec<String>,
+    /// Built-in notification types and the params each reads and requires.
+    pub notification_types: BTreeMap<String, RunnerRule>,
 }
 
 /// The params of the built-in `docker` runner.
@@ -48,6 +48,67 @@ const DOCKER_PARAMS: &[&str] = &[
     "privileged",
     "env",
 ];
+
+/// The params of the built-in notification types' forge statuses.
+const FORGE_PARAMS: &[&str] = &["token", "sha", "base_url", "target_url", "description"];
+
+/// The reference binary's built-in notification types.
+fn builtin_notifications() -> BTreeMap<String, RunnerRule> {
+    let forge = |extra: &[&'static str], required: &[&'static str]| {
+        let mut known = FORGE_PARAMS.to_vec();
+        known.extend_from_slice(extra);
+        RunnerRule::exactly(&known, required)
+    };
+    BTreeMap::from([
+        (
+            "webhook".into(),
+            RunnerRule::exactly(&["url", "token", "headers"], &["url"]),
+        ),
+        (
+            "slack".into(),
+            RunnerRule::exactly(&["url", "channel", "username", "icon_emoji"], &["url"]),
+        ),
+        (
+            "discord".into(),
+            RunnerRule::exactly(&["url", "username", "avatar_url"], &["url"]),
+        ),
+        (
+            "email".into(),
+            RunnerRule::exactly(
+                &[
+                    "host", "port", "security", "username", "password", "from", "to", "subject",
+                    "body",
+                ],
+                &["host", "from", "to"],
+            ),
+        ),
+        (
+            "github-check".into(),
+            forge(
+                &[
+                    "repository",
+                    "context",
+                    "app_id",
+                    "installation_id",
+                    "private_key",
+                ],
+                &["repository"],
+            )
+            .one_of(&["token", "private_key"]),
+        ),
+        (
+            "gitlab".into(),
+            forge(&["project", "name"], &["token", "project"]),
+        ),
+        (
+            "gitea".into(),
+            forge(
+                &["repository", "context"],
+                &["token", "repository", "base_url"],
+            ),
+        ),
+    ])
+}
 
 impl Default for Catalog {
     fn default() -> Self {
@@ -85,7 +146,9 @@ impl Default for Catalog {
             // `postgresql` is the PikoCI seed's name for `postgres`.
             service_types: vec!["nats".into(), "postgres".into(), "postgresql".into()],
             secret_types: vec!["env".into(), "file".into(), "vault".into()],
-            notification_types: vec![],
+            // The same specs as `pipewright_notify::param_spec` (the engine's registry test
+            // holds the two together).
+            notification_types: builtin_notifications(),
         }
     }
 }
@@ -98,7 +161,7 @@ impl Catalog {
             runners: BTreeMap::new(),
             service_types: vec![],
             secret_types: vec![],
-            notification_types: vec![],
+            notification_types: BTreeMap::new(),
         }
     }
 
@@ -109,7 +172,7 @@ impl Catalog {
             TypeKind::Runner => self.runners.keys().map(String::as_str).collect(),
             TypeKind::Service => self.service_types.iter().map(String::as_str).collect(),
             TypeKind::Secret => self.secret_types.iter().map(String::as_str).collect(),
-            TypeKind::Notification => self.notification_types.iter().map(String::as_str).collect(),
+            TypeKind::Notification => self.notification_types.keys().map(String::as_str).collect(),
         }
     }
 

@@ -847,7 +847,16 @@ impl Loader<'_> {
                 let message = r.attr("message").and_then(|a| self.string(file, a, ctx));
                 let rest = r.rest_attrs();
                 self.warn_typos(file, &rest, &["timeout", "attempts", "message"]);
-                let params = self.params_of(file, &rest, ctx);
+                let (params, locs) = self.params_of_located(file, &rest, ctx);
+                self.refs.push((
+                    Ref::NotificationParams {
+                        type_name: kind_labels[0].to_owned(),
+                        what: format!("the notify step of `{id}`"),
+                        params: locs,
+                        complete: false,
+                    },
+                    loc,
+                ));
                 StepKind::Notify(NotifyStep {
                     notification: id,
                     message,

@@ -153,6 +153,16 @@ pub(crate) enum Ref {
         values: Vec<(String, Loc)>,
     },
     Notification(String),
+    /// The params of a notification (or the overrides of a `notify` step) of type
+    /// `type_name`: checked against a built-in type's params.
+    NotificationParams {
+        type_name: String,
+        /// What they belong to, for the message (`notification \`slack.team\``).
+        what: String,
+        params: ParamLocs,
+        /// Whether the type's required params must be among them (not for overrides).
+        complete: bool,
+    },
     Job {
         name: String,
         what: &'static str,

@@ -218,6 +218,12 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                         .help(help),
                 );
             }
+            Ref::NotificationParams {
+                type_name,
+                what,
+                params,
+                complete,
+            } => notification_params(l, p, &catalog, &type_name, &what, &params, complete, loc),
             Ref::Job { name, what } => {
                 if p.jobs.contains_key(&name) || p.groups.contains_key(&name) {
                     continue;
@@ -496,6 +502,91 @@ pub(crate) fn secret_chains(l: &mut Loader<'_>, p: &Pipeline) {
                 let mut np = path.clone();
                 np.push(d.clone());
                 stack.push((d, np));
+            }
+        }
+    }
+}
+
+/// A built-in notification type's params: unknown ones are errors with a "did you mean", and a
+/// notification must set the required ones. A type the pipeline defines itself is left alone.
+#[allow(clippy::too_many_arguments)]
+fn notification_params(
+    l: &mut Loader<'_>,
+    p: &Pipeline,
+    catalog: &crate::catalog::Catalog,
+    type_name: &str,
+    what: &str,
+    params: &[(String, crate::Loc)],
+    complete: bool,
+    loc: crate::Loc,
+) {
+    // `notification_type "chat" { source = "pipewright://slack" }` is the built-in `slack`.
+    let builtin = match p.notification_types.get(type_name).map(|t| &t.source) {
+        None => type_name,
+        Some(crate::model::TypeSource::Builtin { name }) => name.as_str(),
+        Some(_) => return,
+    };
+    let Some(rule) = catalog.notification_types.get(builtin) else {
+        return;
+    };
+    if let Some(known) = &rule.known {
+        for (given, at) in params {
+            if known.contains(&given.as_str()) {
+                continue;
+            }
+            let help = did_you_mean(given, known.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "the `{type_name}` notification type reads {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            l.error(
+                Diagnostic::error(
+                    format!("the `{type_name}` notification type has no parameter `{given}`"),
+                    Some(*at),
+                )
+                .label(format!("not read by `{type_name}`"))
+                .help(help),
+            );
+        }
+    }
+    if complete && !rule.exactly_one_of.is_empty() {
+        let given: Vec<&str> = rule
+            .exactly_one_of
+            .iter()
+            .copied()
+            .filter(|o| params.iter().any(|(n, _)| n == o))
+            .collect();
+        if given.len() != 1 {
+            let opts = rule
+                .exactly_one_of
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            l.error(
+                Diagnostic::error(format!("{what} needs exactly one of {opts}"), Some(loc))
+                    .label(if given.is_empty() {
+                        "neither given"
+                    } else {
+                        "both given"
+                    })
+                    .help(format!("set exactly one of {opts} in its `params` block")),
+            );
+        }
+    }
+    if complete {
+        for req in &rule.required {
+            if !params.iter().any(|(n, _)| n == req) {
+                l.error(
+                    Diagnostic::error(format!("{what} needs `{req}`"), Some(loc))
+                        .label(format!("missing `{req}`"))
+                        .help(format!("add `{req} = \"…\"` to its `params` block")),
+                );
             }
         }
     }

@@ -450,6 +450,59 @@ job "build" {
 );
 
 case!(
+    builtin_notification_unknown_param,
+    r#"
+notification "slack" "team" {
+  params {
+    url     = "https://hooks.slack.example/services/T/B/X"
+    chanel  = "ci-alerts"
+  }
+  on = ["broken", "fixd"]
+}
+job "build" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+  notify "slack" "team" {
+    colour = "red"
+  }
+}
+"#
+);
+
+case!(
+    builtin_notification_missing_param,
+    r#"
+notification "github-check" "status" {
+  params {
+    repository = "acme/shop"
+  }
+  on = ["all"]
+}
+job "build" {
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    builtin_notification_through_source_checks_params,
+    r#"
+notification_type "chat" {
+  source = "pipewright://discord"
+}
+notification "chat" "team" {
+  params {
+    url      = "https://discord.example/api/webhooks/1/x"
+    avatar   = "https://example.com/ci.png"
+  }
+}
+"#
+);
+
+case!(
     secret_chain_cycle,
     r#"
 variable "a" {

@@ -47,7 +47,8 @@ fn every_example_is_covered_by_a_test() {
             "git-to-deploy.hcl",
             "hello.hcl",
             "hooks-and-conditions.hcl",
-            "local-ci.hcl"
+            "local-ci.hcl",
+            "notifications.hcl"
         ]
     );
 }
@@ -130,6 +131,34 @@ fn local_ci() {
     assert!(chain.else_steps.is_some());
     assert_eq!(job.hooks.on_failure.len(), 1);
     assert_eq!(job.hooks.ensure.len(), 1);
+}
+
+#[test]
+fn notifications() {
+    let p = load("notifications.hcl");
+    let slack = &p.notifications["slack.team"];
+    assert_eq!(slack.on, ["broken", "fixed"]);
+    assert!(
+        p.notification_types.is_empty(),
+        "built-in types need no block"
+    );
+    let status = &p.notifications["github-check.status"];
+    assert_eq!(status.params.get_str("repository").unwrap(), "acme/shop");
+    // A secret param stays a placeholder until the notification is sent.
+    assert_eq!(
+        status.params.get_str("token").unwrap(),
+        secret_placeholder("github_token")
+    );
+    let email = &p.notifications["email.oncall"];
+    assert_eq!(
+        (email.on.as_slice(), email.jobs.as_slice()),
+        (&["failure".to_owned()][..], &["release".to_owned()][..])
+    );
+    let StepKind::Notify(n) = &step(&p.jobs["release"], "team").kind else {
+        panic!("not a notify step")
+    };
+    assert_eq!(n.notification, "slack.team");
+    assert_eq!(n.message.as_deref(), Some("releasing $GET_SRC_REF"));
 }
 
 #[test]

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 type Exports = BTreeMap<String, String>;
 
 mod inputs;
+mod notices;
 mod secrets;
 
 /// A service type's command with the runner it goes through.
@@ -297,6 +298,7 @@ impl<'a> Build<'a> {
             ),
         };
         self.run_job_hooks(status, &exports).await;
+        self.dispatch_notifications(status, &exports).await;
         self.stop_services().await;
         let leftovers = pipewright_runners::reap_build(&self.meta.build_id).await;
         if leftovers > 0 {
@@ -996,6 +998,10 @@ impl<'a> Build<'a> {
                 exit: None,
             };
         };
+        #[cfg(feature = "notify")]
+        if let Some(builtin) = self.builtin_notification_type(&decl.type_name) {
+            return self.builtin_notify(builtin, decl, n, ctx).await;
+        }
         let Some(cmd) = self
             .pipeline
             .notification_types

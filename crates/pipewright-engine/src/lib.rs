@@ -53,6 +53,13 @@ pub struct EngineOptions {
     /// Where resources with `cache = true` keep their `$CACHE_DIR`, one directory per
     /// pipeline and resource.
     pub cache_root: PathBuf,
+    /// The limit for each request (or SMTP session) of a built-in notification.
+    pub notify_timeout: Duration,
+    /// Deliveries tried per built-in notification (5xx answers, 429 and connection errors
+    /// are retried; other refusals are final).
+    pub notify_attempts: u32,
+    /// The wait before a notification's second delivery, doubled before each further one.
+    pub notify_backoff: Duration,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +75,9 @@ impl Default for EngineOptions {
             service_poll: Duration::from_millis(250),
             service_stop_timeout: Duration::from_secs(30),
             cache_root: std::env::temp_dir().join("pipewright-cache"),
+            notify_timeout: Duration::from_secs(10),
+            notify_attempts: 4,
+            notify_backoff: Duration::from_millis(500),
         }
     }
 }
@@ -97,6 +107,10 @@ pub struct RunOptions {
     /// Choose among the versions the store already holds instead of checking resources while
     /// planning (a server, whose check loops keep the store current).
     pub no_checks: bool,
+    /// The status of the previous build of each job, by job name, for the `fixed` and
+    /// `broken` notification rules. A job not in it has no known previous build, and those
+    /// rules do not fire for it.
+    pub previous_status: BTreeMap<String, BuildStatus>,
 }
 
 impl RunOptions {
@@ -114,6 +128,7 @@ impl std::fmt::Debug for RunOptions {
             .field("number", &self.number)
             .field("inputs", &self.inputs)
             .field("cancelled", &self.cancel.is_cancelled())
+            .field("previous_status", &self.previous_status)
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +145,7 @@ impl Default for RunOptions {
             events: Arc::new(NoEvents),
             store: None,
             no_checks: false,
+            previous_status: BTreeMap::new(),
         }
     }
 }
@@ -220,6 +236,9 @@ pub struct Engine {
     registry: Registry,
     options: EngineOptions,
     blobs: Option<Arc<dyn pipewright_core::BlobStore>>,
+    /// The one HTTP client of built-in notifications, made on first use from the options.
+    #[cfg(feature = "notify")]
+    notify_transport: Arc<std::sync::OnceLock<pipewright_notify::Transport>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -239,7 +258,27 @@ impl Engine {
             registry,
             options: EngineOptions::default(),
             blobs: None,
+            #[cfg(feature = "notify")]
+            notify_transport: Arc::default(),
         }
+    }
+
+    /// The HTTP client (timeouts, retries) built-in notifications share.
+    #[cfg(feature = "notify")]
+    pub(crate) fn notify_transport(
+        &self,
+    ) -> std::result::Result<pipewright_notify::Transport, pipewright_notify::NotifyError> {
+        if let Some(t) = self.notify_transport.get() {
+            return Ok(t.clone());
+        }
+        let o = &self.options;
+        let retry = pipewright_notify::Retry {
+            attempts: o.notify_attempts.max(1),
+            backoff: o.notify_backoff,
+            max_backoff: o.notify_backoff.saturating_mul(16),
+        };
+        let made = pipewright_notify::Transport::new(o.notify_timeout, retry)?;
+        Ok(self.notify_transport.get_or_init(|| made).clone())
     }
 
     /// Keeps task caches in `store` instead of a directory under
@@ -259,6 +298,11 @@ impl Engine {
     /// Replaces the options.
     pub fn with_options(mut self, options: EngineOptions) -> Self {
         self.options = options;
+        // The notification client follows the new timeouts.
+        #[cfg(feature = "notify")]
+        {
+            self.notify_transport = Arc::default();
+        }
         self
     }
 
@@ -317,14 +361,16 @@ impl Engine {
                 ),
             ));
         }
-        Ok(BuildPlan::new(
+        let mut plan = BuildPlan::new(
             pipeline,
             &opts.pipeline_name,
             &j.name,
             opts.number,
             inputs,
             opts.job_inputs.clone(),
-        ))
+        );
+        plan.previous_status = opts.previous_status.get(&j.name).copied();
+        Ok(plan)
     }
 
     /// Runs one build exactly as `plan` says, in this process: no pipeline file, no type
@@ -333,12 +379,15 @@ impl Engine {
     pub async fn run_plan(&self, plan: &BuildPlan, opts: &RunOptions) -> Result<BuildResult> {
         plan.check()?;
         let job = find_job(&plan.definition, &plan.job)?;
-        let opts = RunOptions {
+        let mut opts = RunOptions {
             pipeline_name: plan.pipeline.clone(),
             number: plan.number,
             job_inputs: plan.job_inputs.clone(),
             ..opts.clone()
         };
+        if let Some(s) = plan.previous_status {
+            opts.previous_status.insert(plan.job.clone(), s);
+        }
         let store = opts.store();
         let mut build = Build::prepare(
             self,

@@ -2,7 +2,7 @@
 //! stored, sent to another process and executed there without the pipeline file.
 
 use pipewright_config::{Pipeline, StepKind};
-use pipewright_core::Version;
+use pipewright_core::{BuildStatus, Version};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -34,6 +34,10 @@ pub struct BuildPlan {
     /// step), by step name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub restore: BTreeMap<String, RestoredStep>,
+    /// The status of the job's previous build, for the `fixed` and `broken` notification
+    /// rules; `None` when unknown (neither rule fires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_status: Option<BuildStatus>,
 }
 
 /// A step whose effects a build takes from an earlier build instead of running it: its
@@ -83,6 +87,7 @@ impl BuildPlan {
             job_inputs,
             definition: definition(pipeline, job),
             restore: BTreeMap::new(),
+            previous_status: None,
         }
     }
 

@@ -2,7 +2,8 @@
 
 use pipewright_config::{Catalog, Pipeline, ResourceOps, TypeSource};
 use pipewright_core::{
-    Error, ErrorKind, Params, Resource, ResourceCapabilities, Result, Runner, SecretSource, Service,
+    Error, ErrorKind, ParamSpec, Params, Resource, ResourceCapabilities, Result, Runner,
+    SecretSource, Service,
 };
 #[cfg(feature = "docker")]
 use pipewright_runners::DockerRunner;
@@ -126,6 +127,8 @@ pub struct Registry {
     services: BTreeMap<String, Arc<dyn ServiceFactory>>,
     secrets: BTreeMap<String, Arc<dyn SecretSource>>,
     secret_factories: BTreeMap<String, Arc<dyn SecretFactory>>,
+    /// Built-in notification types this engine sends, with their params.
+    notifications: BTreeMap<String, ParamSpec>,
     grace: Option<Duration>,
 }
 
@@ -139,6 +142,10 @@ impl fmt::Debug for Registry {
             .field(
                 "secret_factories",
                 &self.secret_factories.keys().collect::<Vec<_>>(),
+            )
+            .field(
+                "notification_types",
+                &self.notifications.keys().collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -162,8 +169,8 @@ impl Registry {
 
     /// Every built-in plug-in: the runners `exec`, `shell` and `docker`; the resource types
     /// `git`, `cron`, `fs` and `artifact`; the services `nats` and `postgres` (also
-    /// `postgresql`); the secret types `env`, `file` and `vault`. This is the one list of
-    /// built-ins: validation uses [`Registry::catalog`], so what validates can run.
+    /// `postgresql`); the secret types `env`, `file` and `vault`; the notification types of
+    /// `pipewright-notify` (feature `notify`). This is the one list of built-ins: validation uses [`Registry::catalog`], so what validates can run.
     pub fn builtins(opts: &BuiltinOptions) -> Self {
         let grace = opts.grace;
         let mut r = Self {
@@ -200,7 +207,26 @@ impl Registry {
                 }),
             );
         }
+        #[cfg(feature = "notify")]
+        r.builtin_notifications();
         r
+    }
+
+    /// Registers the built-in notification types (`webhook`, `slack`, `discord`, `email`,
+    /// `github-check`, `gitlab`, `gitea`).
+    #[cfg(feature = "notify")]
+    pub fn builtin_notifications(&mut self) -> &mut Self {
+        for name in pipewright_notify::BUILTIN_TYPES {
+            if let Some(spec) = pipewright_notify::param_spec(name) {
+                self.notifications.insert((*name).to_owned(), spec);
+            }
+        }
+        self
+    }
+
+    /// True when `name` is a built-in notification type this registry sends.
+    pub fn has_notification_type(&self, name: &str) -> bool {
+        self.notifications.contains_key(name)
     }
 
     /// Registers (or re-registers) the built-in resource types with their mirrors and caches
@@ -266,7 +292,7 @@ impl Registry {
                 .collect(),
             service_types: self.services.keys().cloned().collect(),
             secret_types,
-            notification_types: Vec::new(),
+            notification_types: self.notifications.clone(),
         }
     }
 

@@ -78,6 +78,7 @@ impl Hub {
             inputs,
             build.input_values.clone(),
         );
+        plan.previous_status = self.previous_status(build).await?;
         if let Some(old) = build.rerun_of
             && build.trigger.contains(crate::rerun::FROM_FAILED)
             && let (Some(old), Some(job)) = (self.store.build(old).await?, p.jobs.get(&build.job))
@@ -85,6 +86,16 @@ impl Hub {
             plan.restore = self.restorable(&old, job).await?.0;
         }
         Ok(plan)
+    }
+
+    /// The status of the newest finished build of `build`'s job numbered below it, for the
+    /// `fixed` and `broken` notification rules (`None`: none among the last 50).
+    async fn previous_status(&self, build: &Build) -> ServerResult<Option<BuildStatus>> {
+        let earlier = self
+            .store
+            .job_builds(&build.pipeline, &build.job, 50, Some(build.number))
+            .await?;
+        Ok(earlier.iter().map(Build::status).find(|s| s.is_terminal()))
     }
 
     /// Cancels builds that waited for approval longer than their gate's `timeout`.

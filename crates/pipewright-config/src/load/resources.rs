@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// What `on` accepts: build outcomes, and changes from the previous build of the job.
+const OUTCOMES: &[&str] = &["success", "failure", "cancel", "all", "fixed", "broken"];
+
 impl Loader<'_> {
     // ---- resources and notifications ----
 
@@ -105,7 +108,16 @@ impl Loader<'_> {
             .push((Ref::Type(TypeKind::Notification, ty.clone()), loc));
         let ctx = self.base.clone();
         let mut r = Reader::new(&b.body, format!("notification `{id}`"), file);
-        let params = self.params_block(file, &mut r, &ctx);
+        let (params, param_locs) = self.params_block_located(file, &mut r, &ctx);
+        self.refs.push((
+            Ref::NotificationParams {
+                type_name: ty.clone(),
+                what: format!("notification `{id}`"),
+                params: param_locs,
+                complete: true,
+            },
+            loc,
+        ));
         let message = r.attr("message").and_then(|a| self.string(file, a, &ctx));
         let on_attr = r.attr("on");
         let on = on_attr
@@ -123,10 +135,12 @@ impl Loader<'_> {
         if let Some(a) = on_attr {
             let l = loc_of(file, a.value.span());
             for o in &on {
-                if !["success", "failure", "cancel", "all"].contains(&o.as_str()) {
-                    let help = suggest(o, ["success", "failure", "cancel", "all"])
+                if !OUTCOMES.contains(&o.as_str()) {
+                    let help = suggest(o, OUTCOMES.iter().copied())
                         .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| "use `success`, `failure`, `cancel` or `all`".into());
+                        .unwrap_or_else(|| {
+                            "use `success`, `failure`, `cancel`, `all`, `fixed` or `broken`".into()
+                        });
                     self.error(
                         Diagnostic::error(format!("unknown outcome `{o}` in `on`"), Some(l))
                             .label("unknown outcome")
@@ -162,7 +176,7 @@ impl Loader<'_> {
                             Some(loc_of(file, a.key.span())),
                         )
                         .label("filter without dispatch")
-                        .help("add `on = [\"failure\"]` (or success, cancel, all)"),
+                        .help("add `on = [\"failure\"]` (or success, cancel, all, fixed, broken)"),
                     );
                 }
                 for n in names {

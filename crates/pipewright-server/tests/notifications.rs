@@ -1,0 +1,76 @@
+//! `fixed` and `broken` on a real server: the previous build's status comes from the store
+//! when the server plans a build, so a status change notifies and a repeat does not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::extract::State;
+use common::Ci;
+use pipewright_core::BuildStatus;
+use std::sync::{Arc, Mutex};
+
+type Got = Arc<Mutex<Vec<serde_json::Value>>>;
+
+async fn record(State(got): State<Got>, body: String) -> &'static str {
+    got.lock()
+        .unwrap()
+        .push(serde_json::from_str(&body).unwrap());
+    "ok"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_and_broken_compare_with_the_previous_build_in_the_store() {
+    let got = Got::default();
+    let app = axum::Router::new().fallback(record).with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hcl = format!(
+        r#"
+notification "webhook" "changes" {{
+  params {{ url = "http://{addr}/changes" }}
+  on = ["fixed", "broken"]
+}}
+job "flip" {{
+  input "fail" {{
+    type    = bool
+    default = false
+  }}
+  task "maybe" {{
+    run "shell" {{
+      cmd = "test \"$INPUT_FAIL\" = false"
+    }}
+  }}
+}}
+"#
+    );
+    let ci = Ci::start(&hcl).await;
+    // pass (first build: nothing to compare), fail (broken), fail, pass (fixed), pass.
+    let mut notified = Vec::new();
+    for fail in [false, true, true, false, false] {
+        let b = ci
+            .trigger("flip", serde_json::json!({ "fail": fail }))
+            .await;
+        let b = ci.wait_done(b.id).await;
+        let want = if fail {
+            BuildStatus::Failed
+        } else {
+            BuildStatus::Succeeded
+        };
+        assert_eq!(b.status, want);
+        // The notification is sent before the build's end is reported.
+        notified.push(got.lock().unwrap().len());
+    }
+    assert_eq!(notified, [0, 1, 1, 2, 2]);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        (got[0]["number"].as_u64(), got[0]["status"].as_str()),
+        (Some(2), Some("failed"))
+    );
+    assert_eq!(
+        (got[1]["number"].as_u64(), got[1]["status"].as_str()),
+        (Some(4), Some("succeeded"))
+    );
+    ci.stop().await;
+}
