@@ -763,11 +763,15 @@ impl<'a> Build<'a> {
                     crate::caches::restore(store.as_ref(), &keys, &self.workdir, &self.outdir, ctx)
                         .await;
                 }
-                let r = self
-                    .run_command(
-                        &step.name, &t.run, &t.env, &t.inputs, &t.outputs, attempt, ctx,
-                    )
-                    .await;
+                let r = match self.task_env(&t.env, ctx).await {
+                    Ok(env) => {
+                        self.run_resolved(
+                            &step.name, &t.run, env, &t.inputs, &t.outputs, attempt, ctx,
+                        )
+                        .await
+                    }
+                    Err(e) => e.into(),
+                };
                 if matches!(r, Attempt::Done(_)) && !keys.is_empty() {
                     crate::caches::save(store.as_ref(), &keys, &self.workdir, &self.outdir, ctx)
                         .await;
@@ -804,13 +808,39 @@ impl<'a> Build<'a> {
         Ok(r)
     }
 
-    /// Runs a runner command (a task, a hook, a notification) as step `name`.
+    /// Runs a runner command (a hook, a notification) as step `name`, its `env` values taken
+    /// as written (secrets resolved).
     #[allow(clippy::too_many_arguments)]
     async fn run_command(
         &self,
         name: &str,
         cmd: &RunnerCommand,
         env: &indexmap::IndexMap<String, String>,
+        inputs: &[String],
+        outputs: &[String],
+        attempt: u32,
+        ctx: &Ctx,
+    ) -> Attempt {
+        let mut task_env = BTreeMap::new();
+        for (k, v) in env {
+            match self.resolve_secrets(v, ctx).await {
+                Ok(v) => {
+                    task_env.insert(k.clone(), v);
+                }
+                Err(e) => return e.into(),
+            }
+        }
+        self.run_resolved(name, cmd, task_env, inputs, outputs, attempt, ctx)
+            .await
+    }
+
+    /// Runs a runner command with its final environment.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_resolved(
+        &self,
+        name: &str,
+        cmd: &RunnerCommand,
+        task_env: BTreeMap<String, String>,
         inputs: &[String],
         outputs: &[String],
         attempt: u32,
@@ -836,15 +866,6 @@ impl<'a> Build<'a> {
                     reason: format!("input `{path}` does not exist in the workspace"),
                     exit: None,
                 };
-            }
-        }
-        let mut task_env = BTreeMap::new();
-        for (k, v) in env {
-            match self.resolve_secrets(v, ctx).await {
-                Ok(v) => {
-                    task_env.insert(k.clone(), v);
-                }
-                Err(e) => return e.into(),
             }
         }
         // Unique within this build's fresh workspace, so there is never a stale file to remove.

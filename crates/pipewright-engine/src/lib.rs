@@ -9,6 +9,7 @@ mod plan;
 mod registry;
 mod step_ids;
 mod step_log;
+mod task_env;
 
 pub use caches::DirBlobStore;
 pub use events::{ChannelSink, EventSink, NoEvents};

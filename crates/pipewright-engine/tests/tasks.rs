@@ -1,0 +1,97 @@
+//! What a task sees and leaves behind: env expansion, job-wide env, globbed outputs, and how
+//! a failure is explained. Every task is a real `/bin/sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pipewright_core::{BuildStatus, Event, EventKind};
+use pipewright_engine::{BuildResult, Engine, EngineOptions, Registry, RunOptions};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Harness {
+    dir: tempfile::TempDir,
+    engine: Engine,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EngineOptions {
+        workspace_root: dir.path().join("builds"),
+        kill_grace: Duration::from_millis(300),
+        ..EngineOptions::default()
+    };
+    Harness {
+        dir,
+        engine: Engine::new(Registry::with_builtins(Duration::from_millis(300)))
+            .with_options(options),
+        events: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+impl Harness {
+    async fn job(&self, text: &str, job: &str) -> BuildResult {
+        let text = text.replace("@DIR@", &self.dir.path().display().to_string());
+        let p = match pipewright_config::load_str("test.hcl", &text, &Default::default()) {
+            Ok(l) => l.pipeline,
+            Err(e) => panic!("{}", e.render(false)),
+        };
+        let events = self.events.clone();
+        let opts = RunOptions {
+            events: Arc::new(move |e: Event| events.lock().unwrap().push(e)),
+            ..RunOptions::default()
+        };
+        self.engine.run_job(&p, job, &opts).await.unwrap()
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn log(&self, step: &str) -> String {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Log { step: s, data, .. } if s.to_string() == step => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_values_expand_build_names_and_keep_the_rest() {
+    let h = harness();
+    let b = h
+        .job(
+            r#"
+job "j" {
+  task "version" {
+    run "shell" { cmd = "echo V=1.4 >> \"$PIPEWRIGHT_OUTPUT\"" }
+  }
+  task "use" {
+    env = {
+      CACHE   = "$WORKDIR/.pip"
+      TAG     = "v$TASK_VERSION_V-$${BUILD_NUMBER}"
+      LITERAL = "$$WORKDIR and $HOME"
+    }
+    run "shell" {
+      cmd = "printf '%s\\n' \"$CACHE\" \"$TAG\" \"$LITERAL\" > @DIR@/out; test \"$CACHE\" = \"$WORKDIR/.pip\""
+    }
+  }
+}
+"#,
+            "j",
+        )
+        .await;
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    let out = h.file("out");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].ends_with("/.pip") && lines[0].contains("builds"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "v1.4-1");
+    assert_eq!(lines[2], "$WORKDIR and $HOME");
+}
