@@ -1,7 +1,7 @@
 //! One build of one job: the plan, attempts, timeouts, hooks, services and exports.
 
 use crate::events::Emitter;
-use crate::outputs::{export_prefix, read_outputs};
+use crate::outputs::{export_prefix, read_job_env, read_outputs};
 use crate::plan::PlannedInput;
 use crate::step_ids::StepIds;
 use crate::step_log::StepLog;
@@ -893,7 +893,12 @@ impl<'a> Build<'a> {
                         };
                     }
                 }
-                match read_outputs(&output_file, &export_prefix("TASK", name)) {
+                let exports =
+                    read_outputs(&output_file, &export_prefix("TASK", name)).and_then(|mut e| {
+                        e.extend(read_job_env(&ws.env_file())?);
+                        Ok(e)
+                    });
+                match exports {
                     Ok(e) => Attempt::Done(e),
                     Err(e) => e.into(),
                 }

@@ -95,3 +95,64 @@ job "j" {
     assert_eq!(lines[1], "v1.4-1");
     assert_eq!(lines[2], "$WORKDIR and $HOME");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipewright_env_reaches_every_later_step_of_the_job() {
+    let h = harness();
+    let b = h
+        .job(
+            r#"
+job "j" {
+  task "setup" {
+    run "shell" {
+      cmd = "echo VENV=\"$WORKDIR/venv\" >> \"$PIPEWRIGHT_ENV\"; echo 'Mode=fast' >> \"$PIPEWRIGHT_ENV\""
+    }
+  }
+  task "second" {
+    run "shell" { cmd = "echo \"$VENV $Mode\" > @DIR@/second; echo Mode=slow >> \"$PIPEWRIGHT_ENV\"" }
+  }
+  task "third" {
+    env = { Mode = "given" }
+    run "shell" { cmd = "echo \"$Mode\" > @DIR@/third" }
+  }
+  task "fourth" {
+    run "shell" { cmd = "echo \"$Mode\" > @DIR@/fourth" }
+  }
+}
+"#,
+            "j",
+        )
+        .await;
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    let second = h.file("second");
+    assert!(second.contains("/venv fast"), "{second}");
+    assert_eq!(h.file("third"), "given\n", "the task's own env wins");
+    assert_eq!(
+        h.file("fourth"),
+        "slow\n",
+        "a later write replaces an earlier one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipewright_env_may_not_set_the_engines_names() {
+    let h = harness();
+    let b = h
+        .job(
+            r#"
+job "j" {
+  task "setup" {
+    run "shell" { cmd = "echo BUILD_NUMBER=99 >> \"$PIPEWRIGHT_ENV\"" }
+  }
+}
+"#,
+            "j",
+        )
+        .await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let reason = b.reason.map(|r| r.to_string()).unwrap_or_default();
+    assert!(
+        reason.contains("`BUILD_NUMBER` is the engine's"),
+        "{reason}"
+    );
+}
