@@ -885,13 +885,12 @@ impl<'a> Build<'a> {
         };
         match runner.run(ctx, &spec, &ws).await {
             Ok(exit) if exit.success() => {
-                for path in outputs {
-                    if !self.workdir.join(path).exists() {
-                        return Attempt::Failed {
-                            reason: format!("output `{path}` was not created"),
-                            exit: Some(exit),
-                        };
-                    }
+                let missing = crate::output_paths::missing(&self.workdir, outputs);
+                if !missing.is_empty() {
+                    return Attempt::Failed {
+                        reason: missing.join("; "),
+                        exit: Some(exit),
+                    };
                 }
                 let exports =
                     read_outputs(&output_file, &export_prefix("TASK", name)).and_then(|mut e| {

@@ -4,6 +4,7 @@ mod build;
 mod caches;
 mod command;
 mod events;
+mod output_paths;
 mod outputs;
 mod plan;
 mod registry;

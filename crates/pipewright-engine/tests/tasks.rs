@@ -156,3 +156,32 @@ job "j" {
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn globbed_outputs_pass_and_the_pattern_that_matched_nothing_is_named() {
+    let h = harness();
+    let pipeline = r#"
+job "ok" {
+  task "build" {
+    outputs = ["dist/*.whl", "dist/*.tar.gz"]
+    run "shell" { cmd = "mkdir -p dist && touch dist/app-1.0-py3-none-any.whl dist/app-1.0.tar.gz" }
+  }
+}
+job "bad" {
+  task "build" {
+    outputs = ["dist/*.whl", "dist/*.tar.gz"]
+    run "shell" { cmd = "mkdir -p dist && touch dist/app-1.0.tar.gz" }
+  }
+}
+"#;
+    let b = h.job(pipeline, "ok").await;
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    let b = h.job(pipeline, "bad").await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let reason = b.reason.map(|r| r.to_string()).unwrap_or_default();
+    assert!(
+        reason.contains("output pattern `dist/*.whl` matched nothing"),
+        "{reason}"
+    );
+    assert!(!reason.contains("tar.gz"), "{reason}");
+}
