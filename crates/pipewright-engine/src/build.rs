@@ -689,7 +689,7 @@ impl<'a> Build<'a> {
                 }
                 Attempt::Failed { reason, exit } => {
                     ctx.log_system(&format!("{} failed: {reason}", step.kind.keyword()));
-                    if exit.is_some() {
+                    if exit.is_some_and(|e| crate::task_env::missing_variable(e, &log.tail())) {
                         let names: Vec<&str> = ctx.env.keys().map(String::as_str).collect();
                         ctx.log_system(&format!("available variables: {}", names.join(" ")));
                     }

@@ -475,21 +475,15 @@ impl Engine {
         for (i, job) in selected.iter().enumerate() {
             if let NodeState::Skipped { .. } = report.states()[i] {
                 let id = pipewright_dag::NodeId(i);
-                let reason = dag
-                    .dependencies(id)
-                    .into_iter()
-                    .find_map(|d| match &report.states()[d.0] {
-                        NodeState::Succeeded => None,
-                        NodeState::Skipped { .. } => {
-                            Some(format!("upstream job `{}` did not run", selected[d.0].name))
-                        }
-                        _ => Some(format!(
-                            "upstream job `{}` did not pass",
-                            selected[d.0].name
-                        )),
-                    })
-                    .unwrap_or_else(|| "the run was cancelled".to_owned());
-                not_run.push((job.name.clone(), reason));
+                let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+                for d in dag.dependencies(id) {
+                    match &report.states()[d.0] {
+                        NodeState::Succeeded => {}
+                        NodeState::Skipped { .. } => skipped.push(selected[d.0].name.as_str()),
+                        _ => failed.push(selected[d.0].name.as_str()),
+                    }
+                }
+                not_run.push((job.name.clone(), upstream_reason(&failed, &skipped)));
             }
         }
         let status = if opts.cancel.is_cancelled() {
@@ -510,6 +504,29 @@ impl Engine {
             not_run,
             status,
         })
+    }
+}
+
+/// Why a job did not run, naming every upstream job that failed and every one that did not
+/// run: "upstream jobs `a`, `b` did not pass; `c` did not run".
+fn upstream_reason(failed: &[&str], skipped: &[&str]) -> String {
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let jobs = |v: &[&str]| if v.len() == 1 { "job" } else { "jobs" };
+    match (failed, skipped) {
+        ([], []) => "the run was cancelled".to_owned(),
+        (f, []) => format!("upstream {} {} did not pass", jobs(f), names(f)),
+        ([], s) => format!("upstream {} {} did not run", jobs(s), names(s)),
+        (f, s) => format!(
+            "upstream {} {} did not pass; {} did not run",
+            jobs(f),
+            names(f),
+            names(s)
+        ),
     }
 }
 

@@ -75,6 +75,28 @@ pub fn expand_value(s: &str, env: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// What shells and common tools print for a variable that is not set.
+const UNSET_PHRASES: [&str; 7] = [
+    "unbound variable",
+    "parameter not set",
+    "parameter null or not set",
+    "undefined variable",
+    "is not set",
+    "is unset",
+    "environment variable not found",
+];
+
+/// Whether a failed command looks like it missed a variable, which is when listing the
+/// available ones helps: exit code 127 (a command named by an empty variable, or not
+/// installed), or output that mentions an unset name.
+pub fn missing_variable(exit: pipewright_core::ExitStatus, output: &str) -> bool {
+    if exit == pipewright_core::ExitStatus::Code(127) {
+        return true;
+    }
+    let output = output.to_ascii_lowercase();
+    UNSET_PHRASES.iter().any(|p| output.contains(p))
+}
+
 /// A piece of an `env` value: text to expand, or a secret placeholder to resolve as it is.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece<'a> {
@@ -137,6 +159,25 @@ mod tests {
         let e = env();
         assert_eq!(expand_value("$$WORKDIR", &e), "$WORKDIR");
         assert_eq!(expand_value("a$$$WORKDIR", &e), "a$/w/b1");
+    }
+
+    #[test]
+    fn a_missing_variable_is_told_from_other_failures() {
+        use pipewright_core::ExitStatus;
+        assert!(missing_variable(ExitStatus::Code(127), ""));
+        assert!(missing_variable(
+            ExitStatus::Code(2),
+            "sh: 1: VERSION: parameter not set\n"
+        ));
+        assert!(missing_variable(
+            ExitStatus::Code(1),
+            "bash: TOKEN: unbound variable"
+        ));
+        assert!(!missing_variable(
+            ExitStatus::Code(1),
+            "AssertionError: 3 != 4\n"
+        ));
+        assert!(!missing_variable(ExitStatus::Signal(9), ""));
     }
 
     #[test]

@@ -185,3 +185,84 @@ job "bad" {
     );
     assert!(!reason.contains("tar.gz"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn available_variables_are_listed_only_when_a_variable_looks_missing() {
+    let h = harness();
+    let pipeline = r#"
+job "assert" {
+  task "t" {
+    run "shell" { cmd = "echo 'expected 3, got 4' >&2; exit 1" }
+  }
+}
+job "unset" {
+  task "t" {
+    run "shell" { cmd = "set -u; echo \"$NO_SUCH_VARIABLE\"" }
+  }
+}
+job "missing-command" {
+  task "t" {
+    run "shell" { cmd = "$NO_SUCH_TOOL --version" }
+  }
+}
+"#;
+    let b = h.job(pipeline, "assert").await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let log = h.log("t");
+    assert!(log.contains("expected 3, got 4"), "{log}");
+    assert!(!log.contains("available variables"), "{log}");
+    h.events.lock().unwrap().clear();
+    let b = h.job(pipeline, "unset").await;
+    assert_eq!(b.status, BuildStatus::Failed);
+    let log = h.log("t");
+    assert!(log.contains("available variables: BUILD_ID"), "{log}");
+    h.events.lock().unwrap().clear();
+    h.job(pipeline, "missing-command").await;
+    let log = h.log("t");
+    assert!(log.contains("available variables: BUILD_ID"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_not_run_names_every_failed_upstream_job() {
+    let h = harness();
+    std::fs::create_dir_all(h.dir.path().join("src")).unwrap();
+    std::fs::write(h.dir.path().join("src/file"), "x").unwrap();
+    let text = r#"
+resource "fs" "src" {
+  params { path = "@DIR@/src" }
+}
+job "test" {
+  matrix {
+    py = ["3.12", "3.13"]
+  }
+  get "fs" "src" {}
+  task "t" {
+    run "shell" { cmd = "exit 1" }
+  }
+}
+job "ship" {
+  get "fs" "src" { passed = ["test"] }
+  task "t" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+    .replace("@DIR@", &h.dir.path().display().to_string());
+    let p = pipewright_config::load_str("test.hcl", &text, &Default::default())
+        .map_err(|e| e.render(false))
+        .unwrap()
+        .pipeline;
+    let result = h
+        .engine
+        .run_pipeline(&p, &[], &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(result.status, BuildStatus::Failed);
+    assert_eq!(
+        result.not_run,
+        vec![(
+            "ship".to_owned(),
+            "upstream jobs `test--3-12`, `test--3-13` did not pass".to_owned()
+        )]
+    );
+}
