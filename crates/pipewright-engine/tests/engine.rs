@@ -183,10 +183,8 @@ job "flaky" {
     assert!(log.contains("--- attempt 2/3 ---"), "{log}");
     assert!(log.contains("--- attempt 3/3 ---"), "{log}");
     assert!(!log.contains("attempt 1/3"), "{log}");
-    assert!(
-        log.contains("available variables:") && log.contains("BUILD_ID"),
-        "{log}"
-    );
+    // A failed test is no missing variable: the list would be noise.
+    assert!(!log.contains("available variables:"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
