@@ -792,6 +792,7 @@ impl Loader<'_> {
                 params.0.extend(more.0);
                 locs.extend(more_locs);
                 self.note_option_like_params(&id, format!("the put to `{id}`"), &params, &locs);
+                self.note_resource_params(&id, true, &locs, loc);
                 StepKind::Put(PutStep {
                     resource: id,
                     params,

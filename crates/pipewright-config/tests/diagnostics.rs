@@ -646,3 +646,21 @@ job "test" {
 }
 "#
 );
+
+case!(
+    builtin_resource_param_typo,
+    r#"
+resource "git" "app" {
+  params {
+    url         = "https://example.com/app.git"
+    ignore_path = ["README.md"]
+  }
+}
+job "build" {
+  get "git" "app" { trigger = true }
+  put "git" "app" {
+    repositry = "app"
+  }
+}
+"#
+);

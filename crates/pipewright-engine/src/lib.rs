@@ -16,6 +16,7 @@ pub use caches::DirBlobStore;
 pub use events::{ChannelSink, EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
 pub use pipewright_core::StepRecord;
+pub use pipewright_resources::ResourceParams;
 pub use pipewright_secrets::Masked;
 pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput, RestoredStep};
 pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};

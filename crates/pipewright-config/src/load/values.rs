@@ -347,6 +347,29 @@ impl Loader<'_> {
         }
     }
 
+    /// Notes the params given to `resource` (its block, or a put of it with `put`), for the
+    /// check against the params its type reads.
+    pub(crate) fn note_resource_params(
+        &mut self,
+        resource: &str,
+        put: bool,
+        locs: &ParamLocs,
+        at: Loc,
+    ) {
+        let params = locs.clone();
+        if params.is_empty() {
+            return;
+        }
+        self.refs.push((
+            Ref::ResourceParams {
+                resource: resource.to_owned(),
+                put,
+                params,
+            },
+            at,
+        ));
+    }
+
     /// [`Self::note_option_like`] for a params map and where its values were written.
     pub(crate) fn note_option_like_params(
         &mut self,
