@@ -28,6 +28,34 @@ fn output(cmd: &mut Command) -> (i32, String, String) {
 }
 
 #[test]
+fn the_ported_python_project_runs_whole_and_by_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = examples().join("../..");
+    let (code, out, err) = output(
+        bin(dir.path())
+            .current_dir(&root)
+            .args(["--color", "never", "--pipeline"])
+            .arg(examples().join("python-project.hcl")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("job test--3-14-linux #"), "{out}");
+    assert!(
+        out.contains("package/verify │ sdist has pyproject.toml"),
+        "{out}"
+    );
+    assert!(!out.contains("test--3-11-macos"), "excluded: {out}");
+    let (code, out, err) = output(
+        bin(dir.path())
+            .current_dir(&root)
+            .args(["--color", "never", "--job", "test", "--pipeline"])
+            .arg(examples().join("python-project.hcl")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("coverage: 100%"), "{out}");
+    assert!(!out.contains("package/"), "{out}");
+}
+
+#[test]
 fn the_readme_example_runs_with_readable_output() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = output(
