@@ -100,6 +100,17 @@ pub struct RunOptions {
     /// Choose among the versions the store already holds instead of checking resources while
     /// planning (a server, whose check loops keep the store current).
     pub no_checks: bool,
+    /// Numbers each job's build (`BUILD_NUMBER`) from a counter that outlives the run (a local
+    /// history); `None`: every build is numbered [`RunOptions::number`].
+    pub numbers: Option<Arc<dyn BuildNumbers>>,
+}
+
+/// Hands out build numbers that grow from run to run.
+#[async_trait::async_trait]
+pub trait BuildNumbers: Send + Sync {
+    /// The number of the next build of `job` in `pipeline`: one more than the last one handed
+    /// out, also to another process using the same counter.
+    async fn next(&self, pipeline: &str, job: &str) -> Result<u64>;
 }
 
 impl RunOptions {
@@ -133,6 +144,28 @@ impl Default for RunOptions {
             events: Arc::new(NoEvents),
             store: None,
             no_checks: false,
+            numbers: None,
+        }
+    }
+}
+
+impl RunOptions {
+    /// These options with the number of `job`'s next build from [`RunOptions::numbers`]. A
+    /// counter that fails is logged and the build keeps [`RunOptions::number`]: numbering
+    /// never stops a build.
+    async fn numbered(&self, job: &str) -> RunOptions {
+        let Some(numbers) = &self.numbers else {
+            return self.clone();
+        };
+        match numbers.next(&self.pipeline_name, job).await {
+            Ok(number) => RunOptions {
+                number,
+                ..self.clone()
+            },
+            Err(e) => {
+                tracing::warn!(job, error = %e, "no build number from the local history");
+                self.clone()
+            }
         }
     }
 }
@@ -280,6 +313,7 @@ impl Engine {
     ) -> Result<BuildResult> {
         let job = find_job(pipeline, job)?;
         let store = opts.store();
+        let opts = &opts.numbered(&job.name).await;
         Ok(Build::prepare(self, pipeline, job, opts, store, None)?
             .run()
             .await)
@@ -306,16 +340,22 @@ impl Engine {
                     "cannot plan job `{}`: {}{}",
                     j.name,
                     bad.unresolved.as_deref().unwrap_or_default(),
-                    if opts.store.is_none() {
-                        format!(
-                            " (this engine has no build history: give the input a directory, \
-                             `--input {}=DIR`, or run the upstream jobs in the same run)",
-                            bad.resource
-                                .split_once('.')
-                                .map_or(bad.resource.as_str(), |(_, n)| n)
-                        )
-                    } else {
-                        String::new()
+                    {
+                        let name = bad
+                            .resource
+                            .split_once('.')
+                            .map_or(bad.resource.as_str(), |(_, n)| n);
+                        if opts.store.is_none() {
+                            format!(
+                                " (this engine has no build history: give the input a directory, \
+                                 `--input {name}=DIR`, or run the upstream jobs in the same run)"
+                            )
+                        } else {
+                            format!(
+                                " (run the upstream jobs first, or give the input a directory, \
+                                 `--input {name}=DIR`)"
+                            )
+                        }
                     }
                 ),
             ));
@@ -452,6 +492,7 @@ impl Engine {
             .run(|_, job, _token| {
                 let (store, builds) = (store.clone(), &builds);
                 async move {
+                    let opts = &opts.numbered(&job.name).await;
                     // The build watches `opts.cancel` itself, so its hooks still run.
                     let result = match Build::prepare(self, pipeline, job, opts, store, None) {
                         Ok(b) => b.run().await,
