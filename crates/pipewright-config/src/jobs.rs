@@ -831,7 +831,11 @@ impl Loader<'_> {
                     .unwrap_or_default();
                 let outputs = r
                     .attr("outputs")
-                    .and_then(|a| self.string_list(file, a, ctx))
+                    .and_then(|a| {
+                        let list = self.string_list(file, a, ctx)?;
+                        self.check_output_globs(file, a, &list);
+                        Some(list)
+                    })
                     .unwrap_or_default();
                 let caches = r
                     .attr("caches")

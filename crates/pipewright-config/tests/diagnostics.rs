@@ -664,3 +664,15 @@ job "build" {
 }
 "#
 );
+
+case!(
+    output_glob_that_does_not_parse,
+    r#"
+job "build" {
+  task "wheel" {
+    outputs = ["dist/*.whl", "dist/[x"]
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);

@@ -386,3 +386,25 @@ impl Loader<'_> {
         self.note_option_like(resource, what, values);
     }
 }
+
+impl Loader<'_> {
+    /// Refuses an `outputs` glob that does not parse (`dist/[x`), which would otherwise fail
+    /// only once the task has run.
+    pub(crate) fn check_output_globs(&mut self, file: FileId, a: &Attribute, list: &[String]) {
+        for entry in list {
+            if !entry.contains(['*', '?', '[', '{']) {
+                continue;
+            }
+            if let Err(e) = globset::Glob::new(entry) {
+                self.error(
+                    Diagnostic::error(
+                        format!("output pattern `{entry}` is not a glob: {}", e.kind()),
+                        Some(loc_of(file, a.value.span())),
+                    )
+                    .label("invalid pattern")
+                    .help("`*` matches within a directory, `**` across them, `?` one character, `[ab]` a set, `{a,b}` alternatives"),
+                );
+            }
+        }
+    }
+}
