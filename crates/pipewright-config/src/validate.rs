@@ -283,8 +283,34 @@ fn builtin_of<'p>(p: &'p Pipeline, id: &str) -> Option<&'p str> {
     }
 }
 
-/// Params a built-in resource type does not read: a typo (`ignore_path`) would otherwise be
-/// dropped silently and the resource behave as if it were not written.
+/// The params `resource`'s type reads (in its block, or in a put with `put`) and the type's
+/// name; `None` when the type accepts any: a plug-in that declares none, a command-defined
+/// type without a `params` list, or any put of a command-defined type (its attributes become
+/// `$put_*`).
+fn known_params<'p>(
+    p: &'p Pipeline,
+    catalog: &crate::Catalog,
+    resource: &str,
+    put: bool,
+) -> Option<(Vec<&'p str>, &'p str)> {
+    if let Some(builtin) = builtin_of(p, resource) {
+        let ops = catalog.resource_types.get(builtin)?;
+        let known = if put { ops.put_params } else { ops.params }?;
+        return Some((known.to_vec(), builtin));
+    }
+    let res = p.resources.get(resource)?;
+    let decl = p.resource_types.get(&res.type_name)?;
+    if put || decl.params.is_empty() {
+        return None;
+    }
+    // `name` is read by the engine for every type: the directory a get fills.
+    let mut known: Vec<&str> = decl.params.iter().map(String::as_str).collect();
+    known.push("name");
+    Some((known, decl.name.as_str()))
+}
+
+/// Params a resource's type does not read: a typo (`ignore_path`) would otherwise be dropped
+/// silently and the resource behave as if it were not written.
 fn unknown_resource_params(
     l: &mut Loader<'_>,
     p: &Pipeline,
@@ -293,13 +319,7 @@ fn unknown_resource_params(
     put: bool,
     params: &[(String, crate::diag::Loc)],
 ) {
-    let Some(builtin) = builtin_of(p, resource) else {
-        return;
-    };
-    let Some(ops) = catalog.resource_types.get(builtin) else {
-        return;
-    };
-    let Some(known) = (if put { ops.put_params } else { ops.params }) else {
+    let Some((known, builtin)) = known_params(p, catalog, resource, put) else {
         return;
     };
     let what = if put {

@@ -676,3 +676,16 @@ job "build" {
 }
 "#
 );
+
+case!(
+    declared_resource_type_param_typo,
+    r#"
+resource_type "semver" {
+  params = ["initial"]
+  check "shell" { cmd = "echo '[]'" }
+}
+resource "semver" "v" {
+  params { intial = "1.0.0" }
+}
+"#
+);
