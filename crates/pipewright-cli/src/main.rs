@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod client;
+mod history;
 mod params;
 mod plan;
 mod run;
@@ -117,6 +118,11 @@ struct RunCmd {
     /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
     #[arg(long, value_name = "DIR")]
     workspace_root: Option<PathBuf>,
+    /// Leave the pipeline's local history alone: builds are numbered 1 and `passed` sees only
+    /// this run (default: numbers and passed versions carry over from earlier runs, kept under
+    /// $XDG_CACHE_HOME/pipewright/history).
+    #[arg(long)]
+    no_history: bool,
     /// `text` for people (a live view on a terminal, prefixed lines otherwise), `json` for
     /// tools (one event per line, then a summary).
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -424,6 +430,7 @@ fn plan_cmd(c: PlanCmd) -> ExitCode {
             inputs: inputs.into_iter().collect(),
             job_inputs,
             json: matches!(output, Output::Json),
+            history: run::cache_home().map(|c| history::dir_for(&c, &path)),
         },
     ))
 }
@@ -465,6 +472,7 @@ fn run_plan_cmd(c: RunCmd) -> ExitCode {
         mode: output_mode(output),
         color: color.enabled_for_stdout(),
         plan: None,
+        history: None,
     };
     let definition = plan.definition.clone();
     ExitCode::from(run::run(
@@ -485,6 +493,7 @@ fn run_cmd(c: RunCmd) -> ExitCode {
         inputs,
         params,
         keep,
+        no_history,
         parallel,
         kill_grace,
         allow_privileged,
@@ -538,6 +547,9 @@ fn run_cmd(c: RunCmd) -> ExitCode {
         mode,
         color: color.enabled_for_stdout(),
         plan: None,
+        history: run::cache_home()
+            .filter(|_| !no_history)
+            .map(|c| history::dir_for(&c, &pipeline)),
     };
     ExitCode::from(run::run(&loaded.pipeline, args))
 }

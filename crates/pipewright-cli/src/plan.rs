@@ -14,6 +14,8 @@ pub struct PlanArgs {
     pub inputs: BTreeMap<String, PathBuf>,
     pub job_inputs: BTreeMap<String, serde_json::Value>,
     pub json: bool,
+    /// The pipeline's local history, whose versions `passed` chooses among.
+    pub history: Option<PathBuf>,
 }
 
 /// Plans one build and prints it; returns the exit code.
@@ -37,10 +39,24 @@ pub fn show(pipeline: &Pipeline, args: PlanArgs) -> u8 {
         workspace_root: std::env::temp_dir().join("pipewright-plans"),
         ..pipewright_engine::EngineOptions::default()
     });
+    let store =
+        args.history
+            .as_deref()
+            .and_then(|dir| match rt.block_on(crate::history::versions(dir)) {
+                Ok(s) => {
+                    Some(std::sync::Arc::new(s)
+                        as std::sync::Arc<dyn pipewright_engine::VersionStore>)
+                }
+                Err(e) => {
+                    eprintln!("warning: no local build history: {e}");
+                    None
+                }
+            });
     let opts = RunOptions {
         pipeline_name: args.pipeline_name,
         inputs: args.inputs,
         job_inputs: args.job_inputs,
+        store,
         ..RunOptions::default()
     };
     let plan = match rt.block_on(engine.plan(pipeline, &args.job, &opts)) {

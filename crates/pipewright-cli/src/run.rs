@@ -43,9 +43,12 @@ pub struct RunArgs {
     pub color: bool,
     /// Run this plan's one build instead of the pipeline's jobs.
     pub plan: Option<pipewright_engine::BuildPlan>,
+    /// The pipeline's local history (build numbers, versions that passed); `None`: this run
+    /// alone, numbered 1, with a fresh version history.
+    pub history: Option<PathBuf>,
 }
 
-fn cache_home() -> Option<PathBuf> {
+pub(crate) fn cache_home() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -78,6 +81,26 @@ pub(crate) fn default_workspace_root() -> PathBuf {
     match cache_home() {
         Some(c) => c.join("pipewright").join("builds"),
         None => std::env::temp_dir().join("pipewright-builds"),
+    }
+}
+
+/// The version store and build counter of a pipeline's local history. One that cannot be
+/// opened is said once and the run goes on without it, numbered 1 with a fresh history.
+async fn local_history(
+    dir: &std::path::Path,
+) -> (
+    Option<Arc<dyn pipewright_engine::VersionStore>>,
+    Option<Arc<dyn pipewright_engine::BuildNumbers>>,
+) {
+    match crate::history::versions(dir).await {
+        Ok(store) => (
+            Some(Arc::new(store)),
+            Some(Arc::new(crate::history::Counter::new(dir.to_path_buf()))),
+        ),
+        Err(e) => {
+            eprintln!("warning: no local build history this run: {e}");
+            (None, None)
+        }
     }
 }
 
@@ -132,11 +155,17 @@ async fn run_async(pipeline: &pipewright_config::Pipeline, args: RunArgs) -> u8 
     // waits; no event is dropped and memory stays bounded.
     let (sink, rx) = ChannelSink::new(EVENT_BUFFER);
     let sink = Arc::new(sink);
+    let (store, numbers) = match (&args.history, &args.plan) {
+        (Some(dir), None) => local_history(dir).await,
+        _ => (None, None),
+    };
     let opts = RunOptions {
         pipeline_name: args.pipeline_name.clone(),
         inputs: args.inputs.clone(),
         job_inputs: args.job_inputs.clone(),
         events: sink,
+        store,
+        numbers,
         ..RunOptions::default()
     };
     if args.mode != Mode::Json

@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// `run` without the local history, so every build here is #1 however often the tests run.
 fn bin(ws: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
-    c.arg("run").arg("--workspace-root").arg(ws);
+    c.arg("run")
+        .arg("--no-history")
+        .arg("--workspace-root")
+        .arg(ws);
     c
 }
 
@@ -25,6 +29,106 @@ fn output(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[test]
+fn the_ported_python_project_runs_whole_and_by_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = examples().join("../..");
+    let (code, out, err) = output(
+        bin(dir.path())
+            .current_dir(&root)
+            .args(["--color", "never", "--pipeline"])
+            .arg(examples().join("python-project.hcl")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("job test--3-14-linux #"), "{out}");
+    assert!(
+        out.contains("package/verify │ sdist has pyproject.toml"),
+        "{out}"
+    );
+    assert!(!out.contains("test--3-11-macos"), "excluded: {out}");
+    let (code, out, err) = output(
+        bin(dir.path())
+            .current_dir(&root)
+            .args(["--color", "never", "--job", "test", "--pipeline"])
+            .arg(examples().join("python-project.hcl")),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("coverage: 100%"), "{out}");
+    assert!(!out.contains("package/"), "{out}");
+}
+
+#[test]
+fn local_history_numbers_builds_and_lets_a_lone_job_use_what_passed_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("file"), "v1").unwrap();
+    let p = dir.path().join("p.hcl");
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+resource "fs" "src" {{
+  params {{ path = "{}" }}
+}}
+job "test" {{
+  get "fs" "src" {{}}
+  task "t" {{
+    run "shell" {{ cmd = "echo test number $BUILD_NUMBER" }}
+  }}
+}}
+job "ship" {{
+  get "fs" "src" {{ passed = ["test"] }}
+  task "t" {{
+    run "shell" {{ cmd = "echo ship number $BUILD_NUMBER of $(cat src/file)" }}
+  }}
+}}
+"#,
+            src.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        output(
+            Command::new(env!("CARGO_BIN_EXE_pipewright"))
+                .arg("run")
+                .arg(&p)
+                .args(["--color", "never", "--workspace-root"])
+                .arg(dir.path().join("ws"))
+                .args(args)
+                .env("XDG_CACHE_HOME", dir.path().join("cache")),
+        )
+    };
+    let (code, out, err) = run(&["--job", "ship"]);
+    assert_eq!(code, 1, "nothing has passed `test` yet: {out}{err}");
+    let (code, out, err) = run(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("test number 1"), "{out}");
+    let (code, out, err) = run(&["--job", "test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("test number 2"), "{out}");
+    // `ship` alone takes the version earlier runs passed through `test`; its numbers count
+    // the failed first try and the whole run.
+    let (code, out, err) = run(&["--job", "ship"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the newest version that passed test"), "{out}");
+    assert!(out.contains("ship number 3 of v1"), "{out}");
+    let (code, out, err) = output(
+        Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .arg("plan")
+            .arg(&p)
+            .args(["--job", "ship"])
+            .env("XDG_CACHE_HOME", dir.path().join("cache")),
+    );
+    assert_eq!(code, 0, "plan reads the history too: {out}{err}");
+    assert!(out.contains("passed test"), "{out}");
+    let (code, out, _) = run(&["--job", "test", "--no-history"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("test number 1"), "{out}");
+    let history = dir.path().join("cache/pipewright/history");
+    assert_eq!(std::fs::read_dir(&history).unwrap().count(), 1);
 }
 
 #[test]

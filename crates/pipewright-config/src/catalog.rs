@@ -14,6 +14,11 @@ pub struct ResourceOps {
     /// hands to a command as arguments. A value starting with `-` is refused at load time:
     /// the command would read it as an option (`git clone --upload-pack=…` runs a program).
     pub arguments: &'static [&'static str],
+    /// Every param the type reads in a `resource` block; any other is a load-time error with a
+    /// suggestion. `None`: any param is accepted (the plug-in checks its own).
+    pub params: Option<&'static [&'static str]>,
+    /// The same for a `put` step's params.
+    pub put_params: Option<&'static [&'static str]>,
 }
 
 /// Parameters a runner reads and requires (the runner's [`pipewright_core::Runner::params`]).
@@ -34,6 +39,21 @@ pub struct Catalog {
     /// Built-in notification types and the params each reads and requires.
     pub notification_types: BTreeMap<String, RunnerRule>,
 }
+
+/// The params of the built-in `git` resource type (`name`, for every type, is the directory a
+/// get fills).
+const GIT_PARAMS: &[&str] = &[
+    "url",
+    "branch",
+    "depth",
+    "paths",
+    "ignore_paths",
+    "tag_filter",
+    "token",
+    "username",
+    "private_key",
+    "name",
+];
 
 /// The params of the built-in `docker` runner.
 const DOCKER_PARAMS: &[&str] = &[
@@ -112,10 +132,15 @@ fn builtin_notifications() -> BTreeMap<String, RunnerRule> {
 
 impl Default for Catalog {
     fn default() -> Self {
-        let rt = |get, put| ResourceOps {
+        let rt = |get,
+                  put,
+                  params: &'static [&'static str],
+                  put_params: &'static [&'static str]| ResourceOps {
             get,
             put,
             arguments: &[],
+            params: Some(params),
+            put_params: Some(put_params),
         };
         Self {
             resource_types: BTreeMap::from([
@@ -123,15 +148,23 @@ impl Default for Catalog {
                     "git".into(),
                     ResourceOps {
                         arguments: &["url", "branch", "tag_filter", "tag", "ref"],
-                        ..rt(true, true)
+                        ..rt(
+                            true,
+                            true,
+                            GIT_PARAMS,
+                            &["repository", "branch", "tag", "rebase"],
+                        )
                     },
                 ),
-                ("cron".into(), rt(true, false)),
-                ("fs".into(), rt(true, true)),
-                ("artifact".into(), rt(true, true)),
+                ("cron".into(), rt(true, false, &["schedule", "name"], &[])),
+                ("fs".into(), rt(true, true, &["path", "name"], &["from"])),
+                (
+                    "artifact".into(),
+                    rt(true, true, &["dir", "name"], &["from"]),
+                ),
             ]),
-            // The same specs as the runners' own `Runner::params` (the engine's registry test
-            // holds the two together).
+            // The same specs as the runners' own `Runner::params` and the resources'
+            // `builtin_params` (the engine's registry test holds them together).
             runners: BTreeMap::from([
                 ("exec".into(), RunnerRule::exactly(&["path"], &["path"])),
                 (

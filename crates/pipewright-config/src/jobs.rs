@@ -111,54 +111,10 @@ impl Loader<'_> {
             }
         }
         if let Some(m) = matrix {
-            self.labels(file, m, &[], "matrix { os = [\"linux\", \"mac\"] }");
-            let mut r = Reader::new(&m.body, "a `matrix` block", file);
-            let axes = r.rest_attrs();
-            self.finish_reader(r);
-            let mut combos: Vec<Vec<(String, hcl::Value)>> = vec![vec![]];
-            for a in axes {
-                let Some(v) = self.eval(file, &a.value, &base) else {
-                    return;
-                };
-                let Some(vals) = v.as_array().filter(|l| !l.is_empty()) else {
-                    self.error(
-                        Diagnostic::error(
-                            format!("matrix axis `{}` must be a non-empty list", a.key.as_str()),
-                            Some(loc_of(file, a.value.span())),
-                        )
-                        .label("not a list")
-                        .help(format!("write `{} = [\"a\", \"b\"]`", a.key.as_str())),
-                    );
-                    return;
-                };
-                let mut next = Vec::new();
-                for c in &combos {
-                    for v in vals {
-                        let mut c = c.clone();
-                        c.push((a.key.as_str().to_owned(), v.clone()));
-                        next.push(c);
-                    }
-                }
-                combos = next;
-                if combos.len() > 256 {
-                    self.error(
-                        Diagnostic::error(
-                            "the matrix expands to more than 256 jobs",
-                            Some(header_loc(file, m)),
-                        )
-                        .label("too many combinations"),
-                    );
-                    return;
-                }
-            }
-            for c in combos {
-                let key = c
-                    .iter()
-                    .map(|(_, v)| crate::funcs::to_str(v).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("-");
-                instances.push((key, hcl::Value::Object(c.into_iter().collect())));
-            }
+            let Some(found) = self.matrix_instances(file, m, &base) else {
+                return;
+            };
+            instances.extend(found);
         }
         if !expanded {
             if let Some(job) = self.job_body(file, b, &group, None, &base) {
@@ -836,6 +792,7 @@ impl Loader<'_> {
                 params.0.extend(more.0);
                 locs.extend(more_locs);
                 self.note_option_like_params(&id, format!("the put to `{id}`"), &params, &locs);
+                self.note_resource_params(&id, true, &locs, loc);
                 StepKind::Put(PutStep {
                     resource: id,
                     params,
@@ -883,7 +840,11 @@ impl Loader<'_> {
                     .unwrap_or_default();
                 let outputs = r
                     .attr("outputs")
-                    .and_then(|a| self.string_list(file, a, ctx))
+                    .and_then(|a| {
+                        let list = self.string_list(file, a, ctx)?;
+                        self.check_output_globs(file, a, &list);
+                        Some(list)
+                    })
                     .unwrap_or_default();
                 let caches = r
                     .attr("caches")

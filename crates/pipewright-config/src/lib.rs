@@ -9,6 +9,7 @@ mod funcs;
 mod graph;
 mod jobs;
 mod load;
+mod matrix;
 mod model;
 mod validate;
 

@@ -152,6 +152,13 @@ pub(crate) enum Ref {
         what: String,
         values: Vec<(String, Loc)>,
     },
+    /// The params given to `resource` (or to a put of it), checked against what its type
+    /// reads once every type is known.
+    ResourceParams {
+        resource: String,
+        put: bool,
+        params: Vec<(String, Loc)>,
+    },
     Notification(String),
     /// The params of a notification (or the overrides of a `notify` step) of type
     /// `type_name`: checked against a built-in type's params.

@@ -203,6 +203,11 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                 what,
                 values,
             } => option_like_arguments(l, p, &catalog, &resource, &what, &values),
+            Ref::ResourceParams {
+                resource,
+                put,
+                params,
+            } => unknown_resource_params(l, p, &catalog, &resource, put, &params),
             Ref::Notification(id) => {
                 if p.notifications.contains_key(&id) {
                     continue;
@@ -271,6 +276,93 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
     }
     expand_groups(p);
     passed_cycles(l, p);
+}
+
+/// The built-in type behind resource `id` (used directly, or declared with
+/// `source = "pipewright://NAME"`); `None` for a command-defined or undeclared type.
+fn builtin_of<'p>(p: &'p Pipeline, id: &str) -> Option<&'p str> {
+    let res = p.resources.get(id)?;
+    match p.resource_types.get(&res.type_name).map(|t| &t.source) {
+        Some(crate::model::TypeSource::Builtin { name }) => Some(name.as_str()),
+        Some(_) => None,
+        None => Some(res.type_name.as_str()),
+    }
+}
+
+/// The params `resource`'s type reads (in its block, or in a put with `put`) and the type's
+/// name; `None` when the type accepts any: a plug-in that declares none, a command-defined
+/// type without a `params` list, or any put of a command-defined type (its attributes become
+/// `$put_*`).
+fn known_params<'p>(
+    p: &'p Pipeline,
+    catalog: &crate::Catalog,
+    resource: &str,
+    put: bool,
+) -> Option<(Vec<&'p str>, &'p str)> {
+    if let Some(builtin) = builtin_of(p, resource) {
+        let ops = catalog.resource_types.get(builtin)?;
+        let known = if put { ops.put_params } else { ops.params }?;
+        return Some((known.to_vec(), builtin));
+    }
+    let res = p.resources.get(resource)?;
+    let decl = p.resource_types.get(&res.type_name)?;
+    if put || decl.params.is_empty() {
+        return None;
+    }
+    // `name` is read by the engine for every type: the directory a get fills.
+    let mut known: Vec<&str> = decl.params.iter().map(String::as_str).collect();
+    known.push("name");
+    Some((known, decl.name.as_str()))
+}
+
+/// Params a resource's type does not read: a typo (`ignore_path`) would otherwise be dropped
+/// silently and the resource behave as if it were not written.
+fn unknown_resource_params(
+    l: &mut Loader<'_>,
+    p: &Pipeline,
+    catalog: &crate::Catalog,
+    resource: &str,
+    put: bool,
+    params: &[(String, crate::diag::Loc)],
+) {
+    let Some((known, builtin)) = known_params(p, catalog, resource, put) else {
+        return;
+    };
+    let what = if put {
+        format!("a put to `{resource}`")
+    } else {
+        format!("resource `{resource}`")
+    };
+    for (given, at) in params {
+        if known.contains(&given.as_str()) {
+            continue;
+        }
+        // A put's own attributes are candidates too: `timout` is a typo of `timeout`.
+        let step_attrs: &[&str] = if put { &["timeout", "attempts"] } else { &[] };
+        let candidates = known.iter().chain(step_attrs).copied();
+        let help = did_you_mean(given, candidates).unwrap_or_else(|| {
+            if known.is_empty() {
+                format!(
+                    "a `{builtin}` {} takes no params",
+                    if put { "put" } else { "resource" }
+                )
+            } else {
+                format!(
+                    "the `{builtin}` type reads {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        });
+        l.error(
+            Diagnostic::error(format!("{what} has no parameter `{given}`"), Some(*at))
+                .label(format!("not read by the `{builtin}` type"))
+                .help(help),
+        );
+    }
 }
 
 /// Values a built-in resource type passes to a command, refused when they start with `-`.

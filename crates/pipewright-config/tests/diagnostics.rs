@@ -699,3 +699,46 @@ job "test" {
 }
 "#
 );
+
+case!(
+    builtin_resource_param_typo,
+    r#"
+resource "git" "app" {
+  params {
+    url         = "https://example.com/app.git"
+    ignore_path = ["README.md"]
+  }
+}
+job "build" {
+  get "git" "app" { trigger = true }
+  put "git" "app" {
+    repositry = "app"
+  }
+}
+"#
+);
+
+case!(
+    output_glob_that_does_not_parse,
+    r#"
+job "build" {
+  task "wheel" {
+    outputs = ["dist/*.whl", "dist/[x"]
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
+    declared_resource_type_param_typo,
+    r#"
+resource_type "semver" {
+  params = ["initial"]
+  check "shell" { cmd = "echo '[]'" }
+}
+resource "semver" "v" {
+  params { intial = "1.0.0" }
+}
+"#
+);

@@ -48,7 +48,8 @@ fn every_example_is_covered_by_a_test() {
             "hello.hcl",
             "hooks-and-conditions.hcl",
             "local-ci.hcl",
-            "notifications.hcl"
+            "notifications.hcl",
+            "python-project.hcl"
         ]
     );
 }
@@ -543,5 +544,44 @@ fn url_sources_go_through_the_fetcher() {
     assert!(
         err.render(false)
             .contains("download the file and set `source` to its path")
+    );
+}
+
+#[test]
+fn python_project() {
+    let p = load("python-project.hcl");
+    assert_eq!(
+        p.groups["test"],
+        [
+            "test--3-11-linux",
+            "test--3-12-linux",
+            "test--3-13-linux",
+            "test--3-13-macos",
+            "test--3-14-linux"
+        ]
+    );
+    let StepKind::Task(t) = &step(&p.jobs["test--3-13-linux"], "pytest").kind else {
+        panic!("not a task")
+    };
+    assert_eq!(t.env["COVERAGE"], "yes");
+    assert_eq!(
+        t.env["PIP_CACHE_DIR"], "$WORKDIR/.pip",
+        "expanded when the task runs"
+    );
+    let StepKind::Task(t) = &step(&p.jobs["test--3-12-linux"], "pytest").kind else {
+        panic!("not a task")
+    };
+    assert_eq!(t.env["COVERAGE"], "");
+    let StepKind::Task(t) = &step(&p.jobs["package"], "build").kind else {
+        panic!("not a task")
+    };
+    assert_eq!(t.outputs, ["dist/*.whl", "dist/*.tar.gz"]);
+    let StepKind::Get(g) = &step(&p.jobs["package"], "src").kind else {
+        panic!("not a get")
+    };
+    assert_eq!(
+        g.passed.len(),
+        5 + 2,
+        "the group `test` means every instance"
     );
 }

@@ -150,6 +150,16 @@ pub struct Workspace {
     pub output_file: PathBuf,
 }
 
+impl Workspace {
+    /// The file behind `$PIPEWRIGHT_ENV` for this step: the output file's path with `.env`
+    /// appended, so every runner that maps one maps the other.
+    pub fn env_file(&self) -> PathBuf {
+        let mut p = self.output_file.clone().into_os_string();
+        p.push(".env");
+        PathBuf::from(p)
+    }
+}
+
 /// Where a task executes: host processes, containers, or anything a plug-in author writes.
 ///
 /// A runner streams output to [`Ctx::log`] as it comes and, on cancellation or when

@@ -1,7 +1,7 @@
 //! One build of one job: the plan, attempts, timeouts, hooks, services and exports.
 
 use crate::events::Emitter;
-use crate::outputs::{export_prefix, read_outputs};
+use crate::outputs::{export_prefix, read_job_env, read_outputs};
 use crate::plan::PlannedInput;
 use crate::step_ids::StepIds;
 use crate::step_log::StepLog;
@@ -691,7 +691,7 @@ impl<'a> Build<'a> {
                 }
                 Attempt::Failed { reason, exit } => {
                     ctx.log_system(&format!("{} failed: {reason}", step.kind.keyword()));
-                    if exit.is_some() {
+                    if exit.is_some_and(|e| crate::task_env::missing_variable(e, &log.tail())) {
                         let names: Vec<&str> = ctx.env.keys().map(String::as_str).collect();
                         ctx.log_system(&format!("available variables: {}", names.join(" ")));
                     }
@@ -765,11 +765,15 @@ impl<'a> Build<'a> {
                     crate::caches::restore(store.as_ref(), &keys, &self.workdir, &self.outdir, ctx)
                         .await;
                 }
-                let r = self
-                    .run_command(
-                        &step.name, &t.run, &t.env, &t.inputs, &t.outputs, attempt, ctx,
-                    )
-                    .await;
+                let r = match self.task_env(&t.env, ctx).await {
+                    Ok(env) => {
+                        self.run_resolved(
+                            &step.name, &t.run, env, &t.inputs, &t.outputs, attempt, ctx,
+                        )
+                        .await
+                    }
+                    Err(e) => e.into(),
+                };
                 if matches!(r, Attempt::Done(_)) && !keys.is_empty() {
                     crate::caches::save(store.as_ref(), &keys, &self.workdir, &self.outdir, ctx)
                         .await;
@@ -806,13 +810,39 @@ impl<'a> Build<'a> {
         Ok(r)
     }
 
-    /// Runs a runner command (a task, a hook, a notification) as step `name`.
+    /// Runs a runner command (a hook, a notification) as step `name`, its `env` values taken
+    /// as written (secrets resolved).
     #[allow(clippy::too_many_arguments)]
     async fn run_command(
         &self,
         name: &str,
         cmd: &RunnerCommand,
         env: &indexmap::IndexMap<String, String>,
+        inputs: &[String],
+        outputs: &[String],
+        attempt: u32,
+        ctx: &Ctx,
+    ) -> Attempt {
+        let mut task_env = BTreeMap::new();
+        for (k, v) in env {
+            match self.resolve_secrets(v, ctx).await {
+                Ok(v) => {
+                    task_env.insert(k.clone(), v);
+                }
+                Err(e) => return e.into(),
+            }
+        }
+        self.run_resolved(name, cmd, task_env, inputs, outputs, attempt, ctx)
+            .await
+    }
+
+    /// Runs a runner command with its final environment.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_resolved(
+        &self,
+        name: &str,
+        cmd: &RunnerCommand,
+        task_env: BTreeMap<String, String>,
         inputs: &[String],
         outputs: &[String],
         attempt: u32,
@@ -840,15 +870,6 @@ impl<'a> Build<'a> {
                 };
             }
         }
-        let mut task_env = BTreeMap::new();
-        for (k, v) in env {
-            match self.resolve_secrets(v, ctx).await {
-                Ok(v) => {
-                    task_env.insert(k.clone(), v);
-                }
-                Err(e) => return e.into(),
-            }
-        }
         // Unique within this build's fresh workspace, so there is never a stale file to remove.
         let n = self
             .outputs_made
@@ -866,15 +887,19 @@ impl<'a> Build<'a> {
         };
         match runner.run(ctx, &spec, &ws).await {
             Ok(exit) if exit.success() => {
-                for path in outputs {
-                    if !self.workdir.join(path).exists() {
-                        return Attempt::Failed {
-                            reason: format!("output `{path}` was not created"),
-                            exit: Some(exit),
-                        };
-                    }
+                let missing = crate::output_paths::missing(&self.workdir, outputs);
+                if !missing.is_empty() {
+                    return Attempt::Failed {
+                        reason: missing.join("; "),
+                        exit: Some(exit),
+                    };
                 }
-                match read_outputs(&output_file, &export_prefix("TASK", name)) {
+                let exports =
+                    read_outputs(&output_file, &export_prefix("TASK", name)).and_then(|mut e| {
+                        e.extend(read_job_env(&ws.env_file())?);
+                        Ok(e)
+                    });
+                match exports {
                     Ok(e) => Attempt::Done(e),
                     Err(e) => e.into(),
                 }

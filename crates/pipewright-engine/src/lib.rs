@@ -4,16 +4,19 @@ mod build;
 mod caches;
 mod command;
 mod events;
+mod output_paths;
 mod outputs;
 mod plan;
 mod registry;
 mod step_ids;
 mod step_log;
+mod task_env;
 
 pub use caches::DirBlobStore;
 pub use events::{ChannelSink, EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
 pub use pipewright_core::StepRecord;
+pub use pipewright_resources::ResourceParams;
 pub use pipewright_secrets::Masked;
 pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput, RestoredStep};
 pub use registry::{BuiltinOptions, Registry, ResourceFactory, SecretFactory, ServiceFactory};
@@ -111,6 +114,17 @@ pub struct RunOptions {
     /// `broken` notification rules. A job not in it has no known previous build, and those
     /// rules do not fire for it.
     pub previous_status: BTreeMap<String, BuildStatus>,
+    /// Numbers each job's build (`BUILD_NUMBER`) from a counter that outlives the run (a local
+    /// history); `None`: every build is numbered [`RunOptions::number`].
+    pub numbers: Option<Arc<dyn BuildNumbers>>,
+}
+
+/// Hands out build numbers that grow from run to run.
+#[async_trait::async_trait]
+pub trait BuildNumbers: Send + Sync {
+    /// The number of the next build of `job` in `pipeline`: one more than the last one handed
+    /// out, also to another process using the same counter.
+    async fn next(&self, pipeline: &str, job: &str) -> Result<u64>;
 }
 
 impl RunOptions {
@@ -146,6 +160,28 @@ impl Default for RunOptions {
             store: None,
             no_checks: false,
             previous_status: BTreeMap::new(),
+            numbers: None,
+        }
+    }
+}
+
+impl RunOptions {
+    /// These options with the number of `job`'s next build from [`RunOptions::numbers`]. A
+    /// counter that fails is logged and the build keeps [`RunOptions::number`]: numbering
+    /// never stops a build.
+    async fn numbered(&self, job: &str) -> RunOptions {
+        let Some(numbers) = &self.numbers else {
+            return self.clone();
+        };
+        match numbers.next(&self.pipeline_name, job).await {
+            Ok(number) => RunOptions {
+                number,
+                ..self.clone()
+            },
+            Err(e) => {
+                tracing::warn!(job, error = %e, "no build number from the local history");
+                self.clone()
+            }
         }
     }
 }
@@ -321,6 +357,7 @@ impl Engine {
     ) -> Result<BuildResult> {
         let job = find_job(pipeline, job)?;
         let store = opts.store();
+        let opts = &opts.numbered(&job.name).await;
         Ok(Build::prepare(self, pipeline, job, opts, store, None)?
             .run()
             .await)
@@ -347,16 +384,22 @@ impl Engine {
                     "cannot plan job `{}`: {}{}",
                     j.name,
                     bad.unresolved.as_deref().unwrap_or_default(),
-                    if opts.store.is_none() {
-                        format!(
-                            " (this engine has no build history: give the input a directory, \
-                             `--input {}=DIR`, or run the upstream jobs in the same run)",
-                            bad.resource
-                                .split_once('.')
-                                .map_or(bad.resource.as_str(), |(_, n)| n)
-                        )
-                    } else {
-                        String::new()
+                    {
+                        let name = bad
+                            .resource
+                            .split_once('.')
+                            .map_or(bad.resource.as_str(), |(_, n)| n);
+                        if opts.store.is_none() {
+                            format!(
+                                " (this engine has no build history: give the input a directory, \
+                                 `--input {name}=DIR`, or run the upstream jobs in the same run)"
+                            )
+                        } else {
+                            format!(
+                                " (run the upstream jobs first, or give the input a directory, \
+                                 `--input {name}=DIR`)"
+                            )
+                        }
                     }
                 ),
             ));
@@ -523,6 +566,7 @@ impl Engine {
             .run(|_, job, _token| {
                 let (store, builds) = (store.clone(), &builds);
                 async move {
+                    let opts = &opts.numbered(&job.name).await;
                     // The build watches `opts.cancel` itself, so its hooks still run.
                     let result = match Build::prepare(self, pipeline, job, opts, store, None) {
                         Ok(b) => b.run().await,
@@ -547,21 +591,15 @@ impl Engine {
         for (i, job) in selected.iter().enumerate() {
             if let NodeState::Skipped { .. } = report.states()[i] {
                 let id = pipewright_dag::NodeId(i);
-                let reason = dag
-                    .dependencies(id)
-                    .into_iter()
-                    .find_map(|d| match &report.states()[d.0] {
-                        NodeState::Succeeded => None,
-                        NodeState::Skipped { .. } => {
-                            Some(format!("upstream job `{}` did not run", selected[d.0].name))
-                        }
-                        _ => Some(format!(
-                            "upstream job `{}` did not pass",
-                            selected[d.0].name
-                        )),
-                    })
-                    .unwrap_or_else(|| "the run was cancelled".to_owned());
-                not_run.push((job.name.clone(), reason));
+                let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+                for d in dag.dependencies(id) {
+                    match &report.states()[d.0] {
+                        NodeState::Succeeded => {}
+                        NodeState::Skipped { .. } => skipped.push(selected[d.0].name.as_str()),
+                        _ => failed.push(selected[d.0].name.as_str()),
+                    }
+                }
+                not_run.push((job.name.clone(), upstream_reason(&failed, &skipped)));
             }
         }
         let status = if opts.cancel.is_cancelled() {
@@ -582,6 +620,29 @@ impl Engine {
             not_run,
             status,
         })
+    }
+}
+
+/// Why a job did not run, naming every upstream job that failed and every one that did not
+/// run: "upstream jobs `a`, `b` did not pass; `c` did not run".
+fn upstream_reason(failed: &[&str], skipped: &[&str]) -> String {
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let jobs = |v: &[&str]| if v.len() == 1 { "job" } else { "jobs" };
+    match (failed, skipped) {
+        ([], []) => "the run was cancelled".to_owned(),
+        (f, []) => format!("upstream {} {} did not pass", jobs(f), names(f)),
+        ([], s) => format!("upstream {} {} did not run", jobs(s), names(s)),
+        (f, s) => format!(
+            "upstream {} {} did not pass; {} did not run",
+            jobs(f),
+            names(f),
+            names(s)
+        ),
     }
 }
 

@@ -31,12 +31,19 @@ pub trait ResourceFactory: Send + Sync {
     fn arguments(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Every param a `resource` block of this type may set, and every param of its puts:
+    /// validation refuses others with a suggestion. Defaults to `None`, any param.
+    fn params(&self) -> Option<pipewright_resources::ResourceParams> {
+        None
+    }
 }
 
 /// The built-in resource types (`git`, `cron`, `fs`, `artifact`), with their capabilities.
 struct BuiltinResource {
     capabilities: ResourceCapabilities,
     arguments: &'static [&'static str],
+    params: Option<pipewright_resources::ResourceParams>,
     cache_root: PathBuf,
 }
 
@@ -51,6 +58,10 @@ impl ResourceFactory for BuiltinResource {
 
     fn arguments(&self) -> &'static [&'static str] {
         self.arguments
+    }
+
+    fn params(&self) -> Option<pipewright_resources::ResourceParams> {
+        self.params
     }
 }
 
@@ -250,6 +261,7 @@ impl Registry {
                     } else {
                         &[]
                     },
+                    params: pipewright_resources::builtin_params(name),
                     cache_root: cache_root.to_path_buf(),
                 }),
             );
@@ -275,12 +287,15 @@ impl Registry {
                 .iter()
                 .map(|(n, f)| {
                     let c = f.capabilities();
+                    let params = f.params();
                     (
                         n.clone(),
                         ResourceOps {
                             get: c.check || c.get,
                             put: c.put,
                             arguments: f.arguments(),
+                            params: params.map(|p| p.resource),
+                            put_params: params.map(|p| p.put),
                         },
                     )
                 })

@@ -53,7 +53,12 @@ struct LogState {
     waits: u64,
     /// A delivery is under way (a task, or a `flush`).
     delivering: bool,
+    /// The last [`TAIL_BYTES`] of masked stdout and stderr, for explaining a failure.
+    tail: String,
 }
+
+/// How much of a step's latest output [`StepLog::tail`] keeps.
+const TAIL_BYTES: usize = 4096;
 
 fn slot(stream: Stream) -> usize {
     match stream {
@@ -94,6 +99,16 @@ impl LogState {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
+        if stream != Stream::System {
+            self.tail.push_str(&data);
+            if self.tail.len() > TAIL_BYTES {
+                let mut cut = self.tail.len() - TAIL_BYTES;
+                while !self.tail.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                self.tail.drain(..cut);
+            }
+        }
         self.queue.push_back(Chunk {
             stream,
             offset,
@@ -239,6 +254,15 @@ impl StepLog {
     /// attempt's `StepFinished` follows all of its output.
     pub(crate) async fn flush(&self) {
         self.shared.flush().await;
+    }
+
+    /// The latest output on stdout and stderr (masked, at most a few KiB).
+    pub(crate) fn tail(&self) -> String {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.tail.clone())
+            .unwrap_or_default()
     }
 
     /// The most bytes this log ever had queued, and how often a `send` waited for room.

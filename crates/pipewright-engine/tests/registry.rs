@@ -20,6 +20,9 @@ fn the_builtin_catalog_is_the_registry_s() {
         assert!(derived.resource_types.contains_key(t), "{t}");
     }
     assert!(!derived.resource_types["cron"].put);
+    let git = derived.resource_types["git"];
+    assert!(git.params.is_some_and(|p| p.contains(&"ignore_paths")));
+    assert!(git.put_params.is_some_and(|p| p.contains(&"repository")));
 }
 
 /// Writes a marker file named by its `name` param.
@@ -76,6 +79,12 @@ impl pipewright_engine::ResourceFactory for ReadOnlyFactory {
     }
     fn capabilities(&self) -> ResourceCapabilities {
         ReadOnly.capabilities()
+    }
+    fn params(&self) -> Option<pipewright_engine::ResourceParams> {
+        Some(pipewright_engine::ResourceParams {
+            resource: &["path"],
+            put: &[],
+        })
     }
 }
 
@@ -140,6 +149,16 @@ job "j" {
     );
     assert!(err.contains("did you mean `name`?"), "{err}");
     assert!(err.contains("resource type `readonly` cannot put"), "{err}");
+    let typo = "resource \"readonly\" \"data\" {\n  params { pth = \"x\" }\n}\n";
+    let err = load_str("p.hcl", typo, &opts).unwrap_err().render(false);
+    assert!(
+        err.contains("resource `readonly.data` has no parameter `pth`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.hcl:2:18") && err.contains("did you mean `path`?"),
+        "{err}"
+    );
     // Without the registry's catalogue the runner is unknown: one registration is the point.
     let err = load_str("p.hcl", src, &LoadOptions::default())
         .unwrap_err()

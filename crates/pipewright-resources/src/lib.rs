@@ -18,6 +18,43 @@ use std::sync::Arc;
 /// The built-in type names.
 pub const BUILTIN_TYPES: [&str; 4] = ["git", "cron", "fs", "artifact"];
 
+/// The params a built-in resource type reads, for load-time checks: those of its `resource`
+/// block and those of its puts. `name` (the directory a get fills) is read by the engine for
+/// every type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceParams {
+    /// The `resource` block's `params`.
+    pub resource: &'static [&'static str],
+    /// A `put` step's params.
+    pub put: &'static [&'static str],
+}
+
+/// The params of built-in type `type_name`; `None` for a name that is not one.
+pub fn builtin_params(type_name: &str) -> Option<ResourceParams> {
+    let (resource, put): (&'static [&'static str], &'static [&'static str]) = match type_name {
+        "git" => (
+            &[
+                "url",
+                "branch",
+                "depth",
+                "paths",
+                "ignore_paths",
+                "tag_filter",
+                "token",
+                "username",
+                "private_key",
+                "name",
+            ],
+            &["repository", "branch", "tag", "rebase"],
+        ),
+        "cron" => (&["schedule", "name"], &[]),
+        "fs" => (&["path", "name"], &["from"]),
+        "artifact" => (&["dir", "name"], &["from"]),
+        _ => return None,
+    };
+    Some(ResourceParams { resource, put })
+}
+
 /// The built-in resource of type `type_name` configured by its `params`; `cache_root` is where
 /// `git` keeps its mirrors. Errors name the missing or invalid param.
 pub fn create(

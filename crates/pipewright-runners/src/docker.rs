@@ -528,17 +528,22 @@ impl Runner for DockerRunner {
         };
         let host_dir = absolute(&ws.dir)?.display().to_string();
         let mut env: BTreeMap<String, String> = ctx.env.clone();
-        env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // A task's `env` value that expanded `$WORKDIR` names the host path: point it inside.
+        let given = ws.dir.display().to_string();
+        env.extend(task.env.iter().map(|(k, v)| {
+            let v = in_container(v, &host_dir)
+                .unwrap_or_else(|| in_container(v, &given).unwrap_or_else(|| v.clone()));
+            (k.clone(), v)
+        }));
         env.extend(s.env.clone());
         env.insert("WORKDIR".into(), CONTAINER_WORKDIR.into());
-        let out = absolute(&ws.output_file)?.display().to_string();
-        env.insert(
-            "PIPEWRIGHT_OUTPUT".into(),
-            match out.strip_prefix(&host_dir) {
-                Some(rest) => format!("{CONTAINER_WORKDIR}{rest}"),
-                None => out,
-            },
-        );
+        for (name, file) in [
+            ("PIPEWRIGHT_OUTPUT", ws.output_file.clone()),
+            ("PIPEWRIGHT_ENV", ws.env_file()),
+        ] {
+            let path = absolute(&file)?.display().to_string();
+            env.insert(name.into(), in_container(&path, &host_dir).unwrap_or(path));
+        }
         let mut binds = vec![format!("{host_dir}:{CONTAINER_WORKDIR}")];
         binds.extend(s.binds.iter().cloned());
         let labels = HashMap::from([
@@ -726,9 +731,27 @@ async fn oom_killed(d: &Docker, id: &str, tries: usize) -> bool {
     false
 }
 
+/// `path` under the host workspace `host_dir`, as the container sees it; `None` outside it.
+fn in_container(path: &str, host_dir: &str) -> Option<String> {
+    let rest = path.strip_prefix(host_dir)?;
+    (rest.is_empty() || rest.starts_with('/')).then(|| format!("{CONTAINER_WORKDIR}{rest}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workspace_paths_are_mapped_inside_the_container() {
+        let host = "/tmp/builds/b1";
+        assert_eq!(
+            in_container("/tmp/builds/b1/.pip", host).as_deref(),
+            Some("/workdir/.pip")
+        );
+        assert_eq!(in_container(host, host).as_deref(), Some("/workdir"));
+        assert_eq!(in_container("/tmp/builds/b10/x", host), None);
+        assert_eq!(in_container("/elsewhere", host), None);
+    }
 
     #[test]
     fn sizes_cpus_tags_and_flags() {

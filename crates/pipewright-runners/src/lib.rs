@@ -28,7 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The environment every host runner gives a task: the context's variables (`BUILD_*`,
-/// exports), the run block's params by name, `WORKDIR`, `PIPEWRIGHT_OUTPUT`, then the task's own
+/// exports), the run block's params by name, `WORKDIR`, `PIPEWRIGHT_OUTPUT`, `PIPEWRIGHT_ENV`, then the task's own
 /// `env` map, which wins.
 pub fn task_env(ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> BTreeMap<String, String> {
     let mut env = ctx.env.clone();
@@ -38,6 +38,7 @@ pub fn task_env(ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> BTreeMap<String, 
         "PIPEWRIGHT_OUTPUT".into(),
         ws.output_file.display().to_string(),
     );
+    env.insert("PIPEWRIGHT_ENV".into(), ws.env_file().display().to_string());
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }

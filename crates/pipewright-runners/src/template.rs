@@ -89,17 +89,24 @@ impl TemplateRunner {
 }
 
 /// `-e` value for a variable: the name alone (docker then reads the value from its own
-/// environment), except for the two paths that must point inside the container.
+/// environment), except for the paths that must point inside the container.
 fn container_env(name: &str, env: &BTreeMap<String, String>, ws: &Workspace) -> String {
     match name {
         "WORKDIR" => format!("WORKDIR={CONTAINER_WORKDIR}"),
-        "PIPEWRIGHT_OUTPUT" => match ws.output_file.strip_prefix(&ws.dir) {
-            Ok(rel) => format!("PIPEWRIGHT_OUTPUT={CONTAINER_WORKDIR}/{}", rel.display()),
-            Err(_) => env
-                .get(name)
-                .map(|v| format!("{name}={v}"))
-                .unwrap_or_else(|| name.to_owned()),
-        },
+        "PIPEWRIGHT_OUTPUT" | "PIPEWRIGHT_ENV" => {
+            let file = if name == "PIPEWRIGHT_ENV" {
+                ws.env_file()
+            } else {
+                ws.output_file.clone()
+            };
+            match file.strip_prefix(&ws.dir) {
+                Ok(rel) => format!("{name}={CONTAINER_WORKDIR}/{}", rel.display()),
+                Err(_) => env
+                    .get(name)
+                    .map(|v| format!("{name}={v}"))
+                    .unwrap_or_else(|| name.to_owned()),
+            }
+        }
         _ => name.to_owned(),
     }
 }
@@ -222,6 +229,10 @@ mod tests {
         assert!(args.contains(&"TOKEN".to_owned()), "{args:?}");
         assert!(
             args.contains(&"PIPEWRIGHT_OUTPUT=/workdir/.pipewright/out/t.1".to_owned()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"PIPEWRIGHT_ENV=/workdir/.pipewright/out/t.1.env".to_owned()),
             "{args:?}"
         );
         assert!(

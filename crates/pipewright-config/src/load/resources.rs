@@ -35,6 +35,7 @@ impl Loader<'_> {
         let mut r = Reader::new(&b.body, format!("resource `{id}`"), file);
         let (params, locs) = self.params_block_located(file, &mut r, &ctx);
         self.note_option_like_params(&id, format!("resource `{id}`"), &params, &locs);
+        self.note_resource_params(&id, false, &locs, loc);
         let check_interval = r.attr("check_interval").and_then(|a| {
             let s = self.string(file, a, &ctx)?;
             match crate::duration::Schedule::parse(&s) {

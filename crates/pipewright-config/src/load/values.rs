@@ -347,6 +347,29 @@ impl Loader<'_> {
         }
     }
 
+    /// Notes the params given to `resource` (its block, or a put of it with `put`), for the
+    /// check against the params its type reads.
+    pub(crate) fn note_resource_params(
+        &mut self,
+        resource: &str,
+        put: bool,
+        locs: &ParamLocs,
+        at: Loc,
+    ) {
+        let params = locs.clone();
+        if params.is_empty() {
+            return;
+        }
+        self.refs.push((
+            Ref::ResourceParams {
+                resource: resource.to_owned(),
+                put,
+                params,
+            },
+            at,
+        ));
+    }
+
     /// [`Self::note_option_like`] for a params map and where its values were written.
     pub(crate) fn note_option_like_params(
         &mut self,
@@ -361,5 +384,27 @@ impl Loader<'_> {
         });
         let values: Vec<_> = values.collect();
         self.note_option_like(resource, what, values);
+    }
+}
+
+impl Loader<'_> {
+    /// Refuses an `outputs` glob that does not parse (`dist/[x`), which would otherwise fail
+    /// only once the task has run.
+    pub(crate) fn check_output_globs(&mut self, file: FileId, a: &Attribute, list: &[String]) {
+        for entry in list {
+            if !entry.contains(['*', '?', '[', '{']) {
+                continue;
+            }
+            if let Err(e) = globset::Glob::new(entry) {
+                self.error(
+                    Diagnostic::error(
+                        format!("output pattern `{entry}` is not a glob: {}", e.kind()),
+                        Some(loc_of(file, a.value.span())),
+                    )
+                    .label("invalid pattern")
+                    .help("`*` matches within a directory, `**` across them, `?` one character, `[ab]` a set, `{a,b}` alternatives"),
+                );
+            }
+        }
     }
 }
