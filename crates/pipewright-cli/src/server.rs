@@ -64,6 +64,11 @@ pub struct ServerCmd {
     /// Serve reads (pipelines, builds, logs) without a token; changes still need one.
     #[arg(long)]
     public: bool,
+    /// The address people reach the server at, for build links in notifications and
+    /// `BUILD_URL` (default: http://LISTEN, or this host's name when listening on all
+    /// addresses).
+    #[arg(long, value_name = "URL", env = "PIPEWRIGHT_EXTERNAL_URL", value_parser = parse_external_url)]
+    external_url: Option<String>,
     #[command(flatten)]
     vars: VarArgs,
     /// Where build workspaces are made (default: $XDG_CACHE_HOME/pipewright/builds).
@@ -294,6 +299,13 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
         pipelines: specs.clone(),
         options: ServerOptions {
             public: c.public,
+            external_url: Some(c.external_url.clone().unwrap_or_else(|| {
+                if c.listen.ip().is_unspecified() {
+                    format!("http://{}:{}", hostname(), c.listen.port())
+                } else {
+                    format!("http://{}", c.listen)
+                }
+            })),
             shutdown_grace: c.shutdown_grace,
             lease: c.lease,
             ..ServerOptions::default()
@@ -371,4 +383,15 @@ pub(crate) fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into())
+}
+
+/// `--external-url`: an `http://` or `https://` URL, kept without a trailing `/`.
+fn parse_external_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    if !(t.starts_with("http://") || t.starts_with("https://")) || t.len() <= "https://".len() {
+        return Err(format!(
+            "`{s}` is not an http:// or https:// URL (for example https://ci.example.com)"
+        ));
+    }
+    Ok(t.to_owned())
 }

@@ -177,6 +177,9 @@ impl<'a> Build<'a> {
             .map_err(|e| Error::from(e).with_context("workspace", workdir.display().to_string()))?;
         let mut base_env = meta.to_env();
         base_env.insert("WORKDIR".into(), workdir.display().to_string());
+        if let Some(url) = &opts.build_url {
+            base_env.insert("BUILD_URL".into(), url.clone());
+        }
         for input in &job.inputs {
             if let Some(v) = opts.job_inputs.get(&input.name).or(input.default.as_ref()) {
                 let value = match v {

@@ -117,6 +117,8 @@ pub struct RunOptions {
     /// Numbers each job's build (`BUILD_NUMBER`) from a counter that outlives the run (a local
     /// history); `None`: every build is numbered [`RunOptions::number`].
     pub numbers: Option<Arc<dyn BuildNumbers>>,
+    /// Where people see the build, exported as `BUILD_URL` (a server's page for it).
+    pub build_url: Option<String>,
 }
 
 /// Hands out build numbers that grow from run to run.
@@ -143,6 +145,7 @@ impl std::fmt::Debug for RunOptions {
             .field("inputs", &self.inputs)
             .field("cancelled", &self.cancel.is_cancelled())
             .field("previous_status", &self.previous_status)
+            .field("build_url", &self.build_url)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +164,7 @@ impl Default for RunOptions {
             no_checks: false,
             previous_status: BTreeMap::new(),
             numbers: None,
+            build_url: None,
         }
     }
 }
@@ -430,6 +434,9 @@ impl Engine {
         };
         if let Some(s) = plan.previous_status {
             opts.previous_status.insert(plan.job.clone(), s);
+        }
+        if plan.url.is_some() {
+            opts.build_url = plan.url.clone();
         }
         let store = opts.store();
         let mut build = Build::prepare(

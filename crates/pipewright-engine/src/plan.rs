@@ -38,6 +38,10 @@ pub struct BuildPlan {
     /// rules; `None` when unknown (neither rule fires).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_status: Option<BuildStatus>,
+    /// Where people see this build (a server's page for it), exported as `BUILD_URL` and sent
+    /// with notifications; `None` without a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A step whose effects a build takes from an earlier build instead of running it: its
@@ -88,6 +92,7 @@ impl BuildPlan {
             definition: definition(pipeline, job),
             restore: BTreeMap::new(),
             previous_status: None,
+            url: None,
         }
     }
 

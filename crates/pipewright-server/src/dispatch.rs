@@ -79,6 +79,11 @@ impl Hub {
             build.input_values.clone(),
         );
         plan.previous_status = self.previous_status(build).await?;
+        plan.url = self
+            .options
+            .external_url
+            .as_deref()
+            .map(|base| format!("{}/#/builds/{}", base.trim_end_matches('/'), build.id));
         if let Some(old) = build.rerun_of
             && build.trigger.contains(crate::rerun::FROM_FAILED)
             && let (Some(old), Some(job)) = (self.store.build(old).await?, p.jobs.get(&build.job))

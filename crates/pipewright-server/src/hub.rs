@@ -35,6 +35,9 @@ pub struct ServerOptions {
     pub lease: Duration,
     /// Attempts a build may take (lost workers, restarts) before it ends `errored`.
     pub max_attempts: u32,
+    /// The address people reach the server at (`https://ci.example.com`), for the build links
+    /// in notifications and `BUILD_URL`; `None`: builds carry no link.
+    pub external_url: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +49,7 @@ impl Default for ServerOptions {
             max_backoff: Duration::from_secs(600),
             lease: Duration::from_secs(5),
             max_attempts: 5,
+            external_url: None,
         }
     }
 }

@@ -74,3 +74,51 @@ job "flip" {{
     );
     ci.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_carry_their_page_s_link_in_build_url_and_notifications() {
+    let got = Got::default();
+    let app = axum::Router::new().fallback(record).with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hcl = format!(
+        r#"
+notification "webhook" "all" {{
+  params {{ url = "http://{addr}/all" }}
+  on = ["all"]
+}}
+job "hello" {{
+  task "link" {{
+    run "shell" {{
+      cmd = "echo see $BUILD_URL"
+    }}
+  }}
+}}
+"#
+    );
+    let options = pipewright_server::ServerOptions {
+        external_url: Some("https://ci.example.com".into()),
+        ..pipewright_server::ServerOptions::default()
+    };
+    let worker = pipewright_server::LocalWorker {
+        name: "local".into(),
+        tags: vec![],
+        concurrency: 1,
+    };
+    let ci = Ci::start_custom(
+        &hcl,
+        Arc::new(pipewright_store::MemoryStore::new()),
+        options,
+        Some(worker),
+        Arc::new(pipewright_server::MemoryQueue::new()),
+    )
+    .await;
+    let b = ci.trigger("hello", serde_json::json!({})).await;
+    let b = ci.wait_done(b.id).await;
+    assert_eq!(b.status, BuildStatus::Succeeded);
+    let link = format!("https://ci.example.com/#/builds/{}", b.id);
+    assert!(ci.log(b.id).await.contains(&format!("see {link}")));
+    assert_eq!(got.lock().unwrap()[0]["url"].as_str(), Some(link.as_str()));
+    ci.stop().await;
+}

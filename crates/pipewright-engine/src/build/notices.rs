@@ -151,7 +151,7 @@ impl Build<'_> {
             number: self.meta.number,
             status,
             versions,
-            url: None,
+            url: ctx.env.get("BUILD_URL").cloned(),
             message: masker.mask_str(&message).into_owned(),
             vars: ctx.env.clone(),
             mask: std::sync::Arc::new(move |s: &str| masker.mask_str(s).into_owned()),
