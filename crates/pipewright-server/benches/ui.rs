@@ -161,13 +161,12 @@ async fn big_log(ci: &Ci, lines: usize) -> u64 {
         .unwrap();
     link.claim(b.id, 1, "bench").await.unwrap();
     let step = StepId::new(["t"], StepRole::Step);
-    let mut seq = 0u64;
     let mut offset = 0u64;
     let mut batch = Vec::new();
     batch.push(Event {
         schema: pipewright_core::SCHEMA_VERSION,
         build_id: b.id.to_string(),
-        seq,
+        seq: 0,
         at_ms: 0,
         kind: EventKind::StepStarted {
             step: step.clone(),
@@ -175,7 +174,7 @@ async fn big_log(ci: &Ci, lines: usize) -> u64 {
             attempts: 1,
         },
     });
-    for chunk in 0..lines.div_ceil(500) {
+    for (chunk, seq) in (0..lines.div_ceil(500)).zip(1u64..) {
         let mut data = String::new();
         for l in chunk * 500..((chunk + 1) * 500).min(lines) {
             data.push_str(&format!(
@@ -184,7 +183,6 @@ async fn big_log(ci: &Ci, lines: usize) -> u64 {
                 l % 100
             ));
         }
-        seq += 1;
         let len = data.len() as u64;
         batch.push(Event {
             schema: pipewright_core::SCHEMA_VERSION,
@@ -300,7 +298,7 @@ fn fmt_thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
