@@ -131,7 +131,7 @@ async fn pipeline_page(b: &Browser, ci: &Ci, n: usize, nodes: usize) -> (f64, f6
         b.goto("about:blank").await;
         b.goto(&format!("{}/#/p/p", ci.base)).await;
         b.until(
-            &format!("document.querySelectorAll('.graph .node').length === {nodes} && performance.getEntriesByName('pipeline-drawn').length"),
+            &format!("document.querySelectorAll('.graph .node').length === {nodes} && performance.getEntriesByName('pipeline-drawn').length && performance.getEntriesByName('first-contentful-paint').length"),
             30,
             "the graph",
         )

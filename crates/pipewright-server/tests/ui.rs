@@ -370,3 +370,22 @@ async fn browser_sessions_are_httponly_cookies_and_changes_need_the_csrf_header(
     assert_eq!(missing.status(), 404);
     ci.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stops_while_pages_hold_event_streams_open() {
+    let src = tempfile::tempdir().unwrap();
+    let repo = repo(src.path());
+    let gate = src.path().join("gate");
+    std::fs::write(&gate, "").unwrap();
+    let ci = Ci::start(&pipeline(&repo, &gate)).await;
+    let b = ci
+        .trigger("release", serde_json::json!({"greeting": "x"}))
+        .await;
+    ci.wait_done(b.id).await;
+    // An open page: the pipeline's stream never ends by itself.
+    let stream = ci.get("/pipelines/p/events").send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let stopped = tokio::time::timeout(Duration::from_secs(30), ci.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited for the open event stream");
+    drop(stream);
+}

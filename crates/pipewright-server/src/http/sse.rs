@@ -141,7 +141,15 @@ impl Tail {
     async fn wait(&mut self) {
         let until = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            match tokio::time::timeout_at(until, self.rx.recv()).await {
+            if self.hub.shutdown.is_cancelled() {
+                self.done = true;
+                return;
+            }
+            let next = tokio::select! {
+                () = self.hub.shutdown.cancelled() => continue,
+                r = tokio::time::timeout_at(until, self.rx.recv()) => r,
+            };
+            match next {
                 Ok(Ok(id)) if id == self.id => return,
                 Ok(Ok(_)) => continue,
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => return,
@@ -205,7 +213,13 @@ impl Watch {
             if let Some(e) = self.buf.pop_front() {
                 return Some(e);
             }
-            let first = match self.rx.recv().await {
+            // A stopping server ends its streams, or graceful shutdown would wait for every
+            // open page forever.
+            let first = tokio::select! {
+                () = self.hub.shutdown.cancelled() => return None,
+                r = self.rx.recv() => r,
+            };
+            let first = match first {
                 Ok(id) => id,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Missed some: tell the page to read everything again.
