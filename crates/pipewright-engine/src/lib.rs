@@ -10,9 +10,9 @@ mod registry;
 mod step_ids;
 mod step_log;
 
-pub use caches::DirBlobStore;
 pub use events::{ChannelSink, EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
+pub use pipewright_blobs::DirBlobStore;
 pub use pipewright_core::StepRecord;
 pub use pipewright_secrets::Masked;
 pub use plan::{BuildPlan, PLAN_SCHEMA, PlannedInput, RestoredStep};
@@ -243,7 +243,8 @@ impl Engine {
     }
 
     /// Keeps task caches in `store` instead of a directory under
-    /// [`EngineOptions::cache_root`] (a store shared by several workers).
+    /// [`EngineOptions::cache_root`] (a store shared by several workers). Artifacts follow
+    /// with [`Registry::artifacts_in`].
     pub fn with_blob_store(mut self, store: Arc<dyn pipewright_core::BlobStore>) -> Self {
         self.blobs = Some(store);
         self
