@@ -19,6 +19,8 @@ pub struct WorkerCmd {
     queue: String,
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    blobs: crate::blobs::BlobArgs,
     /// This worker's token (role `worker`: `pipewright token create --role worker --name N`).
     #[arg(
         long,
@@ -104,14 +106,18 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
         .workspace_root
         .clone()
         .unwrap_or_else(crate::run::default_workspace_root);
-    let engine = Engine::new(crate::run::registry(c.kill_grace, c.allow_privileged)).with_options(
-        EngineOptions {
+    let blobs = crate::blobs::open(&c.blobs, Some(queue.client())).await?;
+    let mut registry = crate::run::registry(c.kill_grace, c.allow_privileged);
+    registry.artifacts_in(blobs.clone());
+    let engine = Engine::new(registry)
+        .with_options(EngineOptions {
             workspace_root: std::path::absolute(&root).map_err(|e| e.to_string())?,
             kill_grace: c.kill_grace,
             cache_root: crate::run::default_cache_root(),
             ..EngineOptions::default()
-        },
-    );
+        })
+        .with_blob_store(blobs.clone());
+    eprintln!("artifacts and caches in {}", blobs.describe());
     let worker = Worker {
         name: name.clone(),
         tags: c.tags.clone(),

@@ -1,7 +1,8 @@
 //! Remote workers over a real `nats-server -js`: builds spread over two workers; `kill -9` of
 //! the worker running a build re-queues it to the other (one build, one result); tags route
 //! a job to the worker that has them; a worker with a forged token is refused and takes
-//! nothing.
+//! nothing; an artifact one worker put and a cache one ephemeral worker saved are found by
+//! another worker with its own disk (through the NATS object store).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +32,39 @@ job "slow" {
   }
 }
 
+resource "artifact" "bin" {}
+
+job "make" {
+  task "t" {
+    run "shell" {
+      cmd = "mkdir -p out && echo \"made by $(cat /proc/sys/kernel/random/uuid)\" > out/note && cat out/note"
+    }
+  }
+  put "artifact" "bin" {
+    from = "out"
+  }
+}
+
+job "take" {
+  get "artifact" "bin" {
+    passed = ["make"]
+  }
+  task "t" {
+    run "shell" {
+      cmd = "cat bin/note"
+    }
+  }
+}
+
+job "cached" {
+  task "t" {
+    run "shell" {
+      cmd = "if [ -f deps/stamp ]; then echo \"cache hit: $(cat deps/stamp)\"; else mkdir -p deps && cat /proc/sys/kernel/random/uuid > deps/stamp && echo \"cache miss: $(cat deps/stamp)\"; fi"
+    }
+    caches = ["deps"]
+  }
+}
+
 job "gpu" {
   concurrency = 0
   tags        = ["gpu"]
@@ -53,9 +87,14 @@ impl Drop for Proc {
 
 /// Spawns `pipewright ARGS`, echoing its stderr, and waits for a line containing `ready`.
 fn spawn(dir: &Path, args: &[&str], ready: &str) -> (Proc, String) {
+    spawn_in(dir, &dir.join("cache"), args, ready)
+}
+
+/// [`spawn`] with its own cache home (where a local blob store would be).
+fn spawn_in(dir: &Path, cache: &Path, args: &[&str], ready: &str) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_CACHE_HOME", cache)
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -124,7 +163,16 @@ impl Setup {
             &ws,
         ];
         args.extend_from_slice(extra);
-        spawn(self.dir.path(), &args, "taking builds").0
+        // Each worker has its own disk: what one stored is not on another's.
+        let cache = self.dir.path().join(format!("cache-{name}"));
+        spawn_in(self.dir.path(), &cache, &args, "taking builds").0
+    }
+
+    /// The log of build `b`.
+    fn log(&self, b: &serde_json::Value) -> String {
+        let (code, log, err) = self.client(&["logs", &b["id"].to_string()]);
+        assert_eq!(code, 0, "{err}");
+        log
     }
 
     fn builds(&self, job: &str) -> Vec<serde_json::Value> {
@@ -419,4 +467,76 @@ fn a_nats_restart_mid_build_loses_nothing() {
     let id = slow[0]["id"].to_string();
     let (_, log, _) = ci.client(&["logs", &id]);
     assert!(log.contains("finished"), "{log}");
+}
+
+/// The text after `marker` on the line that has it.
+fn after<'a>(log: &'a str, marker: &str) -> &'a str {
+    log.lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim()))
+        .unwrap_or_else(|| panic!("no `{marker}` in {log}"))
+}
+
+/// Waits for a worker process to exit on its own, successfully.
+fn exits(w: &mut Proc) {
+    let until = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = w.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "the worker did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn an_artifact_put_on_one_worker_is_got_on_another() {
+    let Some(ci) = setup() else { return };
+    let maker = ci.worker("maker", &[]);
+    let (code, _, err) = ci.client(&["trigger", "p/make"]);
+    assert_eq!(code, 0, "{err}");
+    let made = ci.wait_for("p/make", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    assert_eq!(made[0]["worker"], "maker");
+    let note = after(&ci.log(&made[0]), "made by ").to_owned();
+    // The maker is gone with its disk; the taker starts with an empty one.
+    drop(maker);
+    let _taker = ci.worker("taker", &[]);
+    let (code, _, err) = ci.client(&["trigger", "p/take"]);
+    assert_eq!(code, 0, "{err}");
+    let taken = ci.wait_for("p/take", |b| {
+        b.first()
+            .is_some_and(|b| b["status"] == "succeeded" || b["status"] == "failed")
+    });
+    let log = ci.log(&taken[0]);
+    assert_eq!(taken[0]["status"], "succeeded", "{log}");
+    assert_eq!(taken[0]["worker"], "taker");
+    assert_eq!(after(&log, "made by "), note, "{log}");
+}
+
+#[test]
+fn a_cache_saved_by_one_ephemeral_worker_is_found_by_the_next() {
+    let Some(ci) = setup() else { return };
+    let mut first = ci.worker("first", &["--ephemeral"]);
+    let (code, _, err) = ci.client(&["trigger", "p/cached"]);
+    assert_eq!(code, 0, "{err}");
+    exits(&mut first);
+    let one = ci.wait_for("p/cached", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    let log = ci.log(&one[0]);
+    let stamp = after(&log, "cache miss: ").to_owned();
+    assert!(log.contains("cache `deps` saved"), "{log}");
+
+    let mut second = ci.worker("second", &["--ephemeral"]);
+    let (code, _, err) = ci.client(&["trigger", "p/cached"]);
+    assert_eq!(code, 0, "{err}");
+    exits(&mut second);
+    let two = ci.wait_for("p/cached", |b| {
+        b.len() == 2 && b[0]["status"] == "succeeded"
+    });
+    assert_eq!(two[0]["worker"], "second");
+    let log = ci.log(&two[0]);
+    assert_eq!(after(&log, "cache hit: "), stamp, "{log}");
 }
