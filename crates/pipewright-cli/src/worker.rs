@@ -32,6 +32,10 @@ pub struct WorkerCmd {
     /// A file holding this worker's token.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// This worker's name. The server knows a worker by its token's name, so this must be
+    /// that name (the server refuses the worker otherwise); it defaults to it.
+    #[arg(long, env = "PIPEWRIGHT_WORKER_NAME", value_name = "N")]
+    name: Option<String>,
     /// Tags this worker advertises (comma-separated): it takes builds of jobs whose `tags`
     /// it has, all of them.
     #[arg(long, value_name = "a,b", value_delimiter = ',')]
@@ -99,9 +103,10 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
             }
         }
     };
-    let name = crate::server::hostname();
+    let name = c.name.clone().unwrap_or_else(crate::server::hostname);
     let concurrency = if c.ephemeral { 1 } else { c.concurrency };
-    let link = NatsLink::new(queue.client(), token, c.tags.clone(), concurrency);
+    let link = NatsLink::new(queue.client(), token, c.tags.clone(), concurrency)
+        .expecting_name(c.name.clone());
     let root = c
         .workspace_root
         .clone()
@@ -130,7 +135,8 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
         versions: Worker::own_history(),
     };
     eprintln!(
-        "pipewright worker on {name} taking builds from {} (tags: {}; {} at once{}); the server knows it by its token's name",
+        "pipewright worker {}{name} taking builds from {} (tags: {}; {} at once{}); the server knows it by its token's name",
+        if c.name.is_some() { "" } else { "on " },
         c.queue,
         if c.tags.is_empty() {
             "none".to_owned()

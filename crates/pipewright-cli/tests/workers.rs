@@ -540,3 +540,41 @@ fn a_cache_saved_by_one_ephemeral_worker_is_found_by_the_next() {
     let log = ci.log(&two[0]);
     assert_eq!(after(&log, "cache hit: "), stamp, "{log}");
 }
+
+#[test]
+fn a_workers_name_is_its_tokens_and_another_is_refused() {
+    let Some(ci) = setup() else { return };
+    let _named = ci.worker("named", &["--name", "named"]);
+    let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+    assert_eq!(code, 0, "{err}");
+    let quick = ci.wait_for("p/quick", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    assert_eq!(quick[0]["worker"], "named");
+
+    let (code, token, err) = ci.client(&["token", "create", "--role", "worker", "--name", "real"]);
+    assert_eq!(code, 0, "{err}");
+    let ws = ci.dir.path().join("ws-impostor").display().to_string();
+    let mut impostor = Command::new(BIN)
+        .args(["worker", "--queue", &ci.nats, "--token", &token])
+        .args(["--name", "impostor", "--workspace-root", &ws])
+        .env("XDG_CACHE_HOME", ci.dir.path().join("cache-impostor"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = impostor.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "the misnamed worker kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut msg = String::new();
+    std::io::Read::read_to_string(&mut impostor.stderr.take().unwrap(), &mut msg).unwrap();
+    assert!(
+        msg.contains("`real`'s, not `impostor`'s"),
+        "the refusal names both: {msg}"
+    );
+}
