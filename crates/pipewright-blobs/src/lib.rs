@@ -35,7 +35,7 @@ pub enum BlobUrl {
     /// credentials come from the usual `AWS_*` environment, never from the URL.
     S3(S3Location),
     /// `nats:` or `nats:BUCKET`: the JetStream object store on the queue's own NATS
-    /// connection (default bucket [`DEFAULT_BUCKET`](crate::nats)).
+    /// connection (default bucket `pipewright-blobs`).
     Nats {
         /// The bucket, `None` for the default.
         bucket: Option<String>,
