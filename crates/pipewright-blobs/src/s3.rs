@@ -27,11 +27,21 @@ pub struct S3Options {
 }
 
 /// A [`BlobStore`] in an S3 bucket under a prefix.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct S3BlobStore {
     store: Arc<dyn ObjectStore>,
     location: S3Location,
     max_bytes: u64,
+}
+
+// By hand: the client's own Debug would show its credentials.
+impl std::fmt::Debug for S3BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3BlobStore")
+            .field("location", &self.location)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 fn failed(what: &str, key: &str, e: object_store::Error) -> Error {

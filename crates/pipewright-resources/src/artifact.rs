@@ -165,13 +165,16 @@ impl ArtifactStore for BlobArtifactStore {
     }
 
     async fn list(&self) -> Result<Vec<String>> {
-        // Keys sort by time of arrival; a digest put twice keeps its first place.
+        // Keys sort by time of arrival; a digest put twice (two puts racing) keeps its first
+        // place.
+        let mut seen = std::collections::HashSet::new();
         Ok(self
             .store
             .list(&self.versions())
             .await?
             .iter()
             .filter_map(|k| k.rsplit_once('-'))
+            .filter(|(_, hex)| seen.insert(hex.to_string()))
             .map(|(_, hex)| format!("sha256:{hex}"))
             .collect())
     }
