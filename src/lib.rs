@@ -20,9 +20,10 @@
 //! - [`fetch`] (feature `fetch`, on by default): `https://` type definitions.
 //! - `store` (feature `store`): what a server keeps, in memory, SQLite or PostgreSQL; `api`
 //!   (feature `api`): the HTTP API's JSON types; `queue` (feature `queue`): the build queue, in
-//!   memory or on NATS JetStream; `server` (feature `server`, which takes the others): check
-//!   loops, triggers, the scheduler, workers and the HTTP API; `ui` (feature `ui`): the web UI's
-//!   assets and graph layout.
+//!   memory or on NATS JetStream; `blobs` (feature `blobs`): blob stores for artifacts and
+//!   caches across machines (a directory, the NATS object store, S3); `server` (feature
+//!   `server`, which takes the others): check loops, triggers, the scheduler, workers and the
+//!   HTTP API; `ui` (feature `ui`): the web UI's assets and graph layout.
 
 pub use pipewright_core as core;
 
@@ -67,6 +68,9 @@ pub use pipewright_queue as queue;
 
 #[cfg(feature = "ui")]
 pub use pipewright_ui as ui;
+
+#[cfg(feature = "blobs")]
+pub use pipewright_blobs as blobs;
 
 #[cfg(feature = "server")]
 pub use pipewright_server as server;

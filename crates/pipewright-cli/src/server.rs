@@ -30,6 +30,8 @@ pub struct ServerCmd {
     queue: String,
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    blobs: crate::blobs::BlobArgs,
     /// JetStream replicas of the build stream (3 on a NATS cluster).
     #[arg(long, value_name = "N", default_value_t = 1)]
     nats_replicas: usize,
@@ -280,14 +282,22 @@ async fn serve(c: ServerCmd) -> Result<(), String> {
         .workspace_root
         .clone()
         .unwrap_or_else(crate::run::default_workspace_root);
-    let engine = Engine::new(crate::run::registry(c.kill_grace, c.allow_privileged)).with_options(
-        EngineOptions {
+    // The server checks artifacts (and its in-process worker runs builds) on the same store
+    // as the remote workers.
+    let blobs = crate::blobs::open(&c.blobs, nats.clone()).await?;
+    let mut registry = crate::run::registry(c.kill_grace, c.allow_privileged);
+    if c.blobs.artifacts_shared(nats.is_some()) {
+        registry.artifacts_in(blobs.clone());
+    }
+    let engine = Engine::new(registry)
+        .with_options(EngineOptions {
             workspace_root: std::path::absolute(&root).map_err(|e| e.to_string())?,
             kill_grace: c.kill_grace,
             cache_root: crate::run::default_cache_root(),
             ..EngineOptions::default()
-        },
-    );
+        })
+        .with_blob_store(blobs.clone());
+    eprintln!("artifacts and caches in {}", blobs.describe());
     let vars = c.vars;
     let loader: pipewright_server::Loader = Arc::new(move |file: &std::path::Path| {
         crate::load(file, &vars)

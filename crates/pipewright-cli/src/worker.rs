@@ -19,6 +19,8 @@ pub struct WorkerCmd {
     queue: String,
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    blobs: crate::blobs::BlobArgs,
     /// This worker's token (role `worker`: `pipewright token create --role worker --name N`).
     #[arg(
         long,
@@ -30,6 +32,10 @@ pub struct WorkerCmd {
     /// A file holding this worker's token.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// This worker's name. The server knows a worker by its token's name, so this must be
+    /// that name (the server refuses the worker otherwise); it defaults to it.
+    #[arg(long, env = "PIPEWRIGHT_WORKER_NAME", value_name = "N")]
+    name: Option<String>,
     /// Tags this worker advertises (comma-separated): it takes builds of jobs whose `tags`
     /// it has, all of them.
     #[arg(long, value_name = "a,b", value_delimiter = ',')]
@@ -97,21 +103,26 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
             }
         }
     };
-    let name = crate::server::hostname();
+    let name = c.name.clone().unwrap_or_else(crate::server::hostname);
     let concurrency = if c.ephemeral { 1 } else { c.concurrency };
-    let link = NatsLink::new(queue.client(), token, c.tags.clone(), concurrency);
+    let link = NatsLink::new(queue.client(), token, c.tags.clone(), concurrency)
+        .expecting_name(c.name.clone());
     let root = c
         .workspace_root
         .clone()
         .unwrap_or_else(crate::run::default_workspace_root);
-    let engine = Engine::new(crate::run::registry(c.kill_grace, c.allow_privileged)).with_options(
-        EngineOptions {
+    let blobs = crate::blobs::open(&c.blobs, Some(queue.client())).await?;
+    let mut registry = crate::run::registry(c.kill_grace, c.allow_privileged);
+    registry.artifacts_in(blobs.clone());
+    let engine = Engine::new(registry)
+        .with_options(EngineOptions {
             workspace_root: std::path::absolute(&root).map_err(|e| e.to_string())?,
             kill_grace: c.kill_grace,
             cache_root: crate::run::default_cache_root(),
             ..EngineOptions::default()
-        },
-    );
+        })
+        .with_blob_store(blobs.clone());
+    eprintln!("artifacts and caches in {}", blobs.describe());
     let worker = Worker {
         name: name.clone(),
         tags: c.tags.clone(),
@@ -124,7 +135,8 @@ async fn work(c: WorkerCmd) -> Result<(), String> {
         versions: Worker::own_history(),
     };
     eprintln!(
-        "pipewright worker on {name} taking builds from {} (tags: {}; {} at once{}); the server knows it by its token's name",
+        "pipewright worker {}{name} taking builds from {} (tags: {}; {} at once{}); the server knows it by its token's name",
+        if c.name.is_some() { "" } else { "on " },
         c.queue,
         if c.tags.is_empty() {
             "none".to_owned()

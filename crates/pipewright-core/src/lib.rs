@@ -10,7 +10,7 @@ mod status;
 mod traits;
 mod types;
 
-pub use blob::BlobStore;
+pub use blob::{BlobStore, SMALL_BLOB_MAX};
 pub use context::{BuildMeta, Ctx, LogSink, NullSink, SendFuture, Stream};
 pub use duration::{Schedule, format_duration, parse_duration};
 pub use error::{Error, ErrorKind, Result};

@@ -1,61 +1,11 @@
 //! Task caches: `caches = ["target"]` restores the paths before a task's first attempt and
-//! saves them after it succeeds, keyed by pipeline, job and path, through a [`BlobStore`].
+//! saves them after it succeeds, keyed by pipeline, job and path, through a [`BlobStore`]:
+//! the tarball content-addressed, the key a pointer to it, so an unchanged cache is not sent
+//! again and a worker that starts fresh finds what another saved.
 
+use pipewright_blobs::ContentStore;
 use pipewright_core::{BlobStore, Ctx, Error, ErrorKind, Result, env_key};
-use std::path::{Component, Path, PathBuf};
-
-/// A [`BlobStore`] in a local directory: one file per key, replaced by rename.
-#[derive(Debug, Clone)]
-pub struct DirBlobStore {
-    dir: PathBuf,
-}
-
-impl DirBlobStore {
-    /// A store under `dir` (created on first put).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    fn path(&self, key: &str) -> Result<PathBuf> {
-        let rel = Path::new(key);
-        if key.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                format!("`{key}` is not a valid blob key"),
-            ));
-        }
-        Ok(self.dir.join(rel))
-    }
-}
-
-#[async_trait::async_trait]
-impl BlobStore for DirBlobStore {
-    async fn put(&self, key: &str, file: &Path) -> Result<()> {
-        let target = self.path(key)?;
-        let parent = target.parent().unwrap_or(&self.dir).to_path_buf();
-        tokio::fs::create_dir_all(&parent).await?;
-        let tmp = parent.join(format!(
-            ".partial-{}-{}",
-            std::process::id(),
-            target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        tokio::fs::copy(file, &tmp).await?;
-        tokio::fs::rename(&tmp, &target).await?;
-        Ok(())
-    }
-
-    async fn get(&self, key: &str, to: &Path) -> Result<bool> {
-        let source = self.path(key)?;
-        match tokio::fs::copy(&source, to).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
+use std::path::{Component, Path};
 
 /// The key of cache `path` of `job` in `pipeline`.
 pub(crate) fn key(pipeline: &str, job: &str, path: &str) -> String {
@@ -109,12 +59,12 @@ pub(crate) async fn restore(
             continue;
         };
         let file = scratch.join(format!("restore-{}.tar", env_key(path)));
-        let restored = match store.get(key, &file).await {
-            Ok(false) => {
+        let restored = match ContentStore::new(store).get_named(key, &file).await {
+            Ok(None) => {
                 ctx.log_system(&format!("cache `{path}`: none yet"));
                 continue;
             }
-            Ok(true) => tar(&[
+            Ok(Some(_)) => tar(&[
                 "-xf".as_ref(),
                 file.as_os_str(),
                 "-C".as_ref(),
@@ -159,7 +109,10 @@ pub(crate) async fn save(
         ])
         .await
         {
-            Ok(()) => store.put(key, &file).await,
+            Ok(()) => ContentStore::new(store)
+                .put_named(key, &file)
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         let _ = tokio::fs::remove_file(&file).await;

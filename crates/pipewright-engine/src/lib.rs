@@ -12,9 +12,9 @@ mod step_ids;
 mod step_log;
 mod task_env;
 
-pub use caches::DirBlobStore;
 pub use events::{ChannelSink, EventSink, NoEvents};
 pub use outputs::{MAX_OUTPUT_BYTES, export_prefix, parse_outputs};
+pub use pipewright_blobs::DirBlobStore;
 pub use pipewright_core::StepRecord;
 pub use pipewright_resources::ResourceParams;
 pub use pipewright_secrets::Masked;
@@ -322,7 +322,8 @@ impl Engine {
     }
 
     /// Keeps task caches in `store` instead of a directory under
-    /// [`EngineOptions::cache_root`] (a store shared by several workers).
+    /// [`EngineOptions::cache_root`] (a store shared by several workers). Artifacts follow
+    /// with [`Registry::artifacts_in`].
     pub fn with_blob_store(mut self, store: Arc<dyn pipewright_core::BlobStore>) -> Self {
         self.blobs = Some(store);
         self

@@ -269,6 +269,25 @@ impl Registry {
         self
     }
 
+    /// Re-registers the built-in `artifact` type over `store` (see
+    /// [`pipewright_resources::ArtifactResource::in_blobs`]): what a build on one worker puts,
+    /// a build on another gets, and the server's checks list.
+    pub fn artifacts_in(&mut self, store: Arc<dyn pipewright_core::BlobStore>) -> &mut Self {
+        self.resource_type(
+            "artifact",
+            Arc::new(
+                move |decl: &pipewright_config::Resource| -> Result<Arc<dyn Resource>> {
+                    Ok(Arc::new(pipewright_resources::ArtifactResource::in_blobs(
+                        store.clone(),
+                        &decl.params,
+                        &decl.name,
+                    )))
+                },
+            ),
+        );
+        self
+    }
+
     /// The names and capabilities validation needs, derived from what is registered: a
     /// pipeline that loads with this catalogue names only plug-ins this registry can run.
     /// Register a plug-in once, here, and both validation and running know it.

@@ -1,11 +1,13 @@
 //! `artifact`: content-addressed tarballs, put by one job and got by another.
 
-use crate::fs::hex;
 use crate::util::run;
 use async_trait::async_trait;
-use pipewright_core::{Ctx, Error, ErrorKind, Metadata, Params, Resource, Result, Version};
-use sha2::{Digest, Sha256};
+use pipewright_blobs::{ContentStore, sha256_file};
+use pipewright_core::{
+    BlobStore, Ctx, Error, ErrorKind, Metadata, Params, Resource, Result, Version,
+};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where artifacts are kept, by digest. Small on purpose so an object store can implement it.
 #[async_trait]
@@ -78,6 +80,106 @@ impl ArtifactStore for LocalStore {
     }
 }
 
+/// An [`ArtifactStore`] in a shared [`BlobStore`], so a build on one worker gets what a build
+/// on another put: the tarball content-addressed (`sha256/…`, shared with every other
+/// artifact and cache), one small pointer per version (`artifacts/<name>/versions/<time>-<hex>`,
+/// listed in order) and `artifacts/<name>/latest`.
+#[derive(Clone)]
+pub struct BlobArtifactStore {
+    store: Arc<dyn BlobStore>,
+    name: String,
+}
+
+impl std::fmt::Debug for BlobArtifactStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobArtifactStore")
+            .field("store", &self.store.describe())
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl BlobArtifactStore {
+    /// The artifacts called `name` (any text: it is made a key segment) in `store`.
+    pub fn new(store: Arc<dyn BlobStore>, name: &str) -> Self {
+        let name: String = name
+            .trim_matches('/')
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self {
+            store,
+            name: if name.is_empty() { "_".into() } else { name },
+        }
+    }
+
+    fn versions(&self) -> String {
+        format!("artifacts/{}/versions/", self.name)
+    }
+}
+
+fn hex_of(digest: &str) -> Result<&str> {
+    pipewright_blobs::digest_key(digest)?;
+    Ok(digest.trim_start_matches("sha256:"))
+}
+
+#[async_trait]
+impl ArtifactStore for BlobArtifactStore {
+    async fn put(&self, digest: &str, tarball: &Path) -> Result<()> {
+        let hex = hex_of(digest)?;
+        let content = ContentStore::new(self.store.as_ref());
+        content.put_with_digest(digest, tarball).await?;
+        let known = self.store.list(&self.versions()).await?;
+        if known.iter().any(|k| k.ends_with(&format!("-{hex}"))) {
+            return Ok(());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let key = format!("{}{nanos:020}-{hex}", self.versions());
+        self.store.put_bytes(&key, digest.as_bytes()).await?;
+        content
+            .set_pointer(&format!("artifacts/{}/latest", self.name), digest)
+            .await
+    }
+
+    async fn get(&self, digest: &str, to: &Path) -> Result<()> {
+        if ContentStore::new(self.store.as_ref())
+            .get(digest, to)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::NotFound,
+                format!("artifact {digest} is not in {}", self.store.describe()),
+            ))
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>> {
+        // Keys sort by time of arrival; a digest put twice (two puts racing) keeps its first
+        // place.
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .store
+            .list(&self.versions())
+            .await?
+            .iter()
+            .filter_map(|k| k.rsplit_once('-'))
+            .filter(|(_, hex)| seen.insert(hex.to_string()))
+            .map(|(_, hex)| format!("sha256:{hex}"))
+            .collect())
+    }
+}
+
 /// The `artifact` resource: `params { dir = "…" }` is the local store. A put takes `from` (a
 /// directory in the workspace), tars it and stores it by its SHA-256; a get unpacks it.
 pub struct ArtifactResource {
@@ -101,6 +203,17 @@ impl ArtifactResource {
         Ok(Self::new(Box::new(LocalStore::new(crate::required(
             params, "dir", "artifact",
         )?))))
+    }
+
+    /// In a shared blob store: the artifacts are named by `params { name = "…" }`, else by
+    /// `dir` (so resources that shared a directory share a store), else by `resource`.
+    pub fn in_blobs(store: Arc<dyn BlobStore>, params: &Params, resource: &str) -> Self {
+        let name = params
+            .get_str("name")
+            .or_else(|| params.get_str("dir"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| resource.to_owned());
+        Self::new(Box::new(BlobArtifactStore::new(store, &name)))
     }
 }
 
@@ -170,8 +283,7 @@ impl Resource for ArtifactResource {
             ],
         )
         .await?;
-        let bytes = tokio::fs::read(&tarball).await?;
-        let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+        let digest = sha256_file(&tarball).await?;
         let stored = self.store.put(&digest, &tarball).await;
         let _ = tokio::fs::remove_file(&tarball).await;
         stored?;

@@ -6,7 +6,7 @@ mod fs;
 mod git;
 mod util;
 
-pub use artifact::{ArtifactResource, ArtifactStore, LocalStore};
+pub use artifact::{ArtifactResource, ArtifactStore, BlobArtifactStore, LocalStore};
 pub use cron::CronResource;
 pub use fs::{FsResource, content_hash};
 pub use git::GitResource;

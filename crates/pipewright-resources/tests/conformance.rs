@@ -195,6 +195,36 @@ async fn artifact_conforms() {
     check_resource(&resource, &mut fixture).await;
 }
 
+/// The same, in a shared blob store: two resources of the same name over one store see each
+/// other's versions, as two workers do; content lands under `sha256/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn artifact_in_a_blob_store_conforms() {
+    let root = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn pipewright_core::BlobStore> = std::sync::Arc::new(
+        pipewright_blobs::DirBlobStore::new(root.path().join("blobs")),
+    );
+    let params = Params::new();
+    let resource = ArtifactResource::in_blobs(store.clone(), &params, "bin");
+    let mut fixture = ArtifactFixture {
+        other: ArtifactResource::in_blobs(store.clone(), &params, "bin"),
+        n: 0,
+    };
+    check_resource(&resource, &mut fixture).await;
+    let content = store.list("sha256/").await.unwrap();
+    let versions = store.list("artifacts/bin/versions/").await.unwrap();
+    assert!(!content.is_empty() && !versions.is_empty());
+    assert!(store.contains("artifacts/bin/latest").await.unwrap());
+    // Another name is another set of versions.
+    let other = ArtifactResource::in_blobs(store, &params, "other");
+    assert!(
+        other
+            .check(&pipewright_core::Ctx::new(), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Waits for the next tick of the resource's schedule (plus a margin, so the check that follows
 /// sees the same tick).
 struct CronFixture {

@@ -180,53 +180,66 @@ async fn nats(n: usize, builds: usize) {
     .await
     .unwrap();
     let drain = pipewright_core::CancellationToken::new();
-    for name in ["w1", "w2"] {
+    let spawn_worker = |name: &'static str| {
         let token = srv
             .tokens
             .create(name, pipewright_api::Role::Worker)
             .unwrap()
             .token
             .unwrap();
-        let q = Arc::new(
-            NatsQueue::connect(NatsOptions {
-                create: false,
-                ..NatsOptions::new(server.url())
-            })
-            .await
-            .unwrap(),
-        );
-        let worker = pipewright_server::Worker {
-            name: name.into(),
-            tags: vec![],
-            concurrency: 2,
-            heartbeat: Duration::from_secs(1),
-            max_builds: None,
-            engine: common::engine(ci.dir.path()),
-            link: Arc::new(NatsLink::new(q.client(), token, vec![], 2)),
-            queue: q,
-            versions: pipewright_server::Worker::own_history(),
-        };
-        tokio::spawn(worker.run(drain.clone(), pipewright_core::CancellationToken::new()));
-    }
+        let (url, dir, drain) = (server.url(), ci.dir.path().to_path_buf(), drain.clone());
+        async move {
+            let q = Arc::new(
+                NatsQueue::connect(NatsOptions {
+                    create: false,
+                    ..NatsOptions::new(url)
+                })
+                .await
+                .unwrap(),
+            );
+            let worker = pipewright_server::Worker {
+                name: name.into(),
+                tags: vec![],
+                concurrency: 2,
+                heartbeat: Duration::from_secs(1),
+                max_builds: None,
+                engine: common::engine(&dir),
+                link: Arc::new(NatsLink::new(q.client(), token, vec![], 2)),
+                queue: q,
+                versions: pipewright_server::Worker::own_history(),
+            };
+            tokio::spawn(worker.run(drain, pipewright_core::CancellationToken::new()));
+        }
+    };
+    let throughput = |builds: usize| {
+        let (hub, ci) = (hub.clone(), &ci);
+        async move {
+            let t = Instant::now();
+            let mut ids = Vec::new();
+            for _ in 0..builds {
+                ids.push(
+                    hub.trigger("p", "hello", Default::default(), "bench")
+                        .await
+                        .unwrap()
+                        .id,
+                );
+            }
+            for id in &ids {
+                assert_eq!(ci.wait_done(id.0).await.status, BuildStatus::Succeeded);
+            }
+            builds as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    // One worker first, then a second: how the rate scales from 1 to 2.
+    spawn_worker("w1").await;
+    let one = throughput(builds).await;
+    spawn_worker("w2").await;
     let mut times = Vec::new();
     for _ in 0..n {
         times.push(first_log_line(&ci, &hub).await);
     }
     let latency = median(times);
-    let t = Instant::now();
-    let mut ids = Vec::new();
-    for _ in 0..builds {
-        ids.push(
-            hub.trigger("p", "hello", Default::default(), "bench")
-                .await
-                .unwrap()
-                .id,
-        );
-    }
-    for id in &ids {
-        assert_eq!(ci.wait_done(id.0).await.status, BuildStatus::Succeeded);
-    }
-    let rate = builds as f64 / t.elapsed().as_secs_f64();
+    let rate = throughput(builds).await;
     println!("NATS, two workers over the NATS link, PostgreSQL store:");
     println!(
         "  JetStream publish -> delivery (floor): {:>7.2} ms",
@@ -238,7 +251,10 @@ async fn nats(n: usize, builds: usize) {
         latency.as_secs_f64() / floor.as_secs_f64(),
         ms(latency) - ms(floor)
     );
-    println!("  {rate:.0} builds/s of a trivial job ({builds} builds, 2 workers x 2)");
+    println!(
+        "  {one:.0} builds/s of a trivial job with 1 worker x 2, {rate:.0}/s with 2 workers x 2 ({:.2}x; {builds} builds each)",
+        rate / one
+    );
     drain.cancel();
     ci.stop().await;
 }

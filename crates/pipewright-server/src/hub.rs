@@ -256,6 +256,21 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Refreshes the per-worker gauges of `/metrics` from the workers seen and the leases.
+    pub fn refresh_worker_metrics(&self) {
+        let now = now_ms();
+        let gauges: Vec<crate::metrics::WorkerGauge> = self
+            .workers()
+            .into_iter()
+            .map(|(name, info)| crate::metrics::WorkerGauge {
+                running: self.running_on(&name).len(),
+                heartbeat_age_seconds: now.saturating_sub(info.last_seen_ms) as f64 / 1000.0,
+                name,
+            })
+            .collect();
+        self.metrics.set_workers(&gauges);
+    }
+
     /// The builds `worker` holds now.
     pub fn running_on(&self, worker: &str) -> Vec<u64> {
         let mut ids: Vec<u64> = self

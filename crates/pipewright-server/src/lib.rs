@@ -24,7 +24,7 @@ mod worker;
 pub use error::{ServerError, ServerResult};
 pub use hub::{Hub, Loader, PipelineEntry, ServerOptions, WorkerInfo};
 pub use link::{Beat, Claim, LinkError, LocalLink, WorkerLink};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, WorkerGauge};
 pub use pipewright_queue::{Delivery, MemoryQueue, Message, Queue, QueueError};
 pub use queue::Dispatch;
 pub use scoped::Scoped;

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 type Labels = Vec<(String, String)>;
@@ -23,6 +24,20 @@ pub struct Metrics {
     event_batches: Counter,
     events: Counter,
     webhooks: Family<Labels, Counter>,
+    workers: Gauge,
+    worker_running: Family<Labels, Gauge>,
+    worker_heartbeat_age: Family<Labels, Gauge<f64, AtomicU64>>,
+}
+
+/// One worker as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerGauge {
+    /// Its name (its token's name).
+    pub name: String,
+    /// Builds it holds now.
+    pub running: usize,
+    /// Seconds since its last claim, heartbeat or announcement.
+    pub heartbeat_age_seconds: f64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,7 +112,28 @@ impl Metrics {
             "Webhook deliveries, by forge and result",
             webhooks.clone(),
         );
+        let workers = Gauge::default();
+        registry.register(
+            "workers",
+            "Workers seen in the last minute",
+            workers.clone(),
+        );
+        let worker_running = Family::<Labels, Gauge>::default();
+        registry.register(
+            "worker_running_builds",
+            "Builds each worker holds now",
+            worker_running.clone(),
+        );
+        let worker_heartbeat_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "worker_last_heartbeat_age_seconds",
+            "Seconds since each worker's last claim, heartbeat or announcement",
+            worker_heartbeat_age.clone(),
+        );
         Self {
+            workers,
+            worker_running,
+            worker_heartbeat_age,
             webhooks,
             event_batches,
             events,
@@ -170,6 +206,23 @@ impl Metrics {
             .inc();
     }
 
+    /// Replaces the per-worker gauges with `workers` (a worker no longer seen drops out).
+    pub fn set_workers(&self, workers: &[WorkerGauge]) {
+        self.worker_running.clear();
+        self.worker_heartbeat_age.clear();
+        self.workers
+            .set(i64::try_from(workers.len()).unwrap_or(i64::MAX));
+        for w in workers {
+            let labels = vec![("worker".to_owned(), w.name.clone())];
+            self.worker_running
+                .get_or_create(&labels)
+                .set(i64::try_from(w.running).unwrap_or(i64::MAX));
+            self.worker_heartbeat_age
+                .get_or_create(&labels)
+                .set(w.heartbeat_age_seconds);
+        }
+    }
+
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -177,5 +230,46 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_worker_gauges_show_the_workers_seen_and_drop_the_gone() {
+        let m = Metrics::new();
+        m.set_workers(&[
+            WorkerGauge {
+                name: "w1".into(),
+                running: 2,
+                heartbeat_age_seconds: 0.25,
+            },
+            WorkerGauge {
+                name: "w2".into(),
+                running: 0,
+                heartbeat_age_seconds: 3.5,
+            },
+        ]);
+        let text = m.render();
+        for line in [
+            "pipewright_workers 2",
+            "pipewright_worker_running_builds{worker=\"w1\"} 2",
+            "pipewright_worker_running_builds{worker=\"w2\"} 0",
+            "pipewright_worker_last_heartbeat_age_seconds{worker=\"w1\"} 0.25",
+            "pipewright_worker_last_heartbeat_age_seconds{worker=\"w2\"} 3.5",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        m.set_workers(&[WorkerGauge {
+            name: "w2".into(),
+            running: 1,
+            heartbeat_age_seconds: 0.5,
+        }]);
+        let text = m.render();
+        assert!(!text.contains("w1"), "{text}");
+        assert!(text.contains("pipewright_worker_running_builds{worker=\"w2\"} 1"));
+        assert!(text.contains("pipewright_workers 1"));
     }
 }

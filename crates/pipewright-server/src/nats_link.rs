@@ -37,6 +37,9 @@ enum Op {
     Hello {
         tags: Vec<String>,
         concurrency: usize,
+        /// The name the worker was started with (`--name`), checked against its token's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     Claim {
         tags: Vec<String>,
@@ -68,6 +71,8 @@ pub struct NatsLink {
     token: String,
     tags: Vec<String>,
     concurrency: usize,
+    /// The name this worker must have (its token's), if it was given one.
+    name: Option<String>,
     /// Cancel tokens of the builds this worker runs, fired by a heartbeat's answer.
     cancels: Mutex<HashMap<BuildId, CancellationToken>>,
 }
@@ -85,8 +90,16 @@ impl NatsLink {
             token,
             tags,
             concurrency,
+            name: None,
             cancels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Expects the server to know this worker as `name`: the server refuses the worker when
+    /// its token's name is another (the token's name is the worker's identity).
+    pub fn expecting_name(mut self, name: Option<String>) -> Self {
+        self.name = name;
+        self
     }
 
     async fn ask(&self, build: BuildId, attempt: u32, op: Op) -> Result<Reply, LinkError> {
@@ -163,6 +176,7 @@ impl WorkerLink for NatsLink {
             Op::Hello {
                 tags: tags.to_vec(),
                 concurrency,
+                name: self.name.clone(),
             },
         )
         .await
@@ -276,7 +290,12 @@ async fn handle(hub: &Arc<Hub>, tokens: &Tokens, payload: &[u8]) -> Reply {
     };
     let (build, attempt) = (req.build, req.attempt);
     let done = match req.op {
-        Op::Hello { tags, concurrency } => {
+        Op::Hello { name: Some(n), .. } if n != worker => Err(LinkError::Refused(format!(
+            "this worker's token is `{worker}`'s, not `{n}`'s: a worker's name is its token's name"
+        ))),
+        Op::Hello {
+            tags, concurrency, ..
+        } => {
             hub.register_worker(
                 &worker,
                 WorkerInfo {

@@ -329,6 +329,9 @@ async fn metrics_and_health_are_served() {
         "pipewright_queue_depth",
         "pipewright_dispatch_latency_seconds_count 1",
         "pipewright_http_requests_total",
+        "pipewright_workers 1",
+        "pipewright_worker_running_builds{worker=\"local\"} 0",
+        "pipewright_worker_last_heartbeat_age_seconds{worker=\"local\"}",
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }

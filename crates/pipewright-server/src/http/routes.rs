@@ -27,6 +27,7 @@ pub(super) async fn metrics(State(st): State<AppState>) -> Response {
     if let Ok(depth) = st.hub.queue.depth().await {
         st.hub.metrics.set_queue_depth(depth);
     }
+    st.hub.refresh_worker_metrics();
     (
         [(
             header::CONTENT_TYPE,

@@ -1,5 +1,6 @@
 //! Real servers for tests, on 127.0.0.1 and free ports, stopped on drop: an OpenBao dev server
-//! ([`OpenBao`]), `nats-server` with JetStream ([`Nats`]) and PostgreSQL ([`Postgres`]).
+//! ([`OpenBao`]), `nats-server` with JetStream ([`Nats`]), PostgreSQL ([`Postgres`]) and an
+//! S3-compatible `moto_server` ([`Moto`]).
 //!
 //! Every test that needs a program goes through [`require`]: on a developer machine a missing
 //! program skips the test with a `SKIPPED:` line on the process's stderr (visible in `cargo
@@ -19,10 +20,12 @@
 //! ```
 
 mod bao;
+mod moto;
 mod nats;
 mod postgres;
 
 pub use bao::OpenBao;
+pub use moto::Moto;
 pub use nats::Nats;
 pub use postgres::Postgres;
 
