@@ -129,6 +129,8 @@ struct Setup {
     nats: String,
     /// Flags every worker gets (`--blobs …`).
     worker_flags: Vec<String>,
+    /// The server's command line, to start it again.
+    server_args: Vec<String>,
     _server: Proc,
     _nats: Nats,
     // Last: released once the servers above are stopped.
@@ -204,6 +206,19 @@ impl Setup {
     }
 }
 
+/// Starts the server; returns it and its API's URL.
+fn start_server(dir: &Path, args: &[String]) -> (Proc, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (server, line) = spawn(dir, &args, "listening on");
+    let api = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    (server, api)
+}
+
 fn setup() -> Option<Setup> {
     setup_with(&[])
 }
@@ -221,40 +236,33 @@ fn setup_with(flags: &[&str]) -> Option<Setup> {
     let p = dir.path().join("p.hcl").display().to_string();
     let token = dir.path().join("token").display().to_string();
     let url = nats.url();
-    let (server, line) = spawn(
-        dir.path(),
-        &[
-            "server",
-            "--db",
-            &db,
-            "--queue",
-            &url,
-            "--lease",
-            "2s",
-            "--listen",
-            "127.0.0.1:0",
-            "--pipeline",
-            &p,
-            "--token-file",
-            &token,
-        ]
-        .into_iter()
-        .chain(flags.iter().copied())
-        .collect::<Vec<_>>(),
-        "listening on",
-    );
-    let api = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let server_args: Vec<String> = [
+        "server",
+        "--db",
+        &db,
+        "--queue",
+        &url,
+        "--lease",
+        "2s",
+        "--listen",
+        "127.0.0.1:0",
+        "--pipeline",
+        &p,
+        "--token-file",
+        &token,
+    ]
+    .into_iter()
+    .chain(flags.iter().copied())
+    .map(str::to_owned)
+    .collect();
+    let (server, api) = start_server(dir.path(), &server_args);
     Some(Setup {
         _turn: turn,
         dir,
         url: api,
         nats: url,
         worker_flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+        server_args,
         _server: server,
         _nats: nats,
     })
@@ -626,4 +634,35 @@ fn a_workers_name_is_its_tokens_and_another_is_refused() {
         msg.contains("`real`'s, not `impostor`'s"),
         "the refusal names both: {msg}"
     );
+}
+
+#[test]
+fn a_server_killed_while_a_worker_runs_comes_back_and_the_build_ends_once() {
+    let Some(mut ci) = setup() else { return };
+    let _w = ci.worker("steady", &[]);
+    let (code, _, err) = ci.client(&["trigger", "p/slow"]);
+    assert_eq!(code, 0, "{err}");
+    ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "running")
+    });
+    // kill -9 the server mid-build, and start it again on the same database and NATS.
+    ci._server.0.kill().unwrap();
+    ci._server.0.wait().unwrap();
+    let (server, url) = start_server(ci.dir.path(), &ci.server_args);
+    ci._server = server;
+    ci.url = url;
+    let slow = ci.wait_for("p/slow", |b| {
+        b.first().is_some_and(|b| b["status"] == "succeeded")
+    });
+    assert_eq!(slow.len(), 1, "one build record: {slow:#?}");
+    // The new server re-queues what the old one was running (attempt 2) and fences the
+    // first attempt, which the worker then stops: one result, one "finished".
+    let log = ci.log(&slow[0]);
+    assert_eq!(log.matches("finished").count(), 1, "{log}");
+    assert!(slow[0]["attempt"] == 1 || slow[0]["attempt"] == 2, "{slow:#?}");
+    // The worker still takes builds from the new server.
+    let (code, _, err) = ci.client(&["trigger", "p/quick"]);
+    assert_eq!(code, 0, "{err}");
+    let quick = ci.wait_for("p/quick", |b| b.len() == 1 && b[0]["status"] == "succeeded");
+    assert_eq!(quick[0]["worker"], "steady");
 }
