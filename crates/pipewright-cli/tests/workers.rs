@@ -659,7 +659,10 @@ fn a_server_killed_while_a_worker_runs_comes_back_and_the_build_ends_once() {
     // first attempt, which the worker then stops: one result, one "finished".
     let log = ci.log(&slow[0]);
     assert_eq!(log.matches("finished").count(), 1, "{log}");
-    assert!(slow[0]["attempt"] == 1 || slow[0]["attempt"] == 2, "{slow:#?}");
+    assert!(
+        slow[0]["attempt"] == 1 || slow[0]["attempt"] == 2,
+        "{slow:#?}"
+    );
     // The worker still takes builds from the new server.
     let (code, _, err) = ci.client(&["trigger", "p/quick"]);
     assert_eq!(code, 0, "{err}");

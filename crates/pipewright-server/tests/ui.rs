@@ -27,6 +27,7 @@ resource "git" "src" {{
     url = "{repo}"
   }}
   check_interval = "@every 24h"
+  webhook_secret = "ui-webhook-token"
 }}
 
 job "test" {{
@@ -138,6 +139,29 @@ async fn login_graph_live_statuses_streaming_logs_trigger_with_inputs_and_rerun(
     )
     .await;
     b.screenshot("pipeline").await;
+
+    // A webhook delivery shows on the resource, refusals too.
+    for token in ["ui-webhook-token", "wrong"] {
+        ci.http
+            .post(ci.url("/webhooks/p/git.src"))
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("X-Gitlab-Token", token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+    }
+    b.click_button("Webhooks").await;
+    b.until(
+        "document.querySelectorAll('table.webhooks tbody tr').length === 2",
+        10,
+        "the two deliveries",
+    )
+    .await;
+    let results = b
+        .eval("[...document.querySelectorAll('table.webhooks tbody tr')].map((r) => r.children[4].textContent).join(',')")
+        .await;
+    assert_eq!(results, "rejected,checking");
 
     // Trigger with typed inputs from the job page.
     b.goto(&format!("{}/#/p/p/jobs/release", ci.base)).await;

@@ -85,6 +85,25 @@ async function versionsPanel(name, r, box) {
   box.replaceChildren(list.length ? el("table", {}, el("tbody", {}, rows)) : el("p", { class: "muted" }, "No versions yet."));
 }
 
+async function webhooksPanel(name, r, box) {
+  const list = await api(`/pipelines/${encodeURIComponent(name)}/resources/${encodeURIComponent(r.id)}/webhooks`);
+  if (!list.length) {
+    box.replaceChildren(el("p", { class: "muted" }, "No webhook deliveries since the server started (see docs/server.md#webhooks)."));
+    return;
+  }
+  const bad = ["rejected"];
+  box.replaceChildren(el("table", { class: "webhooks" },
+    el("thead", {}, el("tr", {}, ["When", "Forge", "Event", "Delivery", "Result", "HTTP", "Reason"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, list.map((d) => el("tr", {},
+      el("td", {}, ago(d.at_ms)),
+      el("td", {}, d.forge),
+      el("td", {}, d.event || "–"),
+      el("td", { class: "mono" }, d.delivery_id || "–"),
+      el("td", {}, el("span", { class: `badge s-${bad.includes(d.result) ? "failed" : d.result === "checking" ? "succeeded" : "skipped"}` }, d.result)),
+      el("td", { class: "num" }, d.status),
+      el("td", { class: bad.includes(d.result) ? "error" : "muted" }, d.reason || ""))))));
+}
+
 function resourcesTable(name, view) {
   return el("table", {}, el("thead", {}, el("tr", {}, ["Resource", "Last check", "Status", "Pinned", ""].map((h) => el("th", {}, h)))),
     el("tbody", {}, view.resources.flatMap((r) => {
@@ -96,7 +115,8 @@ function resourcesTable(name, view) {
         el("td", {}, c.error ? el("span", { class: "error" }, `failing ×${c.failures}: ${c.error}`) : el("span", { class: "muted" }, "ok")),
         el("td", { class: "mono" }, r.pinned ? shortVersion(r.pinned) : "–"),
         el("td", {}, el("div", { class: "row" },
-          el("button", { onclick: (ev) => { ev.target.disabled = true; versionsPanel(name, r, box); } }, "Versions"),
+          el("button", { onclick: () => versionsPanel(name, r, box) }, "Versions"),
+          el("button", { onclick: () => webhooksPanel(name, r, box) }, "Webhooks"),
           canOperate() ? el("button", { onclick: () => act(`checking ${r.id}`, () => api(`/pipelines/${encodeURIComponent(name)}/resources/${encodeURIComponent(r.id)}/check`, { method: "POST" })) }, "Check now") : null))),
       el("tr", {}, el("td", { colspan: 5 }, box))];
     })));
