@@ -52,7 +52,7 @@ pub struct FlowCell {
 }
 
 /// Duration and failure figures over a window of builds.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Figures {
     /// Builds (or step runs) counted.
     pub runs: usize,
@@ -79,7 +79,7 @@ pub struct JobStats {
 }
 
 /// A step's statistics within its job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StepStats {
     /// The job.
     pub job: String,
@@ -130,21 +130,20 @@ fn figures(durations: &mut [u64], ended: usize, failed: usize, runs: usize) -> F
 impl Hub {
     /// Pipeline `name`'s graph laid out for drawing (cached until its shape changes).
     pub async fn graph_layout(&self, name: &str) -> ServerResult<Arc<Layout>> {
-        let view = self
-            .pipeline_view(name)
-            .await?
+        let p = self
+            .pipeline(name)
             .ok_or_else(|| ServerError::NotFound(format!("no pipeline `{name}`")))?;
-        let mut nodes: Vec<NodeIn> = view
+        let mut nodes: Vec<NodeIn> = p
             .resources
-            .iter()
-            .map(|r| NodeIn {
-                id: r.id.clone(),
-                label: r.id.clone(),
+            .keys()
+            .map(|id| NodeIn {
+                id: id.clone(),
+                label: id.clone(),
                 kind: "resource".into(),
             })
             .collect();
         let mut groups: HashMap<&str, Vec<&str>> = HashMap::new();
-        for j in &view.jobs {
+        for j in p.jobs.values() {
             nodes.push(NodeIn {
                 id: j.name.clone(),
                 label: j.name.clone(),
@@ -156,7 +155,7 @@ impl Hub {
         }
         // `passed = ["test"]` naming a matrix group means each of its instances.
         let mut edges = Vec::new();
-        for e in &view.edges {
+        for e in &crate::views::edges(&p) {
             match groups.get(e.from.as_str()) {
                 Some(members) if e.kind == "passed" => {
                     for m in members {
@@ -277,23 +276,12 @@ impl Hub {
             jobs.push(self.job_stats(j, &builds).await?);
         }
         let all = || jobs.iter().flat_map(|j| j.steps.iter());
-        let pick = |s: &StepStats| StepStats {
-            job: s.job.clone(),
-            step: s.step.clone(),
-            figures: Figures {
-                runs: s.figures.runs,
-                p50_ms: s.figures.p50_ms,
-                p95_ms: s.figures.p95_ms,
-                failure_rate: s.figures.failure_rate,
-            },
-            flaky: s.flaky,
-        };
         let mut slowest: Vec<&StepStats> = all().filter(|s| s.figures.p95_ms.is_some()).collect();
         slowest.sort_by_key(|s| std::cmp::Reverse(s.figures.p95_ms));
         let mut flakiest: Vec<&StepStats> = all().filter(|s| s.flaky > 0).collect();
         flakiest.sort_by_key(|s| std::cmp::Reverse(s.flaky));
-        let slowest = slowest.into_iter().take(5).map(pick).collect();
-        let flakiest = flakiest.into_iter().take(5).map(pick).collect();
+        let slowest = slowest.into_iter().take(5).cloned().collect();
+        let flakiest = flakiest.into_iter().take(5).cloned().collect();
         Ok(Stats {
             window,
             jobs,

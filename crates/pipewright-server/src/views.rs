@@ -81,36 +81,11 @@ impl Hub {
         };
         let p = &e.pipeline;
         let mut jobs = Vec::new();
-        let mut edges = Vec::new();
         for j in p.jobs.values() {
             let latest = match self.store.job_builds(name, &j.name, 1, None).await?.first() {
                 Some(b) => Some(self.build_view(b).await?),
                 None => None,
             };
-            for s in j.all_steps() {
-                match &s.kind {
-                    StepKind::Get(g) => {
-                        edges.push(Edge {
-                            from: g.resource.clone(),
-                            to: j.name.clone(),
-                            kind: if g.trigger { "trigger" } else { "get" }.into(),
-                        });
-                        for up in &g.passed {
-                            edges.push(Edge {
-                                from: up.clone(),
-                                to: j.name.clone(),
-                                kind: "passed".into(),
-                            });
-                        }
-                    }
-                    StepKind::Put(put) => edges.push(Edge {
-                        from: j.name.clone(),
-                        to: put.resource.clone(),
-                        kind: "put".into(),
-                    }),
-                    _ => {}
-                }
-            }
             jobs.push(JobView {
                 name: j.name.clone(),
                 group: j.group.clone(),
@@ -131,7 +106,7 @@ impl Hub {
                 tags: j.tags.clone(),
             });
         }
-        edges.dedup();
+        let edges = edges(p);
         let store = self.versions(name);
         let mut resources = Vec::new();
         for r in p.resources.values() {
@@ -156,4 +131,38 @@ impl Hub {
             config_error: e.error.clone(),
         }))
     }
+}
+
+/// The graph's edges: resource → job (`get`, `trigger`), job → job (`passed`), job → resource
+/// (`put`), from the pipeline alone.
+pub(crate) fn edges(p: &pipewright_config::Pipeline) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for j in p.jobs.values() {
+        for s in j.all_steps() {
+            match &s.kind {
+                StepKind::Get(g) => {
+                    edges.push(Edge {
+                        from: g.resource.clone(),
+                        to: j.name.clone(),
+                        kind: if g.trigger { "trigger" } else { "get" }.into(),
+                    });
+                    for up in &g.passed {
+                        edges.push(Edge {
+                            from: up.clone(),
+                            to: j.name.clone(),
+                            kind: "passed".into(),
+                        });
+                    }
+                }
+                StepKind::Put(put) => edges.push(Edge {
+                    from: j.name.clone(),
+                    to: put.resource.clone(),
+                    kind: "put".into(),
+                }),
+                _ => {}
+            }
+        }
+    }
+    edges.dedup();
+    edges
 }

@@ -74,6 +74,18 @@ job "release" {{
     )
 }
 
+/// A server (public or not) whose `release` job does not wait: its gate is open. The
+/// directory holds the repository and must outlive the server.
+async fn open_gate(public: bool) -> (tempfile::TempDir, Ci) {
+    let src = tempfile::tempdir().unwrap();
+    let repo = repo(src.path());
+    let gate = src.path().join("gate");
+    std::fs::write(&gate, "").unwrap();
+    let store = std::sync::Arc::new(pipewright_store::MemoryStore::new());
+    let ci = Ci::start_with(&pipeline(&repo, &gate), store, public).await;
+    (src, ci)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_graph_live_statuses_streaming_logs_trigger_with_inputs_and_rerun() {
     if !browser::available() {
@@ -274,16 +286,7 @@ async fn a_public_server_is_read_only_without_login() {
         return;
     }
     let _turn = TURN.lock().await;
-    let src = tempfile::tempdir().unwrap();
-    let repo = repo(src.path());
-    let gate = src.path().join("gate");
-    std::fs::write(&gate, "").unwrap();
-    let ci = Ci::start_with(
-        &pipeline(&repo, &gate),
-        std::sync::Arc::new(pipewright_store::MemoryStore::new()),
-        true,
-    )
-    .await;
+    let (_src, ci) = open_gate(true).await;
     let b = Browser::start().await;
     b.goto(&format!("{}/#/p/p/jobs/release", ci.base)).await;
     b.until("document.querySelector('h1') && document.querySelector('h1').textContent.includes('read-only')", 10, "the read-only job page").await;
@@ -309,11 +312,7 @@ async fn a_public_server_is_read_only_without_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_sessions_are_httponly_cookies_and_changes_need_the_csrf_header() {
-    let src = tempfile::tempdir().unwrap();
-    let repo = repo(src.path());
-    let gate = src.path().join("gate");
-    std::fs::write(&gate, "").unwrap();
-    let ci = Ci::start(&pipeline(&repo, &gate)).await;
+    let (_src, ci) = open_gate(false).await;
     let login = ci
         .http
         .post(format!("{}/ui/login", ci.base))
@@ -397,11 +396,7 @@ async fn browser_sessions_are_httponly_cookies_and_changes_need_the_csrf_header(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stops_while_pages_hold_event_streams_open() {
-    let src = tempfile::tempdir().unwrap();
-    let repo = repo(src.path());
-    let gate = src.path().join("gate");
-    std::fs::write(&gate, "").unwrap();
-    let ci = Ci::start(&pipeline(&repo, &gate)).await;
+    let (_src, ci) = open_gate(false).await;
     let b = ci
         .trigger("release", serde_json::json!({"greeting": "x"}))
         .await;
