@@ -162,6 +162,34 @@ impl Default for Catalog {
                     "artifact".into(),
                     rt(true, true, &["dir", "name"], &["from"]),
                 ),
+                (
+                    "registry-image".into(),
+                    rt(
+                        true,
+                        true,
+                        &[
+                            "repository",
+                            "tag",
+                            "tag_regex",
+                            "username",
+                            "password",
+                            "token",
+                            "insecure",
+                            "format",
+                            "name",
+                        ],
+                        &[
+                            "build",
+                            "dockerfile",
+                            "build_args",
+                            "target",
+                            "image",
+                            "tag",
+                            "tags",
+                            "tag_file",
+                        ],
+                    ),
+                ),
             ]),
             // The same specs as the runners' own `Runner::params` and the resources'
             // `builtin_params` (the engine's registry test holds them together).

@@ -65,6 +65,26 @@ impl ResourceFactory for BuiltinResource {
     }
 }
 
+/// The built-in `registry-image` resource type.
+#[cfg(feature = "images")]
+struct ImageResource;
+
+#[cfg(feature = "images")]
+impl ResourceFactory for ImageResource {
+    fn create(&self, decl: &pipewright_config::Resource) -> Result<Arc<dyn Resource>> {
+        Ok(Arc::new(pipewright_images::RegistryImage::from_params(
+            &decl.params,
+        )?))
+    }
+
+    fn params(&self) -> Option<pipewright_resources::ResourceParams> {
+        Some(pipewright_resources::ResourceParams {
+            resource: pipewright_images::RESOURCE_PARAMS,
+            put: pipewright_images::PUT_PARAMS,
+        })
+    }
+}
+
 /// Settings of the built-in plug-ins that [`Registry::builtins`] registers.
 #[derive(Debug, Clone)]
 pub struct BuiltinOptions {
@@ -179,7 +199,7 @@ impl Registry {
     }
 
     /// Every built-in plug-in: the runners `exec`, `shell` and `docker`; the resource types
-    /// `git`, `cron`, `fs` and `artifact`; the services `nats` and `postgres` (also
+    /// `git`, `cron`, `fs`, `artifact` and `registry-image` (feature `images`); the services `nats` and `postgres` (also
     /// `postgresql`); the secret types `env`, `file` and `vault`; the notification types of
     /// `pipewright-notify` (feature `notify`). This is the one list of built-ins: validation uses [`Registry::catalog`], so what validates can run.
     pub fn builtins(opts: &BuiltinOptions) -> Self {
@@ -201,6 +221,8 @@ impl Registry {
             ),
         );
         r.builtin_resources(&opts.cache_root);
+        #[cfg(feature = "images")]
+        r.resource_type(pipewright_images::TYPE_NAME, Arc::new(ImageResource));
         for name in pipewright_services::BUILTIN_TYPES {
             r.service_type(
                 *name,

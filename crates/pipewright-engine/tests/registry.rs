@@ -16,7 +16,7 @@ use std::time::Duration;
 fn the_builtin_catalog_is_the_registry_s() {
     let derived = Registry::with_builtins(Duration::from_secs(1)).catalog();
     assert_eq!(derived, Catalog::default());
-    for t in ["git", "cron", "fs", "artifact"] {
+    for t in ["git", "cron", "fs", "artifact", "registry-image"] {
         assert!(derived.resource_types.contains_key(t), "{t}");
     }
     assert!(!derived.resource_types["cron"].put);

@@ -1,6 +1,6 @@
 //! Real servers for tests, on 127.0.0.1 and free ports, stopped on drop: an OpenBao dev server
 //! ([`OpenBao`]), `nats-server` with JetStream ([`Nats`]), PostgreSQL ([`Postgres`]) and an
-//! S3-compatible `moto_server` ([`Moto`]).
+//! S3-compatible `moto_server` ([`Moto`]) and a container image registry ([`ImageRegistry`]).
 //!
 //! Every test that needs a program goes through [`require`]: on a developer machine a missing
 //! program skips the test with a `SKIPPED:` line on the process's stderr (visible in `cargo
@@ -23,11 +23,13 @@ mod bao;
 mod moto;
 mod nats;
 mod postgres;
+mod registry;
 
 pub use bao::OpenBao;
 pub use moto::Moto;
 pub use nats::Nats;
 pub use postgres::Postgres;
+pub use registry::ImageRegistry;
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -198,4 +200,38 @@ impl Drop for Group {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The image the Docker tests run, built from the host's busybox-static by
+/// `ci/docker-test-image.sh` (there is no registry to pull from).
+pub const DOCKER_TEST_IMAGE: &str = "pipewright-test/busybox:latest";
+
+/// True when a Docker daemon answers (else as [`require`]: a failure in CI, a loud skip
+/// elsewhere); builds [`DOCKER_TEST_IMAGE`] with the repository's script when it is missing.
+pub fn require_docker() -> bool {
+    let docker = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if !require_that(
+        docker(&["info", "--format", "{{.ServerVersion}}"]),
+        "no Docker daemon",
+        "apt-get install docker.io; start dockerd to run the Docker tests",
+    ) {
+        return false;
+    }
+    if !docker(&["image", "inspect", DOCKER_TEST_IMAGE]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ci/docker-test-image.sh");
+        let built = std::process::Command::new(script)
+            .status()
+            .map(|s| s.success());
+        assert!(
+            matches!(built, Ok(true)),
+            "cannot build {DOCKER_TEST_IMAGE} with {script}"
+        );
+    }
+    true
 }
