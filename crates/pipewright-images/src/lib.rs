@@ -256,6 +256,12 @@ impl Resource for RegistryImage {
                 reg.push_layout(&dir, &tags).await?
             }
             None => {
+                // Refused credentials fail the step before a build that could take minutes.
+                if let Err(e) = reg.tags().await
+                    && e.kind() == ErrorKind::Unauthorized
+                {
+                    return Err(e);
+                }
                 self.build_and_push(ctx, src, params, &tags).await?;
                 reg.digest_of(&first).await?.ok_or_else(|| {
                     Error::new(
