@@ -119,6 +119,24 @@ impl BlobStore for DirBlobStore {
     fn describe(&self) -> String {
         self.dir.display().to_string()
     }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(e, key)),
+        }
+    }
+
+    async fn modified(&self, key: &str) -> Result<Option<std::time::SystemTime>> {
+        let path = self.path(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => m.modified().map(Some).map_err(|e| io(e, key)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e, key)),
+        }
+    }
 }
 
 /// Every key under `root/rel`, skipping files being written.

@@ -2,6 +2,7 @@
 
 mod content;
 mod dir;
+mod gc;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "s3")]
@@ -11,6 +12,7 @@ pub mod testing;
 
 pub use content::{ContentStore, digest_key, sha256_file};
 pub use dir::DirBlobStore;
+pub use gc::{GcOptions, GcReport, collect_garbage};
 #[cfg(feature = "nats")]
 pub use nats::{DEFAULT_BUCKET, NatsBlobStore};
 /// The `object_store` crate the S3 backend is built on (for [`S3BlobStore::from_builder`]).

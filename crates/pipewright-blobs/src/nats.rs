@@ -165,7 +165,8 @@ impl BlobStore for NatsBlobStore {
     async fn contains(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         match self.store.info(key).await {
-            Ok(_) => Ok(true),
+            // A deleted object keeps its info, marked deleted.
+            Ok(info) => Ok(!info.deleted),
             Err(e) if e.kind() == InfoErrorKind::NotFound => Ok(false),
             Err(e) => Err(unavailable("cannot look up", key, e)),
         }
@@ -216,5 +217,31 @@ impl BlobStore for NatsBlobStore {
 
     fn describe(&self) -> String {
         format!("the NATS object store `{}`", self.bucket)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        if !self.contains(key).await? {
+            return Ok(false);
+        }
+        self.store
+            .delete(key)
+            .await
+            .map_err(|e| unavailable("cannot delete", key, e))?;
+        Ok(true)
+    }
+
+    async fn modified(&self, key: &str) -> Result<Option<std::time::SystemTime>> {
+        check_key(key)?;
+        match self.store.info(key).await {
+            // A blob without a time is treated as new, so it is never collected by mistake.
+            Ok(info) if info.deleted => Ok(None),
+            Ok(info) => Ok(Some(
+                info.modified
+                    .map(Into::into)
+                    .unwrap_or_else(std::time::SystemTime::now),
+            )),
+            Err(e) if e.kind() == InfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable("cannot look up", key, e)),
+        }
     }
 }

@@ -239,4 +239,24 @@ impl BlobStore for S3BlobStore {
         }
         s
     }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        if !self.contains(key).await? {
+            return Ok(false);
+        }
+        let path = self.path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(failed("cannot delete", key, e)),
+        }
+    }
+
+    async fn modified(&self, key: &str) -> Result<Option<std::time::SystemTime>> {
+        let path = self.path(key)?;
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("cannot look up", key, e)),
+        }
+    }
 }

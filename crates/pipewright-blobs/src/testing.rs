@@ -246,3 +246,87 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let p = d.path().join("blobs");
     (d, p)
 }
+
+/// Garbage collection against an empty `store`: content no pointer names goes once older than
+/// the grace period, named and young content stays, a dry run removes nothing, and pointers
+/// (also dangling ones) are never touched.
+pub async fn gc(store: Arc<dyn BlobStore>) {
+    use crate::{GcOptions, collect_garbage};
+    use std::time::Duration;
+    assert!(
+        store.list("").await.unwrap().is_empty(),
+        "gc needs an empty store"
+    );
+    let s = Scratch(tempfile::tempdir().unwrap());
+    let c = ContentStore::new(store.as_ref());
+    let kept = c
+        .put_named("caches/p/j/deps", &s.file("kept", b"named content"))
+        .await
+        .unwrap();
+    let version = c
+        .put_file(&s.file("version", b"an artifact"))
+        .await
+        .unwrap();
+    store
+        .put_bytes("artifacts/a/versions/1-x", version.as_bytes())
+        .await
+        .unwrap();
+    let orphan = c
+        .put_file(&s.file("orphan", b"replaced cache"))
+        .await
+        .unwrap();
+    let orphan_key = digest_key(&orphan).unwrap();
+    c.set_pointer("refs/dangling", &format!("sha256:{}", "ef".repeat(32)))
+        .await
+        .unwrap();
+    assert!(store.modified(&orphan_key).await.unwrap().is_some());
+    assert_eq!(store.modified("sha256/00/none").await.unwrap(), None);
+
+    // Within the grace period nothing goes.
+    let young = collect_garbage(store.as_ref(), GcOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(young.young, 1, "{young:?}");
+    assert!(young.removed.is_empty(), "{young:?}");
+    assert_eq!(young.pointers, 3, "{young:?}");
+    assert_eq!(young.referenced, 2, "{young:?}");
+    assert_eq!(young.dangling.len(), 1, "{young:?}");
+
+    let now = GcOptions {
+        grace: Duration::ZERO,
+        dry_run: true,
+    };
+    let dry = collect_garbage(store.as_ref(), now).await.unwrap();
+    assert_eq!(dry.removed, vec![orphan_key.clone()]);
+    assert!(
+        store.contains(&orphan_key).await.unwrap(),
+        "a dry run removes nothing"
+    );
+
+    let done = collect_garbage(
+        store.as_ref(),
+        GcOptions {
+            dry_run: false,
+            ..now
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.removed, vec![orphan_key.clone()]);
+    assert!(!store.contains(&orphan_key).await.unwrap());
+    assert!(!store.delete(&orphan_key).await.unwrap(), "already gone");
+    for key in [&kept, &version] {
+        assert!(store.contains(&digest_key(key).unwrap()).await.unwrap());
+    }
+    assert!(store.contains("refs/dangling").await.unwrap());
+    let again = collect_garbage(
+        store.as_ref(),
+        GcOptions {
+            dry_run: false,
+            ..now
+        },
+    )
+    .await
+    .unwrap();
+    assert!(again.removed.is_empty(), "{again:?}");
+}

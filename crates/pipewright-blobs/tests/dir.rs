@@ -22,3 +22,9 @@ async fn a_directory_passes_the_conformance_suite() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_is_garbage_collected() {
+    let (_keep, dir) = testing::temp_dir();
+    testing::gc(Arc::new(DirBlobStore::new(&dir))).await;
+}

@@ -22,4 +22,12 @@ async fn the_nats_object_store_passes_the_conformance_suite() {
         .await
         .unwrap();
     assert!(again.contains("rt/one").await.unwrap());
+    let fresh = NatsBlobStore::open(again_client(&server).await, "gc", 3 << 20)
+        .await
+        .unwrap();
+    testing::gc(Arc::new(fresh)).await;
+}
+
+async fn again_client(server: &Nats) -> async_nats::Client {
+    async_nats::connect(server.url()).await.unwrap()
 }

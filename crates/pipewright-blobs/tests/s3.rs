@@ -44,6 +44,7 @@ async fn an_s3_compatible_store_passes_the_conformance_suite() {
     testing::run(Arc::new(prefixed) as Arc<dyn BlobStore>, max).await;
     let bare = store(&moto, "s3://pipewright-ci", 2 << 20);
     testing::run(Arc::new(bare) as Arc<dyn BlobStore>, 2 << 20).await;
+    testing::gc(Arc::new(store(&moto, "s3://pipewright-ci/gc", max))).await;
 
     // A missing bucket is an error that names it, not a miss.
     let missing = store(&moto, "s3://nobucket", max);

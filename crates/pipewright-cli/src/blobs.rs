@@ -84,6 +84,121 @@ pub(crate) async fn open(
     })
 }
 
+/// `pipewright blobs gc`: removes content no cache or artifact pointer names.
+#[derive(Debug, Args)]
+pub struct GcCmd {
+    #[command(flatten)]
+    blobs: BlobArgs,
+    /// The NATS server whose object store `--blobs nats:` names (the queue's URL).
+    #[arg(long, value_name = "URL", env = "PIPEWRIGHT_QUEUE")]
+    queue: Option<String>,
+    #[command(flatten)]
+    nats: crate::server::NatsArgs,
+    /// Content written more recently than this is kept even when nothing names it yet (a
+    /// put stores its content just before its pointer).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::parse_grace)]
+    grace: std::time::Duration,
+    /// List what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The blob store subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BlobsCmd {
+    /// Remove content (`sha256/…`) that no cache or artifact pointer names, once older than
+    /// `--grace`. Pointers are never removed, so every artifact version a build can still ask
+    /// for stays. Run it from cron on one machine; the server and workers may keep running.
+    ///
+    /// Example: pipewright blobs gc --blobs s3://ci-blobs/pipewright --dry-run
+    Gc(GcCmd),
+}
+
+async fn nats_client(url: &str, n: &crate::server::NatsArgs) -> Result<async_nats::Client, String> {
+    let opts = n.options(url, false, std::time::Duration::from_secs(30));
+    let mut conn = async_nats::ConnectOptions::new()
+        .name("pipewright-blobs")
+        .connection_timeout(std::time::Duration::from_secs(10));
+    if let Some(t) = opts.token {
+        conn = conn.token(t);
+    }
+    if let Some((u, p)) = opts.user {
+        conn = conn.user_and_password(u, p);
+    }
+    if let Some(creds) = &opts.credentials {
+        conn = conn
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("the NATS credentials file {}: {e}", creds.display()))?;
+    }
+    conn.connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))
+}
+
+async fn gc(c: &GcCmd) -> Result<bool, String> {
+    let nats = match &c.queue {
+        Some(u) if u.starts_with("nats://") || u.starts_with("tls://") => {
+            Some(nats_client(u, &c.nats).await?)
+        }
+        _ => None,
+    };
+    let store = open(&c.blobs, nats).await?;
+    let report = pipewright_blobs::collect_garbage(
+        store.as_ref(),
+        pipewright_blobs::GcOptions {
+            grace: c.grace,
+            dry_run: c.dry_run,
+        },
+    )
+    .await
+    .map_err(|e| format!("{}: {e}", store.describe()))?;
+    let (verb, done) = if c.dry_run {
+        ("would remove", "to remove")
+    } else {
+        ("removed", "removed")
+    };
+    for key in &report.removed {
+        println!("{verb} {key}");
+    }
+    for (pointer, key) in &report.dangling {
+        eprintln!("warning: `{pointer}` names {key}, which is not stored");
+    }
+    println!(
+        "{}: {} pointers, {} named blobs kept, {} unnamed kept for --grace, {} {done}",
+        store.describe(),
+        report.pointers,
+        report.referenced,
+        report.young,
+        report.removed.len()
+    );
+    Ok(report.dangling.is_empty())
+}
+
+/// Runs a `blobs` subcommand: exit 0, 1 when a pointer names missing content, 2 on errors.
+pub fn blobs_cmd(c: BlobsCmd) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let BlobsCmd::Gc(gc_cmd) = c;
+    match runtime.block_on(gc(&gc_cmd)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

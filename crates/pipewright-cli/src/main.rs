@@ -75,6 +75,9 @@ enum Command {
     ///
     /// Example: pipewright worker --queue nats://ci.example.com:4222 --token-file worker-token --tags linux
     Worker(worker::WorkerCmd),
+    /// Look after the blob store of artifacts and task caches (`--blobs`).
+    #[command(subcommand)]
+    Blobs(blobs::BlobsCmd),
     #[command(flatten)]
     Client(client::ClientCmd),
 }
@@ -395,6 +398,7 @@ fn main() -> ExitCode {
         Command::Graph(c) => graph_cmd(c),
         Command::Server(c) => server::server_cmd(c),
         Command::Worker(c) => worker::worker_cmd(c),
+        Command::Blobs(c) => blobs::blobs_cmd(c),
         Command::Client(c) => client::client_cmd(c, &cli.conn),
     }
 }

@@ -30,4 +30,21 @@ pub trait BlobStore: Send + Sync {
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Where the blobs are, for logs (`s3://bucket/prefix`, a directory): never credentials.
     fn describe(&self) -> String;
+    /// Removes the blob under `key`; `false` when there was none. The default answers
+    /// `Unsupported`: a store that cannot delete is never garbage-collected.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Err(unsupported(self.describe(), key, "delete"))
+    }
+    /// When the blob under `key` was last written; `None` when there is none. Garbage
+    /// collection spares blobs younger than its grace period. The default answers `Unsupported`.
+    async fn modified(&self, key: &str) -> Result<Option<std::time::SystemTime>> {
+        Err(unsupported(self.describe(), key, "tell the age of"))
+    }
+}
+
+fn unsupported(store: String, key: &str, what: &str) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Unsupported,
+        format!("the blob store {store} cannot {what} `{key}`"),
+    )
 }
