@@ -22,9 +22,9 @@ use std::time::Duration;
 /// Label holding the name of the service a container runs.
 pub const LABEL_SERVICE: &str = "io.pipewright.service";
 
-/// Every param the `docker` service type reads.
+/// Every param a `service` step of the `docker` type may set. The engine adds `name` (the
+/// step's label) itself.
 pub const PARAMS: &[&str] = &[
-    "name",
     "image",
     "ports",
     "host_port",
