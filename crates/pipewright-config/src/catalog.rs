@@ -194,10 +194,10 @@ impl Default for Catalog {
             ]),
             // `postgresql` is the PikoCI seed's name for `postgres`.
             service_types: vec![
+                crate::IMAGE_SERVICE_TYPE.into(),
                 "nats".into(),
                 "postgres".into(),
                 "postgresql".into(),
-                crate::IMAGE_SERVICE_TYPE.into(),
             ],
             // The same spec as `pipewright_services::param_spec` (the engine's registry test
             // holds the two together).

@@ -316,7 +316,8 @@ impl ContainerService {
         }
     }
 
-    /// The host ports the daemon bound, in the order of `ports`.
+    /// The host ports the daemon bound, in the order of `ports`; none when the container has
+    /// already exited (`ready` then reports that, with its logs).
     async fn published(&self, d: &Docker, id: &str) -> Result<Vec<(u16, u16)>> {
         let info = d
             .inspect_container(
@@ -325,6 +326,9 @@ impl ContainerService {
             )
             .await
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot inspect: {e}")))?;
+        if info.state.and_then(|s| s.running) != Some(true) {
+            return Ok(Vec::new());
+        }
         let map = info
             .network_settings
             .and_then(|n| n.ports)
