@@ -34,6 +34,8 @@ pub struct Catalog {
     pub runners: BTreeMap<String, RunnerRule>,
     /// Built-in service types.
     pub service_types: Vec<String>,
+    /// The params of built-in service types that declare theirs (others accept any).
+    pub service_params: BTreeMap<String, RunnerRule>,
     /// Built-in secret types.
     pub secret_types: Vec<String>,
     /// Built-in notification types and the params each reads and requires.
@@ -67,6 +69,20 @@ const DOCKER_PARAMS: &[&str] = &[
     "pull",
     "privileged",
     "env",
+];
+
+/// The params of the built-in `docker` service type (a service from a container image).
+const IMAGE_SERVICE_PARAMS: &[&str] = &[
+    "image",
+    "ports",
+    "host_port",
+    "env",
+    "cmd",
+    "entrypoint",
+    "health",
+    "pull",
+    "ready_timeout",
+    "ready_interval",
 ];
 
 /// The params of the built-in notification types' forge statuses.
@@ -205,7 +221,18 @@ impl Default for Catalog {
                 ),
             ]),
             // `postgresql` is the PikoCI seed's name for `postgres`.
-            service_types: vec!["nats".into(), "postgres".into(), "postgresql".into()],
+            service_types: vec![
+                crate::IMAGE_SERVICE_TYPE.into(),
+                "nats".into(),
+                "postgres".into(),
+                "postgresql".into(),
+            ],
+            // The same spec as `pipewright_services::param_spec` (the engine's registry test
+            // holds the two together).
+            service_params: BTreeMap::from([(
+                crate::IMAGE_SERVICE_TYPE.into(),
+                RunnerRule::exactly(IMAGE_SERVICE_PARAMS, &["image"]),
+            )]),
             secret_types: vec!["env".into(), "file".into(), "vault".into()],
             // The same specs as `pipewright_notify::param_spec` (the engine's registry test
             // holds the two together).
@@ -221,6 +248,7 @@ impl Catalog {
             resource_types: BTreeMap::new(),
             runners: BTreeMap::new(),
             service_types: vec![],
+            service_params: BTreeMap::new(),
             secret_types: vec![],
             notification_types: BTreeMap::new(),
         }

@@ -821,12 +821,20 @@ impl Loader<'_> {
                 })
             }
             "service" => {
+                let rest = r.rest_attrs();
+                let image = rest
+                    .iter()
+                    .find(|a| a.key.as_str() == "image")
+                    .map(|a| loc_of(file, a.key.span()));
+                let (params, locs) = self.params_of_located(file, &rest, ctx);
                 self.refs.push((
-                    Ref::Type(crate::catalog::TypeKind::Service, name.clone()),
+                    Ref::Service {
+                        name: name.clone(),
+                        params: locs,
+                        image,
+                    },
                     loc,
                 ));
-                let rest = r.rest_attrs();
-                let params = self.params_of(file, &rest, ctx);
                 StepKind::Service(ServiceStep {
                     service_type: name.clone(),
                     params,

@@ -11,6 +11,7 @@ mod jobs;
 mod load;
 mod matrix;
 mod model;
+mod services;
 mod validate;
 
 pub use catalog::{Catalog, ResourceOps, RunnerRule, TypeKind};
@@ -22,6 +23,7 @@ pub use funcs::function_names;
 pub use graph::{to_dot, to_mermaid};
 pub use load::{LoadOptions, Loaded, TypeFetcher, load_file, load_str, slugify};
 pub use model::*;
+pub use services::{IMAGE_SERVICE_TYPE, image_service};
 
 /// The job dependencies induced by `passed`: `(upstream, downstream, resource)` for every
 /// constraint, in declaration order.

@@ -159,6 +159,12 @@ pub(crate) enum Ref {
         put: bool,
         params: Vec<(String, Loc)>,
     },
+    /// A `service` step: its label, the params it sets and where `image` was written, if it was.
+    Service {
+        name: String,
+        params: Vec<(String, Loc)>,
+        image: Option<Loc>,
+    },
     Notification(String),
     /// The params of a notification (or the overrides of a `notify` step) of type
     /// `type_name`: checked against a built-in type's params.

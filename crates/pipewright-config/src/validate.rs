@@ -12,6 +12,13 @@ fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -
     suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 
+pub(crate) fn did_you_mean_of<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    did_you_mean(name, candidates)
+}
+
 pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
     let refs = std::mem::take(&mut l.refs);
     let catalog = l.opts.catalog.clone();
@@ -208,6 +215,11 @@ pub(crate) fn resolve(l: &mut Loader<'_>, p: &mut Pipeline) {
                 put,
                 params,
             } => unknown_resource_params(l, p, &catalog, &resource, put, &params),
+            Ref::Service {
+                name,
+                params,
+                image,
+            } => crate::services::check_step(l, p, &catalog, &name, &params, image, loc),
             Ref::Notification(id) => {
                 if p.notifications.contains_key(&id) {
                     continue;

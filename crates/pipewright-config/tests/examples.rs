@@ -47,6 +47,7 @@ fn every_example_is_covered_by_a_test() {
             "git-to-deploy.hcl",
             "hello.hcl",
             "hooks-and-conditions.hcl",
+            "image-service.hcl",
             "local-ci.hcl",
             "notifications.hcl",
             "python-project.hcl"
@@ -69,6 +70,28 @@ fn hello() {
         "echo \"$GREETING from $BUILD_JOB_NAME\""
     );
     assert_eq!(t.env["GREETING"], "hello");
+}
+
+#[test]
+fn image_service_example() {
+    let p = load("image-service.hcl");
+    let job = &p.jobs["integration"];
+    let StepKind::Service(s) = &step(job, "db").kind else {
+        panic!("not a service")
+    };
+    assert!(
+        pipewright_config::image_service(&p, s),
+        "`image` makes it a container service"
+    );
+    assert_eq!(
+        s.params.get_str("image").unwrap(),
+        "pipewright-test/postgres:latest"
+    );
+    assert_eq!(s.params.get("ports"), Some(&serde_json::json!([5432])));
+    assert_eq!(
+        s.params.get("env"),
+        Some(&serde_json::json!({"POSTGRES_PASSWORD": "test"}))
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod context;
 pub mod duration;
 mod error;
 mod event;
+pub mod owner;
 mod secret;
 mod status;
 mod traits;

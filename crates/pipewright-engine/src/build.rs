@@ -1305,6 +1305,14 @@ impl<'a> Build<'a> {
                 self.workdir.clone(),
             )));
         }
+        // `service "db" { image = "…" }`: a container named by the step's label.
+        if pipewright_config::image_service(self.pipeline, s) {
+            params.insert("name", step.name.clone());
+            return self
+                .engine
+                .registry
+                .service(pipewright_config::IMAGE_SERVICE_TYPE, &params);
+        }
         let builtin = match decl.map(|t| &t.source) {
             Some(pipewright_config::TypeSource::Builtin { name }) => name.as_str(),
             _ => s.service_type.as_str(),

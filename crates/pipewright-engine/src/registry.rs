@@ -135,6 +135,28 @@ where
 pub trait ServiceFactory: Send + Sync {
     /// The service named `name` with `params`.
     fn create(&self, name: &str, params: &Params) -> Result<Arc<dyn Service>>;
+
+    /// The params a `service` step of this type may set: validation refuses others with a
+    /// suggestion. Defaults to `None`, any param.
+    fn params(&self) -> Option<ParamSpec> {
+        None
+    }
+}
+
+/// A built-in service type of `pipewright-services`, with its declared params.
+struct BuiltinService {
+    grace: Duration,
+    params: Option<ParamSpec>,
+}
+
+impl ServiceFactory for BuiltinService {
+    fn create(&self, name: &str, params: &Params) -> Result<Arc<dyn Service>> {
+        pipewright_services::create(name, params, self.grace)
+    }
+
+    fn params(&self) -> Option<ParamSpec> {
+        self.params.clone()
+    }
 }
 
 impl<F> ServiceFactory for F
@@ -189,7 +211,8 @@ impl Registry {
     }
 
     /// A registry with the runners `exec`, `shell` and `docker`, which stop a task with
-    /// `SIGTERM`, then `SIGKILL` after `grace`; the services `nats` and `postgres`; and the secret
+    /// `SIGTERM`, then `SIGKILL` after `grace`; the services `nats`, `postgres` and `docker`
+    /// (container images); and the secret
     /// types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
         Self::builtins(&BuiltinOptions {
@@ -199,8 +222,10 @@ impl Registry {
     }
 
     /// Every built-in plug-in: the runners `exec`, `shell` and `docker`; the resource types
-    /// `git`, `cron`, `fs`, `artifact` and `registry-image` (feature `images`); the services `nats` and `postgres` (also
-    /// `postgresql`); the secret types `env`, `file` and `vault`; the notification types of
+    /// `git`, `cron`, `fs`, `artifact` and `registry-image` (feature `images`); the services
+    /// `nats` and `postgres` (also `postgresql`) and, with the `docker` feature, `docker` (a
+    /// service from a container image, `service "NAME" { image = "…" }`); the secret types
+    /// `env`, `file` and `vault`; the notification types of
     /// `pipewright-notify` (feature `notify`). This is the one list of built-ins: validation uses [`Registry::catalog`], so what validates can run.
     pub fn builtins(opts: &BuiltinOptions) -> Self {
         let grace = opts.grace;
@@ -226,8 +251,9 @@ impl Registry {
         for name in pipewright_services::BUILTIN_TYPES {
             r.service_type(
                 *name,
-                Arc::new(move |n: &str, params: &Params| {
-                    pipewright_services::create(n, params, grace)
+                Arc::new(BuiltinService {
+                    grace,
+                    params: pipewright_services::param_spec(name),
                 }),
             );
         }
@@ -347,6 +373,11 @@ impl Registry {
                 .map(|(n, r)| (n.clone(), r.params()))
                 .collect(),
             service_types: self.services.keys().cloned().collect(),
+            service_params: self
+                .services
+                .iter()
+                .filter_map(|(n, f)| Some((n.clone(), f.params()?)))
+                .collect(),
             secret_types,
             notification_types: self.notifications.clone(),
         }

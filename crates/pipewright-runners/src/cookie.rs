@@ -4,9 +4,9 @@
 //! `/proc/<pid>/environ` (Linux), the approach Jenkins' process-tree killer takes; and the owner
 //! part lets a later run tell the leftovers of a dead runner from the processes of a live one.
 
-use crate::owner;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pipewright_core::owner;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

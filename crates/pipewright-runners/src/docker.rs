@@ -1,6 +1,5 @@
 //! `docker`: a task in a container, through the Docker Engine API (bollard).
 
-use crate::owner::{hostname, start_time};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -22,10 +21,8 @@ use std::time::Duration;
 pub const CONTAINER_WORKDIR: &str = "/workdir";
 
 /// Label marking containers this runner created; the others carry the ids.
-pub const LABEL_MANAGED: &str = "io.pipewright.managed";
-const LABEL_OWNER: &str = "io.pipewright.owner";
-const LABEL_BUILD: &str = "io.pipewright.build";
-const LABEL_JOB: &str = "io.pipewright.job";
+pub use pipewright_core::owner::LABEL_MANAGED;
+use pipewright_core::owner::{LABEL_BUILD, LABEL_JOB, LABEL_OWNER, container_owner_alive};
 const LABEL_STEP: &str = "io.pipewright.step";
 
 /// When to pull the image.
@@ -75,7 +72,7 @@ impl DockerRunner {
             client: tokio::sync::OnceCell::new(),
             grace: crate::DEFAULT_GRACE,
             allow_privileged: false,
-            owner: owner_id(std::process::id()),
+            owner: pipewright_core::owner::container_owner().to_owned(),
         }
     }
 
@@ -116,29 +113,6 @@ impl DockerRunner {
     }
 }
 
-/// `host:pid:start-time`: the start time tells a live owner from a reused pid.
-fn owner_id(pid: u32) -> String {
-    format!(
-        "{}:{pid}:{}",
-        hostname(),
-        start_time(pid).unwrap_or_default()
-    )
-}
-
-fn owner_alive(owner: &str) -> bool {
-    let mut parts = owner.splitn(3, ':');
-    let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
-        return true; // not ours to judge
-    };
-    if host != hostname() {
-        return true;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) => start_time(pid).as_deref() == Some(start),
-        Err(_) => true,
-    }
-}
-
 async fn reap_orphans(d: &Docker) -> usize {
     let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_MANAGED])]);
     let list = match d
@@ -164,7 +138,7 @@ async fn reap_orphans(d: &Docker) -> usize {
             .and_then(|l| l.get(LABEL_OWNER))
             .cloned()
             .unwrap_or_default();
-        if owner_alive(&owner) {
+        if container_owner_alive(&owner) {
             continue;
         }
         if let Some(id) = c.id {

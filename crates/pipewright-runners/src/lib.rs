@@ -4,7 +4,6 @@ mod channel;
 mod cookie;
 #[cfg(feature = "docker")]
 mod docker;
-mod owner;
 mod process;
 mod supervisor;
 mod template;

@@ -1,19 +1,28 @@
-//! Who owns a process or a container: the runner's pid with its start time (which tells a live
-//! owner from a reused pid) and, for host processes, its pid namespace (a pid means nothing in
-//! another one). A later run on the same host uses it to reap what a dead runner left behind.
+//! Who owns a process or a container: the owning process's pid with its start time (which tells
+//! a live owner from a reused pid) and, for host processes, its pid namespace (a pid means nothing
+//! in another one); containers carry the host name instead. A later run on the same host uses it
+//! to reap what a dead engine left behind (task processes, task and service containers).
 
 use std::sync::OnceLock;
 
+/// Label marking every container Pipewright creates (tasks and services).
+pub const LABEL_MANAGED: &str = "io.pipewright.managed";
+/// Label holding the owner id ([`container_owner`]) of a container.
+pub const LABEL_OWNER: &str = "io.pipewright.owner";
+/// Label holding the build id of a container.
+pub const LABEL_BUILD: &str = "io.pipewright.build";
+/// Label holding the job name of a container.
+pub const LABEL_JOB: &str = "io.pipewright.job";
+
 /// The host's name, for container labels (containers outlive pid namespaces).
-#[cfg(feature = "docker")]
-pub(crate) fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
 }
 
 /// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
-pub(crate) fn start_time(pid: u32) -> Option<String> {
+pub fn start_time(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields are counted after the command name's closing parenthesis.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -29,7 +38,7 @@ fn pid_namespace() -> Option<String> {
 
 /// This process as an owner of host processes: `pid.start-time.pid-namespace`. No dots or
 /// colons appear inside the parts, so the id fits in a cookie.
-pub(crate) fn this_process() -> &'static str {
+pub fn this_process() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         let pid = std::process::id();
@@ -44,7 +53,7 @@ pub(crate) fn this_process() -> &'static str {
 /// Whether the owner named by [`this_process`]'s format is gone: `Some(false)` only when it is
 /// certain (same pid namespace, and the pid is gone or now belongs to a younger process). An id
 /// from another namespace, or one that does not parse, is not ours to judge: `None`.
-pub(crate) fn process_alive(owner: &str) -> Option<bool> {
+pub fn process_alive(owner: &str) -> Option<bool> {
     let mut parts = owner.split('.');
     let (Some(pid), Some(start), Some(ns), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -60,6 +69,38 @@ pub(crate) fn process_alive(owner: &str) -> Option<bool> {
         // Hidden from us (`hidepid`): cannot tell.
         Err(_) => None,
         Ok(_) => start_time(pid).map(|s| s == start),
+    }
+}
+
+/// `pid` as the owner of containers: `host:pid:start-time`.
+pub fn container_owner_of(pid: u32) -> String {
+    format!(
+        "{}:{pid}:{}",
+        hostname(),
+        start_time(pid).unwrap_or_default()
+    )
+}
+
+/// This process as the owner of containers ([`container_owner_of`] its own pid).
+pub fn container_owner() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| container_owner_of(std::process::id()))
+}
+
+/// Whether the owner of a container (an id in [`container_owner`]'s format) may still be
+/// alive: `false` only when it ran on this host and its pid is gone or reused. An id from
+/// another host, or one that does not parse, is not ours to judge: `true`.
+pub fn container_owner_alive(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
+        return true;
+    };
+    if host != hostname() {
+        return true;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => start_time(pid).as_deref() == Some(start),
+        Err(_) => true,
     }
 }
 
@@ -80,5 +121,18 @@ mod tests {
         assert_eq!(process_alive(&format!("{pid}.1.{ns}")), Some(false));
         assert_eq!(process_alive(&format!("4194303.{start}.1")), None);
         assert_eq!(process_alive("12:34"), None);
+    }
+
+    #[test]
+    fn a_container_owner_is_alive_until_its_process_is_gone() {
+        assert!(container_owner_alive(container_owner()));
+        let host = hostname();
+        assert!(!container_owner_alive(&format!("{host}:4194303:1")));
+        assert!(!container_owner_alive(&format!(
+            "{host}:{}:1",
+            std::process::id()
+        )));
+        assert!(container_owner_alive("another-host:4194303:1"));
+        assert!(container_owner_alive("garbage"));
     }
 }
