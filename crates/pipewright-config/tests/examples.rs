@@ -42,6 +42,7 @@ fn every_example_is_covered_by_a_test() {
         names,
         [
             "custom-types.hcl",
+            "deploy-compose.hcl",
             "fan-out-fan-in.hcl",
             "four-abstractions.hcl",
             "git-to-deploy.hcl",
@@ -606,5 +607,29 @@ fn python_project() {
         g.passed.len(),
         5 + 2,
         "the group `test` means every instance"
+    );
+}
+
+#[test]
+fn deploy_compose() {
+    let p = load("deploy-compose.hcl");
+    let image = &p.resources["registry-image.web-image"];
+    assert_eq!(
+        image.params.get_str("repository").unwrap(),
+        "127.0.0.1:5000/examples/web"
+    );
+    let StepKind::Put(put) = &step(&p.jobs["build"], "web-image").kind else {
+        panic!("not a put")
+    };
+    assert_eq!(put.params.get_str("tag_file").unwrap(), "tag");
+    let deploy = &p.jobs["deploy"];
+    let StepKind::Get(g) = &step(deploy, "web-image").kind else {
+        panic!("not a get")
+    };
+    assert_eq!(g.passed, ["build"]);
+    assert_eq!(
+        deploy.hooks.on_failure.len(),
+        1,
+        "a failed smoke test rolls back"
     );
 }
