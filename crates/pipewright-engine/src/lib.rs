@@ -517,6 +517,28 @@ impl Engine {
             .await
     }
 
+    /// Sends the notifications of job `job`'s `approve` gate for build `opts.number`, which
+    /// waits for approval: each is sent as a `notify` step would send it (secrets resolved,
+    /// the message templated with the build's variables, `BUILD_STATUS` =
+    /// `waiting_for_approval`, `APPROVAL_LABEL`, every text masked). Returns the masked reason
+    /// of each notification that could not be sent; errors when the job does not exist.
+    pub async fn notify_approval(
+        &self,
+        pipeline: &Pipeline,
+        job: &str,
+        opts: &RunOptions,
+    ) -> Result<Vec<String>> {
+        let job = pipeline.jobs.get(job).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the pipeline has no job `{job}`"),
+            )
+        })?;
+        Build::prepare(self, pipeline, job, opts, opts.store(), None)?
+            .approval_only()
+            .await
+    }
+
     /// Runs `jobs` (all jobs when empty) as one DAG: a job starts when the jobs it names in
     /// `passed` (among those selected) have passed, gets the versions they used, and is
     /// skipped when one of them fails.

@@ -79,11 +79,7 @@ impl Hub {
             build.input_values.clone(),
         );
         plan.previous_status = self.previous_status(build).await?;
-        plan.url = self
-            .options
-            .external_url
-            .as_deref()
-            .map(|base| format!("{}/#/builds/{}", base.trim_end_matches('/'), build.id));
+        plan.url = self.page_url(build.id);
         if let Some(old) = build.rerun_of
             && build.trigger.contains(crate::rerun::FROM_FAILED)
             && let (Some(old), Some(job)) = (self.store.build(old).await?, p.jobs.get(&build.job))
@@ -91,6 +87,53 @@ impl Hub {
             plan.restore = self.restorable(&old, job).await?.0;
         }
         Ok(plan)
+    }
+
+    /// The link to a build's page in the UI, when the server knows its external URL.
+    pub(crate) fn page_url(&self, id: pipewright_store::BuildId) -> Option<String> {
+        self.options
+            .external_url
+            .as_deref()
+            .map(|base| format!("{}/#/builds/{id}", base.trim_end_matches('/')))
+    }
+
+    /// Sends the notifications of `build`'s approval gate in the background; a failure is
+    /// logged (masked) and never changes the build.
+    pub(crate) fn notify_approval(self: &Arc<Self>, build: &Build) {
+        let Some(p) = self.pipeline(&build.pipeline) else {
+            return;
+        };
+        let wanted = p
+            .jobs
+            .get(&build.job)
+            .and_then(|j| j.approve.as_ref())
+            .is_some_and(|a| !a.notify.is_empty());
+        if !wanted {
+            return;
+        }
+        let hub = self.clone();
+        let build = build.clone();
+        tokio::spawn(async move {
+            let opts = pipewright_engine::RunOptions {
+                pipeline_name: build.pipeline.clone(),
+                number: build.number,
+                job_inputs: build.input_values.clone(),
+                store: Some(Arc::new(hub.versions(&build.pipeline))),
+                cancel: hub.shutdown.child_token(),
+                build_url: hub.page_url(build.id),
+                ..pipewright_engine::RunOptions::default()
+            };
+            match hub.engine.notify_approval(&p, &build.job, &opts).await {
+                Ok(failures) => {
+                    for reason in failures {
+                        tracing::warn!(build = %build.id, reason, "an approval notification was not sent");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(build = %build.id, error = %e, "approval notifications were not sent")
+                }
+            }
+        });
     }
 
     /// The status of the newest finished build of `build`'s job numbered below it, for the

@@ -245,6 +245,9 @@ impl Hub {
             .await?;
         tracing::info!(pipeline, job = %job.name, number = build.number, id = %build.id, trigger = %build.trigger, "build created");
         self.metrics.build_created();
+        if build.approvals_required > 0 {
+            self.notify_approval(&build);
+        }
         if job.interruptible {
             self.interrupt_older(&build).await;
         }

@@ -122,3 +122,75 @@ job "hello" {{
     assert_eq!(got.lock().unwrap()[0]["url"].as_str(), Some(link.as_str()));
     ci.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_gate_notifies_when_a_build_starts_waiting() {
+    let got = Got::default();
+    let app = axum::Router::new().fallback(record).with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hcl = format!(
+        r##"
+notification "webhook" "approvers" {{
+  params {{ url = "http://{addr}/approvers" }}
+}}
+notification "webhook" "unreachable" {{
+  params {{ url = "http://127.0.0.1:9/nobody" }}
+}}
+job "release" {{
+  input "target" {{
+    type    = string
+    default = "staging"
+  }}
+  approve "ship" {{
+    notify "webhook" "approvers" {{
+      message = "#$BUILD_NUMBER to $INPUT_TARGET waits for `$APPROVAL_LABEL` ($BUILD_STATUS)"
+    }}
+    notify "webhook" "unreachable" {{}}
+  }}
+  task "go" {{
+    run "shell" {{ cmd = "echo shipped" }}
+  }}
+}}
+"##
+    );
+    let ci = Ci::start(&hcl).await;
+    let b = ci
+        .trigger("release", serde_json::json!({ "target": "prod" }))
+        .await;
+    assert_eq!(b.status, BuildStatus::WaitingForApproval);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no approval notice");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let notice = got.lock().unwrap()[0].clone();
+    assert_eq!(notice["status"].as_str(), Some("waiting_for_approval"));
+    assert_eq!(notice["number"].as_u64(), Some(b.number));
+    assert_eq!(
+        notice["message"].as_str(),
+        Some(
+            format!(
+                "#{} to prod waits for `ship` (waiting_for_approval)",
+                b.number
+            )
+            .as_str()
+        )
+    );
+    // An unreachable receiver changes nothing: the build still waits, then runs when approved.
+    assert_eq!(ci.build(b.id).await.status, BuildStatus::WaitingForApproval);
+    let resp = ci
+        .post(&format!("/builds/{}/approve", b.id), serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(ci.wait_done(b.id).await.status, BuildStatus::Succeeded);
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "sent once, when the gate was reached"
+    );
+    ci.stop().await;
+}

@@ -53,6 +53,66 @@ impl Build<'_> {
         }
     }
 
+    /// Sends the notifications of the job's `approve` gate, for a build that waits for
+    /// approval, each run as a `notify` step would be (`BUILD_STATUS` is
+    /// `waiting_for_approval`); the workspace is removed. Returns one masked reason per
+    /// notification that could not be sent.
+    pub(crate) async fn approval_only(self) -> Result<Vec<String>, pipewright_core::Error> {
+        let gate = self
+            .job
+            .approve
+            .clone()
+            .unwrap_or_else(|| pipewright_config::Approval {
+                label: String::new(),
+                approvals: 0,
+                timeout: None,
+                notify: Vec::new(),
+            });
+        let mut ctx = pipewright_core::Ctx::new();
+        ctx.cancel = self.opts.cancel.child_token();
+        ctx.build = self.meta.clone();
+        let mut failures = Vec::new();
+        let preloaded = self.preload_secrets(&ctx).await;
+        if let Err(e) = preloaded {
+            failures.push(self.emitter.mask(&e.to_string()));
+        } else {
+            for n in &gate.notify {
+                let name = format!("notify:{}", n.notification);
+                let step = Step {
+                    name: name.clone(),
+                    kind: StepKind::Notify(n.clone()),
+                    timeout: Some(self.engine.options.hook_timeout),
+                    attempts: 1,
+                    hooks: Default::default(),
+                    loc: self.job.loc,
+                };
+                let mut exports = Exports::new();
+                exports.insert(
+                    "BUILD_STATUS".into(),
+                    BuildStatus::WaitingForApproval.as_str().to_owned(),
+                );
+                exports.insert("APPROVAL_LABEL".into(), gate.label.clone());
+                let id = StepId::new([name], StepRole::Hook);
+                let token = self.opts.force.child_token();
+                match self.run_attempts(&step, id, &mut exports, &token).await {
+                    super::Flow::Ok => {}
+                    super::Flow::Failed(reason) => failures.push(format!(
+                        "`{}`: {}",
+                        n.notification,
+                        self.emitter.mask(&reason)
+                    )),
+                    super::Flow::Cancelled => {
+                        failures.push(format!("`{}`: cancelled", n.notification));
+                    }
+                }
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+            tracing::warn!(error = %e, dir = %self.workdir.display(), "could not remove the approval workspace");
+        }
+        Ok(failures)
+    }
+
     /// The built-in type a notification of `type_name` is sent with: `type_name` itself when
     /// the pipeline does not define it, the built-in a `notification_type` points at with
     /// `source = "pipewright://NAME"`; `None` for a type with a `notify` command.
