@@ -539,6 +539,30 @@ impl Engine {
             .await
     }
 
+    /// Sends the notifications due (`on`, `jobs`/`exclude`, `fixed`/`broken` against
+    /// `opts.previous_status`) for build `opts.number` of `job`, which ended with `status`
+    /// without running: cancelled while it waited, or given up by a server. Returns the
+    /// masked reason of each notification that could not be sent.
+    pub async fn notify_end(
+        &self,
+        pipeline: &Pipeline,
+        job: &str,
+        status: pipewright_core::BuildStatus,
+        opts: &RunOptions,
+    ) -> Result<Vec<String>> {
+        let job = pipeline.jobs.get(job).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the pipeline has no job `{job}`"),
+            )
+        })?;
+        Ok(
+            Build::prepare(self, pipeline, job, opts, opts.store(), None)?
+                .end_only(status)
+                .await,
+        )
+    }
+
     /// Runs `jobs` (all jobs when empty) as one DAG: a job starts when the jobs it names in
     /// `passed` (among those selected) have passed, gets the versions they used, and is
     /// skipped when one of them fails.

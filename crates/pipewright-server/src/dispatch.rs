@@ -136,6 +136,47 @@ impl Hub {
         });
     }
 
+    /// Sends, in the background, the notifications due for `build`, which ended with
+    /// `status` without its engine reporting (cancelled while waiting, approval timeout, could
+    /// not be planned, given up after its attempts). A failure is logged (masked).
+    pub(crate) fn notify_end(&self, build: &Build, status: BuildStatus) {
+        let Some(p) = self.pipeline(&build.pipeline) else {
+            return;
+        };
+        if !p.notifications.values().any(|n| !n.on.is_empty()) || !p.jobs.contains_key(&build.job) {
+            return;
+        }
+        let Some(hub) = self.me.upgrade() else {
+            return;
+        };
+        let build = build.clone();
+        tokio::spawn(async move {
+            let previous = hub.previous_status(&build).await.ok().flatten();
+            let opts = pipewright_engine::RunOptions {
+                pipeline_name: build.pipeline.clone(),
+                number: build.number,
+                job_inputs: build.input_values.clone(),
+                store: Some(Arc::new(hub.versions(&build.pipeline))),
+                cancel: hub.shutdown.child_token(),
+                build_url: hub.page_url(build.id),
+                previous_status: previous
+                    .map(|s| BTreeMap::from([(build.job.clone(), s)]))
+                    .unwrap_or_default(),
+                ..pipewright_engine::RunOptions::default()
+            };
+            match hub.engine.notify_end(&p, &build.job, status, &opts).await {
+                Ok(failures) => {
+                    for reason in failures {
+                        tracing::warn!(build = %build.id, reason, "a notification was not sent");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(build = %build.id, error = %e, "notifications were not sent")
+                }
+            }
+        });
+    }
+
     /// The status of the newest finished build of `build`'s job numbered below it, for the
     /// `fixed` and `broken` notification rules (`None`: none among the last 50).
     async fn previous_status(&self, build: &Build) -> ServerResult<Option<BuildStatus>> {
@@ -176,6 +217,7 @@ impl Hub {
                     tracing::info!(build = %b.id, "approval timed out");
                     self.metrics.build_finished(BuildStatus::Cancelled);
                     self.announce(b.id);
+                    self.notify_end(&b, BuildStatus::Cancelled);
                 }
                 Err(e) => {
                     tracing::warn!(build = %b.id, error = %e, "could not expire the approval")
@@ -358,7 +400,10 @@ impl Hub {
             )
             .await
         {
-            Ok(_) => self.metrics.build_finished(BuildStatus::Errored),
+            Ok(_) => {
+                self.metrics.build_finished(BuildStatus::Errored);
+                self.notify_end(b, BuildStatus::Errored);
+            }
             Err(e) => tracing::warn!(build = %b.id, error = %e, "could not record the error"),
         }
         self.forget(b.id);

@@ -131,6 +131,8 @@ pub struct Hub {
     pub(crate) webhooks: crate::webhooks::Deliveries,
     /// The UI's graph layouts by pipeline.
     pub(crate) layouts: crate::ui_views::LayoutCache,
+    /// This hub, for background work started from `&self` (notifications).
+    pub(crate) me: std::sync::Weak<Hub>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -151,7 +153,8 @@ impl Hub {
         loader: Loader,
         options: ServerOptions,
     ) -> Arc<Self> {
-        Arc::new(Hub {
+        Arc::new_cyclic(|me| Hub {
+            me: me.clone(),
             store,
             engine,
             queue,

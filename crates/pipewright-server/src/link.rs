@@ -325,10 +325,12 @@ impl Hub {
             let reason = format!(
                 "the build was started {attempt} times and never finished (last: {why}); giving up"
             );
-            self.store
+            let done = self
+                .store
                 .finish_build(id, attempt, BuildStatus::Errored, Some(reason))
                 .await?;
             self.metrics.build_finished(BuildStatus::Errored);
+            self.notify_end(&done, BuildStatus::Errored);
         } else {
             self.store.requeue_build(id, attempt).await?;
         }

@@ -306,6 +306,10 @@ impl Hub {
         self.forget(id);
         self.announce(id);
         self.wake_dispatcher();
+        // A held build's engine (on a worker) sends its own notifications as it stops.
+        if !b.state.is_held() {
+            self.notify_end(&done, BuildStatus::Cancelled);
+        }
         Ok(done)
     }
 

@@ -194,3 +194,70 @@ job "release" {{
     );
     ci.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_that_end_without_running_still_notify() {
+    let got = Got::default();
+    let app = axum::Router::new().fallback(record).with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hcl = format!(
+        r#"
+notification "webhook" "ends" {{
+  params {{ url = "http://{addr}/ends" }}
+  on = ["cancel", "failure"]
+}}
+job "gated" {{
+  approve "go" {{}}
+  task "t" {{
+    run "shell" {{ cmd = "true" }}
+  }}
+}}
+job "brief" {{
+  approve "go" {{ timeout = "1s" }}
+  task "t" {{
+    run "shell" {{ cmd = "true" }}
+  }}
+}}
+"#
+    );
+    let ci = Ci::start(&hcl).await;
+    let wait_for = |n: usize| {
+        let got = got.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while got.lock().unwrap().len() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "only {:?}",
+                    got.lock().unwrap()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Cancelled while waiting for approval.
+    let b = ci.trigger("gated", serde_json::json!({})).await;
+    let resp = ci
+        .post(&format!("/builds/{}/cancel", b.id), serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    wait_for(1).await;
+    // No approval within its timeout.
+    let late = ci.trigger("brief", serde_json::json!({})).await;
+    assert_eq!(ci.wait_done(late.id).await.status, BuildStatus::Cancelled);
+    wait_for(2).await;
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        (got[0]["job"].as_str(), got[0]["status"].as_str()),
+        (Some("gated"), Some("cancelled"))
+    );
+    assert_eq!(
+        (got[1]["job"].as_str(), got[1]["status"].as_str()),
+        (Some("brief"), Some("cancelled"))
+    );
+    ci.stop().await;
+}

@@ -29,7 +29,12 @@ impl Build<'_> {
     /// Sends the notifications due for a build that ended with `status`, each as a hook step
     /// `notify:<type>.<name>` of the build: a failure is logged there and recorded as a failed
     /// hook, and never changes the build's status.
-    pub(crate) async fn dispatch_notifications(&self, status: BuildStatus, exports: &Exports) {
+    pub(crate) async fn dispatch_notifications(
+        &self,
+        status: BuildStatus,
+        exports: &Exports,
+    ) -> Vec<String> {
+        let mut failures = Vec::new();
         for n in self.due(status) {
             let name = format!("notify:{}", n.id);
             let step = Step {
@@ -49,8 +54,30 @@ impl Build<'_> {
             // Like hooks, notifications outlive a cancelled build; a forced stop ends them.
             let token = self.opts.force.child_token();
             let id = StepId::new([name], StepRole::Hook);
-            let _ = self.run_attempts(&step, id, &mut exports, &token).await;
+            if let super::Flow::Failed(reason) =
+                self.run_attempts(&step, id, &mut exports, &token).await
+            {
+                failures.push(format!("`{}`: {}", n.id, self.emitter.mask(&reason)));
+            }
         }
+        failures
+    }
+
+    /// Sends the notifications due for a build that ended with `status` without running (a
+    /// server cancelled it while it waited, or gave up on it); the workspace is removed.
+    /// Returns one masked reason per notification that could not be sent.
+    pub(crate) async fn end_only(self, status: BuildStatus) -> Vec<String> {
+        let mut ctx = pipewright_core::Ctx::new();
+        ctx.cancel = self.opts.cancel.child_token();
+        ctx.build = self.meta.clone();
+        let failures = match self.preload_secrets(&ctx).await {
+            Ok(_) => self.dispatch_notifications(status, &Exports::new()).await,
+            Err(e) => vec![self.emitter.mask(&e.to_string())],
+        };
+        if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+            tracing::warn!(error = %e, dir = %self.workdir.display(), "could not remove the notification workspace");
+        }
+        failures
     }
 
     /// Sends the notifications of the job's `approve` gate, for a build that waits for
