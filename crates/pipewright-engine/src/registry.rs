@@ -141,6 +141,9 @@ pub struct Registry {
     /// Built-in notification types this engine sends, with their params.
     notifications: BTreeMap<String, ParamSpec>,
     grace: Option<Duration>,
+    /// Starts the containers of jobs with a `container` block.
+    #[cfg(feature = "docker")]
+    job_containers: Option<Arc<DockerRunner>>,
 }
 
 impl fmt::Debug for Registry {
@@ -192,14 +195,15 @@ impl Registry {
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
         // Connects to the daemon on first use only, so a host without Docker is fine.
         #[cfg(feature = "docker")]
-        r.runner(
-            "docker",
-            Arc::new(
+        {
+            let docker = Arc::new(
                 DockerRunner::new()
                     .with_grace(grace)
                     .allow_privileged(opts.allow_privileged),
-            ),
-        );
+            );
+            r.runner("docker", docker.clone());
+            r.job_containers(docker);
+        }
         r.builtin_resources(&opts.cache_root);
         for name in pipewright_services::BUILTIN_TYPES {
             r.service_type(
@@ -221,6 +225,20 @@ impl Registry {
         #[cfg(feature = "notify")]
         r.builtin_notifications();
         r
+    }
+
+    /// Starts the containers of jobs with a `container` block with `docker` (the built-ins use
+    /// their `docker` runner, so both share one connection and one privileged policy).
+    #[cfg(feature = "docker")]
+    pub fn job_containers(&mut self, docker: Arc<DockerRunner>) -> &mut Self {
+        self.job_containers = Some(docker);
+        self
+    }
+
+    /// What starts job containers, if anything.
+    #[cfg(feature = "docker")]
+    pub(crate) fn job_container_runner(&self) -> Option<&Arc<DockerRunner>> {
+        self.job_containers.as_ref()
     }
 
     /// Registers the built-in notification types (`webhook`, `slack`, `discord`, `email`,

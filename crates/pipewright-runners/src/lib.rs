@@ -14,7 +14,7 @@ pub use cookie::{
     COOKIE_VAR, build_cookie_prefix, reap_cookie, reap_cookie_gracefully, reap_orphans,
 };
 #[cfg(feature = "docker")]
-pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
+pub use docker::{CONTAINER_WORKDIR, ContainerSession, DockerRunner, LABEL_MANAGED, PullPolicy};
 pub use process::{DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, run_process};
 pub use supervisor::enable_task_supervisor;
 pub use template::{TemplateRunner, expand};
