@@ -55,7 +55,7 @@ const GIT_PARAMS: &[&str] = &[
     "name",
 ];
 
-/// The params of the built-in `docker` runner.
+/// The params of the built-in `docker` and `podman` runners.
 const DOCKER_PARAMS: &[&str] = &[
     "image",
     "cmd",
@@ -173,6 +173,10 @@ impl Default for Catalog {
                 ),
                 (
                     "docker".into(),
+                    RunnerRule::exactly(DOCKER_PARAMS, &["image", "cmd"]),
+                ),
+                (
+                    "podman".into(),
                     RunnerRule::exactly(DOCKER_PARAMS, &["image", "cmd"]),
                 ),
             ]),

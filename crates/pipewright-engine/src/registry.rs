@@ -7,6 +7,8 @@ use pipewright_core::{
 };
 #[cfg(feature = "docker")]
 use pipewright_runners::DockerRunner;
+#[cfg(feature = "podman")]
+use pipewright_runners::PodmanRunner;
 use pipewright_runners::{ExecRunner, ShellRunner, TemplateRunner};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -171,7 +173,7 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry with the runners `exec`, `shell` and `docker`, which stop a task with
+    /// A registry with the runners `exec`, `shell`, `docker` and `podman`, which stop a task with
     /// `SIGTERM`, then `SIGKILL` after `grace`; the services `nats` and `postgres`; and the secret
     /// types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
@@ -181,7 +183,7 @@ impl Registry {
         })
     }
 
-    /// Every built-in plug-in: the runners `exec`, `shell` and `docker`; the resource types
+    /// Every built-in plug-in: the runners `exec`, `shell`, `docker` and `podman`; the resource types
     /// `git`, `cron`, `fs` and `artifact`; the services `nats` and `postgres` (also
     /// `postgresql`); the secret types `env`, `file` and `vault`; the notification types of
     /// `pipewright-notify` (feature `notify`). This is the one list of built-ins: validation uses [`Registry::catalog`], so what validates can run.
@@ -204,6 +206,15 @@ impl Registry {
             r.runner("docker", docker.clone());
             r.job_containers(docker);
         }
+        #[cfg(feature = "podman")]
+        r.runner(
+            "podman",
+            Arc::new(
+                PodmanRunner::new()
+                    .with_grace(grace)
+                    .allow_privileged(opts.allow_privileged),
+            ),
+        );
         r.builtin_resources(&opts.cache_root);
         for name in pipewright_services::BUILTIN_TYPES {
             r.service_type(

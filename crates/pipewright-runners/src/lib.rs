@@ -5,7 +5,11 @@ mod cookie;
 #[cfg(feature = "docker")]
 mod docker;
 mod owner;
+#[cfg(feature = "podman")]
+mod podman;
 mod process;
+#[cfg(any(feature = "docker", feature = "podman"))]
+mod settings;
 mod supervisor;
 mod template;
 
@@ -14,8 +18,12 @@ pub use cookie::{
     COOKIE_VAR, build_cookie_prefix, reap_cookie, reap_cookie_gracefully, reap_orphans,
 };
 #[cfg(feature = "docker")]
-pub use docker::{CONTAINER_WORKDIR, ContainerSession, DockerRunner, LABEL_MANAGED, PullPolicy};
+pub use docker::{ContainerSession, DockerRunner};
+#[cfg(feature = "podman")]
+pub use podman::PodmanRunner;
 pub use process::{DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, run_process};
+#[cfg(any(feature = "docker", feature = "podman"))]
+pub use settings::{CONTAINER_WORKDIR, LABEL_MANAGED, PullPolicy};
 pub use supervisor::enable_task_supervisor;
 pub use template::{TemplateRunner, expand};
 

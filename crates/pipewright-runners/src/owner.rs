@@ -63,6 +63,29 @@ pub(crate) fn process_alive(owner: &str) -> Option<bool> {
     }
 }
 
+/// `host:pid:start-time`: the start time tells a live owner from a reused pid.
+pub(crate) fn owner_id(pid: u32) -> String {
+    format!(
+        "{}:{pid}:{}",
+        hostname(),
+        start_time(pid).unwrap_or_default()
+    )
+}
+
+pub(crate) fn owner_alive(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
+        return true; // not ours to judge
+    };
+    if host != hostname() {
+        return true;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => start_time(pid).as_deref() == Some(start),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,8 +268,8 @@ async fn containers_of_a_dead_engine_are_reaped() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(left(&build), 1);
-    // Connecting reaps; `reap` can also be called at any time.
+    // Connecting reaps; `reap` can also be called at any time. The other tests' runners reap
+    // when they connect too, so the container may be gone already.
     DockerRunner::new().reap().await.unwrap();
     assert_eq!(left(&build), 0);
     // A live owner's containers are left alone.

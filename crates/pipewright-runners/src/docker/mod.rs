@@ -1,13 +1,16 @@
 //! `docker`: a task in a container, through the Docker Engine API (bollard).
 
+mod image;
 mod session;
-mod settings;
 
+use crate::settings::{
+    self, LABEL_BUILD, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER, LABEL_STEP, PullPolicy, Settings,
+    invalid,
+};
+use image::ensure_image;
 pub use session::ContainerSession;
-pub use settings::PullPolicy;
-use settings::{Settings, ensure_image, invalid};
 
-use crate::owner::{hostname, start_time};
+use crate::owner::{owner_alive, owner_id};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -23,16 +26,6 @@ use pipewright_core::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Where the build workspace appears inside every container.
-pub const CONTAINER_WORKDIR: &str = "/workdir";
-
-/// Label marking containers this runner created; the others carry the ids.
-pub const LABEL_MANAGED: &str = "io.pipewright.managed";
-const LABEL_OWNER: &str = "io.pipewright.owner";
-const LABEL_BUILD: &str = "io.pipewright.build";
-const LABEL_JOB: &str = "io.pipewright.job";
-const LABEL_STEP: &str = "io.pipewright.step";
 
 /// Runs each task in a fresh container: `image`, `cmd` (run with `/bin/sh -ec`; without it the
 /// image's own command), `args` (extra `docker run` flags: `-v`, `-e`, `--network`, `--memory`,
@@ -118,29 +111,6 @@ impl DockerRunner {
     pub async fn reap(&self) -> Result<usize> {
         let d = self.client().await?;
         Ok(reap_orphans(d).await)
-    }
-}
-
-/// `host:pid:start-time`: the start time tells a live owner from a reused pid.
-fn owner_id(pid: u32) -> String {
-    format!(
-        "{}:{pid}:{}",
-        hostname(),
-        start_time(pid).unwrap_or_default()
-    )
-}
-
-fn owner_alive(owner: &str) -> bool {
-    let mut parts = owner.splitn(3, ':');
-    let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
-        return true; // not ours to judge
-    };
-    if host != hostname() {
-        return true;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) => start_time(pid).as_deref() == Some(start),
-        Err(_) => true,
     }
 }
 
@@ -457,27 +427,4 @@ async fn oom_killed(d: &Docker, id: &str, tries: usize) -> bool {
         }
     }
     false
-}
-
-/// `path` under the host workspace `host_dir`, as the container sees it; `None` outside it.
-fn in_container(path: &str, host_dir: &str) -> Option<String> {
-    let rest = path.strip_prefix(host_dir)?;
-    (rest.is_empty() || rest.starts_with('/')).then(|| format!("{CONTAINER_WORKDIR}{rest}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workspace_paths_are_mapped_inside_the_container() {
-        let host = "/tmp/builds/b1";
-        assert_eq!(
-            in_container("/tmp/builds/b1/.pip", host).as_deref(),
-            Some("/workdir/.pip")
-        );
-        assert_eq!(in_container(host, host).as_deref(), Some("/workdir"));
-        assert_eq!(in_container("/tmp/builds/b10/x", host), None);
-        assert_eq!(in_container("/elsewhere", host), None);
-    }
 }

@@ -1,7 +1,7 @@
 //! A job's container: one long-lived container per job, each step a `docker exec` into it.
 
-use super::settings::{self, Settings, ensure_image, invalid};
-use super::{DockerRunner, NEXT, PullPolicy, remove, sanitize};
+use super::{DockerRunner, NEXT, ensure_image, remove, sanitize};
+use crate::settings::{self, CONTAINER_WORKDIR, PullPolicy, Settings, invalid};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -159,7 +159,7 @@ impl ContainerSession {
                 let file = if file.starts_with('/') {
                     file
                 } else {
-                    format!("{}/{file}", super::CONTAINER_WORKDIR)
+                    format!("{}/{file}", CONTAINER_WORKDIR)
                 };
                 vec![shell, "-e".to_owned(), file]
             }

@@ -1,13 +1,32 @@
-//! The container settings of a `run "docker"` block or a job's `container` block, and what the
-//! two make of them: the host config, the step's environment, the image.
+//! The container settings of a `run "docker"` or `run "podman"` block or a job's `container`
+//! block, and the step environment a container sees.
 
-use super::{CONTAINER_WORKDIR, in_container};
-use bollard::Docker;
-use bollard::models::HostConfig;
-use bollard::query_parameters::CreateImageOptionsBuilder;
-use futures_util::StreamExt;
-use pipewright_core::{Ctx, Error, ErrorKind, Params, Result, Stream, TaskSpec, Workspace};
+use pipewright_core::{Ctx, Error, ErrorKind, Params, Result, TaskSpec, Workspace};
 use std::collections::{BTreeMap, HashMap};
+
+/// Where the build workspace appears inside every container.
+pub const CONTAINER_WORKDIR: &str = "/workdir";
+
+/// Label marking containers a runner created; the others carry the ids.
+pub const LABEL_MANAGED: &str = "io.pipewright.managed";
+pub(crate) const LABEL_OWNER: &str = "io.pipewright.owner";
+pub(crate) const LABEL_BUILD: &str = "io.pipewright.build";
+pub(crate) const LABEL_JOB: &str = "io.pipewright.job";
+pub(crate) const LABEL_STEP: &str = "io.pipewright.step";
+
+/// The params of the `docker` and `podman` runners.
+pub(crate) const RUNNER_PARAMS: &[&str] = &[
+    "image",
+    "cmd",
+    "user",
+    "workdir",
+    "network",
+    "memory",
+    "cpus",
+    "pull",
+    "privileged",
+    "env",
+];
 
 /// When to pull the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,27 +41,27 @@ pub enum PullPolicy {
 
 /// The container settings read from a run block.
 #[derive(Debug, Default)]
-pub(super) struct Settings {
-    pub(super) image: String,
-    pub(super) cmd: Option<String>,
-    pub(super) env: BTreeMap<String, String>,
-    pub(super) user: Option<String>,
-    pub(super) workdir: Option<String>,
-    pub(super) memory: Option<i64>,
-    pub(super) memory_text: Option<String>,
-    pub(super) nano_cpus: Option<i64>,
-    pub(super) network: Option<String>,
-    pub(super) pull: Option<PullPolicy>,
-    pub(super) privileged: bool,
-    pub(super) binds: Vec<String>,
-    pub(super) entrypoint: Option<Vec<String>>,
-    pub(super) tmpfs: HashMap<String, String>,
-    pub(super) extra_hosts: Vec<String>,
-    pub(super) shm_size: Option<i64>,
-    pub(super) cap_add: Vec<String>,
+pub(crate) struct Settings {
+    pub(crate) image: String,
+    pub(crate) cmd: Option<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) user: Option<String>,
+    pub(crate) workdir: Option<String>,
+    pub(crate) memory: Option<i64>,
+    pub(crate) memory_text: Option<String>,
+    pub(crate) nano_cpus: Option<i64>,
+    pub(crate) network: Option<String>,
+    pub(crate) pull: Option<PullPolicy>,
+    pub(crate) privileged: bool,
+    pub(crate) binds: Vec<String>,
+    pub(crate) entrypoint: Option<Vec<String>>,
+    pub(crate) tmpfs: HashMap<String, String>,
+    pub(crate) extra_hosts: Vec<String>,
+    pub(crate) shm_size: Option<i64>,
+    pub(crate) cap_add: Vec<String>,
 }
 
-pub(super) fn invalid(m: impl Into<String>) -> Error {
+pub(crate) fn invalid(m: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidConfig, m)
 }
 
@@ -86,7 +105,7 @@ fn param(params: &Params, key: &str) -> Option<String> {
 }
 
 impl Settings {
-    pub(super) fn from_task(task: &TaskSpec) -> Result<Self> {
+    pub(crate) fn from_task(task: &TaskSpec) -> Result<Self> {
         let p = &task.params;
         let mut s = Settings {
             image: param(p, "image").ok_or_else(|| invalid("the docker runner needs `image`"))?,
@@ -140,7 +159,7 @@ impl Settings {
                 inline
                     .clone()
                     .or_else(|| it.next().cloned())
-                    .ok_or_else(|| invalid(format!("docker flag `{flag}` needs a value")))
+                    .ok_or_else(|| invalid(format!("container flag `{flag}` needs a value")))
             };
             match flag {
                 "-v" | "--volume" => self.binds.push(value()?),
@@ -176,12 +195,12 @@ impl Settings {
                 "--privileged" => self.privileged = true,
                 "--rm" | "-i" | "-t" | "--interactive" | "--tty" | "-d" | "--detach" => {
                     return Err(invalid(format!(
-                        "docker flag `{flag}` is managed by the runner; remove it from `args`"
+                        "container flag `{flag}` is managed by the runner; remove it from `args`"
                     )));
                 }
                 other => {
                     return Err(invalid(format!(
-                        "docker flag `{other}` is not supported by the docker runner (supported: \
+                        "container flag `{other}` is not supported by the docker and podman runners (supported: \
                          -v, -e, --network, --memory, --cpus, -u, -w, --entrypoint, --tmpfs, \
                          --add-host, --shm-size, --cap-add, --init, --privileged); use a \
                          `runner_type` over the docker CLI for others"
@@ -194,31 +213,8 @@ impl Settings {
 }
 
 impl Settings {
-    /// The host side of the container: the workspace and `-v` mounts, limits, network, init.
-    pub(super) fn host_config(&self, host_dir: &str) -> HostConfig {
-        let mut binds = vec![format!("{host_dir}:{CONTAINER_WORKDIR}")];
-        binds.extend(self.binds.iter().cloned());
-        HostConfig {
-            binds: Some(binds),
-            memory: self.memory,
-            // Swap equal to memory: a hog is killed instead of swapping the host to death.
-            memory_swap: self.memory,
-            nano_cpus: self.nano_cpus,
-            network_mode: self.network.clone(),
-            privileged: Some(self.privileged),
-            tmpfs: (!self.tmpfs.is_empty()).then(|| self.tmpfs.clone()),
-            extra_hosts: (!self.extra_hosts.is_empty()).then(|| self.extra_hosts.clone()),
-            shm_size: self.shm_size,
-            cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
-            // An init as PID 1 forwards signals and reaps zombies: a shell as PID 1 ignores
-            // SIGTERM, so every stop would wait out the whole grace period.
-            init: Some(true),
-            ..HostConfig::default()
-        }
-    }
-
     /// The working directory inside the container.
-    pub(super) fn workdir(&self) -> String {
+    pub(crate) fn workdir(&self) -> String {
         self.workdir
             .clone()
             .unwrap_or_else(|| CONTAINER_WORKDIR.into())
@@ -227,7 +223,7 @@ impl Settings {
 
 /// The workspace as an absolute host path: the engine takes a relative bind source for a
 /// volume name.
-pub(super) fn host_dir(ws: &Workspace) -> Result<String> {
+pub(crate) fn host_dir(ws: &Workspace) -> Result<String> {
     Ok(absolute(&ws.dir)?.display().to_string())
 }
 
@@ -244,7 +240,7 @@ fn absolute(p: &std::path::Path) -> Result<std::path::PathBuf> {
 /// variables, the task's `env` (a value that expanded `$WORKDIR` names the host path, so it is
 /// pointed inside), the container's own `env`, then `WORKDIR`, `PIPEWRIGHT_OUTPUT` and
 /// `PIPEWRIGHT_ENV` as the container sees them.
-pub(super) fn step_env(
+pub(crate) fn step_env(
     ctx: &Ctx,
     task: &TaskSpec,
     ws: &Workspace,
@@ -270,70 +266,32 @@ pub(super) fn step_env(
     Ok(env)
 }
 
+/// `path` under the host workspace `host_dir`, as the container sees it; `None` outside it.
+pub(crate) fn in_container(path: &str, host_dir: &str) -> Option<String> {
+    let rest = path.strip_prefix(host_dir)?;
+    (rest.is_empty() || rest.starts_with('/')).then(|| format!("{CONTAINER_WORKDIR}{rest}"))
+}
+
 /// `KEY=VALUE` strings for the Engine API.
-pub(super) fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
-/// Makes sure `image` is present according to `policy`.
-pub(super) async fn ensure_image(
-    d: &Docker,
-    ctx: &Ctx,
-    image: &str,
-    policy: PullPolicy,
-) -> Result<()> {
-    let present = d.inspect_image(image).await.is_ok();
-    match (policy, present) {
-        (PullPolicy::Never, false) => Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "image `{image}` is not present and `pull = \"never\"`; build or load it first"
-            ),
-        )),
-        (PullPolicy::IfNotPresent, true) | (PullPolicy::Never, true) => Ok(()),
-        _ => {
-            ctx.log.write(
-                Stream::System,
-                format!("pulling image {image}\n").as_bytes(),
-            );
-            let (name, tag) = split_tag(image);
-            let mut s = d.create_image(
-                Some(
-                    CreateImageOptionsBuilder::new()
-                        .from_image(name)
-                        .tag(tag)
-                        .build(),
-                ),
-                None,
-                None,
-            );
-            while let Some(item) = s.next().await {
-                if let Err(e) = item {
-                    return Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!("image `{image}` is not present and could not be pulled: {e}"),
-                    ));
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-/// `repo:tag` → (`repo`, `tag`); a port in the registry host is not a tag.
-fn split_tag(image: &str) -> (&str, &str) {
-    if image.contains('@') {
-        return (image, "");
-    }
-    match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, t),
-        _ => (image, "latest"),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workspace_paths_are_mapped_inside_the_container() {
+        let host = "/tmp/builds/b1";
+        assert_eq!(
+            in_container("/tmp/builds/b1/.pip", host).as_deref(),
+            Some("/workdir/.pip")
+        );
+        assert_eq!(in_container(host, host).as_deref(), Some("/workdir"));
+        assert_eq!(in_container("/tmp/builds/b10/x", host), None);
+        assert_eq!(in_container("/elsewhere", host), None);
+    }
 
     #[test]
     fn sizes_cpus_tags_and_flags() {
@@ -343,9 +301,6 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert_eq!(parse_cpus("1.5").ok(), Some(1_500_000_000));
         assert!(parse_cpus("0").is_err());
-        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
-        assert_eq!(split_tag("reg:5000/app:1.2"), ("reg:5000/app", "1.2"));
-        assert_eq!(split_tag("reg:5000/app"), ("reg:5000/app", "latest"));
         let mut s = Settings::default();
         let args: Vec<String> = ["-v", "/a:/b", "--network=host", "-e", "K=V", "--init"]
             .iter()
