@@ -96,6 +96,7 @@ pub(crate) struct Build<'a> {
     secrets: tokio::sync::Mutex<secrets::SecretCache>,
     outputs_made: std::sync::atomic::AtomicU64,
     /// The job's `container`, started by the first step that runs in it.
+    #[cfg_attr(not(feature = "docker"), allow(dead_code))]
     container: container::JobContainerSlot,
 }
 

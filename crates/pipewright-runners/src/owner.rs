@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 /// The host's name, for container labels (containers outlive pid namespaces).
-#[cfg(feature = "docker")]
+#[cfg(any(feature = "docker", feature = "podman"))]
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -64,6 +64,7 @@ pub(crate) fn process_alive(owner: &str) -> Option<bool> {
 }
 
 /// `host:pid:start-time`: the start time tells a live owner from a reused pid.
+#[cfg(any(feature = "docker", feature = "podman"))]
 pub(crate) fn owner_id(pid: u32) -> String {
     format!(
         "{}:{pid}:{}",
@@ -72,6 +73,8 @@ pub(crate) fn owner_id(pid: u32) -> String {
     )
 }
 
+/// Whether the container owner `owner` (an [`owner_id`]) still runs; foreign hosts' are.
+#[cfg(any(feature = "docker", feature = "podman"))]
 pub(crate) fn owner_alive(owner: &str) -> bool {
     let mut parts = owner.splitn(3, ':');
     let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {

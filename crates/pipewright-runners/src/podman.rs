@@ -226,7 +226,7 @@ fn not_found(program: &str, e: &std::io::Error) -> Error {
 #[async_trait]
 impl Runner for PodmanRunner {
     fn params(&self) -> ParamSpec {
-        ParamSpec::exactly(crate::settings::RUNNER_PARAMS, &["image", "cmd"])
+        ParamSpec::exactly(settings::RUNNER_PARAMS, &["image", "cmd"])
     }
 
     async fn run(&self, ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> Result<ExitStatus> {

@@ -273,6 +273,7 @@ pub(crate) fn in_container(path: &str, host_dir: &str) -> Option<String> {
 }
 
 /// `KEY=VALUE` strings for the Engine API.
+#[cfg(feature = "docker")]
 pub(crate) fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }

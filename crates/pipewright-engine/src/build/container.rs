@@ -2,7 +2,7 @@
 //! task steps routed into it, removed at the job's end.
 
 use super::Build;
-use pipewright_config::{RunnerCommand, StepKind};
+use pipewright_config::RunnerCommand;
 use pipewright_core::{Ctx, Error, ErrorKind, Runner};
 use std::sync::Arc;
 
@@ -80,7 +80,7 @@ impl Build<'_> {
             .job
             .all_steps()
             .iter()
-            .any(|s| matches!(s.kind, StepKind::Service(_)));
+            .any(|s| matches!(s.kind, pipewright_config::StepKind::Service(_)));
         if has_services && params.get_str("network").is_none() {
             params.insert("network", "host");
         }

@@ -240,21 +240,7 @@ fn sanitize(s: &str) -> String {
 #[async_trait]
 impl Runner for DockerRunner {
     fn params(&self) -> ParamSpec {
-        ParamSpec::exactly(
-            &[
-                "image",
-                "cmd",
-                "user",
-                "workdir",
-                "network",
-                "memory",
-                "cpus",
-                "pull",
-                "privileged",
-                "env",
-            ],
-            &["image", "cmd"],
-        )
+        ParamSpec::exactly(settings::RUNNER_PARAMS, &["image", "cmd"])
     }
 
     async fn run(&self, ctx: &Ctx, task: &TaskSpec, ws: &Workspace) -> Result<ExitStatus> {
