@@ -57,7 +57,7 @@ const GIT_PARAMS: &[&str] = &[
     "name",
 ];
 
-/// The params of the built-in `docker` runner.
+/// The params of the built-in `docker` and `podman` runners.
 const DOCKER_PARAMS: &[&str] = &[
     "image",
     "cmd",
@@ -217,6 +217,10 @@ impl Default for Catalog {
                 ),
                 (
                     "docker".into(),
+                    RunnerRule::exactly(DOCKER_PARAMS, &["image", "cmd"]),
+                ),
+                (
+                    "podman".into(),
                     RunnerRule::exactly(DOCKER_PARAMS, &["image", "cmd"]),
                 ),
             ]),

@@ -206,6 +206,7 @@ impl Loader<'_> {
             .unwrap_or(false);
         let inputs = self.job_inputs(file, &mut r, ctx);
         let approve = self.approval(file, &mut r, ctx);
+        let container = self.job_container(file, &mut r, ctx);
         let step_blocks = r.blocks_of(&STEP_KEYWORDS);
         let steps = self.steps(file, &step_blocks, ctx, Scope::Job);
         let hooks = self.hooks(file, &mut r, ctx);
@@ -222,6 +223,7 @@ impl Loader<'_> {
             disable_retry,
             inputs,
             approve,
+            container,
             steps,
             hooks,
             loc,

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod condition;
+mod container;
 mod diag;
 mod duration;
 mod files;

@@ -322,6 +322,9 @@ pub struct Job {
     pub inputs: Vec<JobInput>,
     /// Approval gate.
     pub approve: Option<Approval>,
+    /// The job's container: its `shell` and `exec` task steps run in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<JobContainer>,
     /// The plan, in declaration order.
     pub steps: Vec<Step>,
     /// Job-level hooks.
@@ -390,6 +393,21 @@ pub struct JobInput {
     pub options: Vec<String>,
     /// Several options may be chosen.
     pub multiple: bool,
+}
+
+/// A job's `container { image = … }` block: one container started before the first step that
+/// runs in it and removed at the job's end; every `shell` and `exec` task step runs in it with
+/// `docker exec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobContainer {
+    /// The docker runner's params: `image` (always set), `env`, `user`, `workdir`, `network`,
+    /// `memory`, `cpus`, `pull`, `privileged`.
+    pub params: Params,
+    /// `host:container[:ro]` bind mounts.
+    pub mounts: Vec<String>,
+    /// Declaration site.
+    #[serde(skip)]
+    pub loc: Loc,
 }
 
 /// An `approve "<label>"` gate.

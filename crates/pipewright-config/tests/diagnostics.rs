@@ -45,6 +45,25 @@ job "test" {
 );
 
 case!(
+    job_container_errors,
+    r#"
+job "test" {
+  container {
+    imgae  = "busybox"
+    mounts = ["cache:/cache"]
+    pull   = "sometimes"
+  }
+  container {
+    image = "alpine"
+  }
+  task "a" {
+    run "shell" { cmd = "true" }
+  }
+}
+"#
+);
+
+case!(
     unknown_block,
     r#"
 job "test" {

@@ -41,6 +41,7 @@ fn every_example_is_covered_by_a_test() {
     assert_eq!(
         names,
         [
+            "container-job.hcl",
             "custom-types.hcl",
             "deploy-compose.hcl",
             "fan-out-fan-in.hcl",
@@ -93,6 +94,27 @@ fn image_service_example() {
         s.params.get("env"),
         Some(&serde_json::json!({"POSTGRES_PASSWORD": "test"}))
     );
+}
+
+#[test]
+fn container_job() {
+    let p = load("container-job.hcl");
+    let job = &p.jobs["test"];
+    let c = job.container.as_ref().expect("a container block");
+    assert_eq!(
+        c.params.get_str("image").as_deref(),
+        Some("pipewright-test/busybox:latest")
+    );
+    assert_eq!(c.params.get_str("pull").as_deref(), Some("never"));
+    assert_eq!(
+        c.params.get("env"),
+        Some(&serde_json::json!({ "CACHE_DIR": "/workdir/.cache" }))
+    );
+    assert_eq!(c.mounts, ["/etc/hostname:/host-hostname:ro"]);
+    assert_eq!(job.steps.len(), 3);
+    // Jobs without the block have none.
+    let p = load("hello.hcl");
+    assert!(p.jobs["hello"].container.is_none());
 }
 
 #[test]

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 /// Variables exported by earlier steps (`GET_*`, `TASK_*`).
 type Exports = BTreeMap<String, String>;
 
+mod container;
 mod inputs;
 mod notices;
 mod secrets;
@@ -94,6 +95,9 @@ pub(crate) struct Build<'a> {
     check_logs: Mutex<BTreeMap<String, inputs::Chunks>>,
     secrets: tokio::sync::Mutex<secrets::SecretCache>,
     outputs_made: std::sync::atomic::AtomicU64,
+    /// The job's `container`, started by the first step that runs in it.
+    #[cfg_attr(not(feature = "docker"), allow(dead_code))]
+    container: container::JobContainerSlot,
 }
 
 fn new_build_id(job: &str, number: u64) -> String {
@@ -216,6 +220,7 @@ impl<'a> Build<'a> {
             check_logs: Mutex::new(BTreeMap::new()),
             secrets: tokio::sync::Mutex::new(secrets::SecretCache::default()),
             outputs_made: std::sync::atomic::AtomicU64::new(0),
+            container: container::JobContainerSlot::default(),
         })
     }
 
@@ -302,6 +307,7 @@ impl<'a> Build<'a> {
         };
         self.run_job_hooks(status, &exports).await;
         self.dispatch_notifications(status, &exports).await;
+        self.stop_container().await;
         self.stop_services().await;
         let leftovers = pipewright_runners::reap_build(&self.meta.build_id).await;
         if leftovers > 0 {
@@ -770,8 +776,9 @@ impl<'a> Build<'a> {
                 }
                 let r = match self.task_env(&t.env, ctx).await {
                     Ok(env) => {
-                        self.run_resolved(
-                            &step.name, &t.run, env, &t.inputs, &t.outputs, attempt, ctx,
+                        let runner = self.task_runner(&t.run, ctx).await;
+                        self.run_on(
+                            runner, &step.name, &t.run, env, &t.inputs, &t.outputs, attempt, ctx,
                         )
                         .await
                     }
@@ -851,7 +858,25 @@ impl<'a> Build<'a> {
         attempt: u32,
         ctx: &Ctx,
     ) -> Attempt {
-        let runner = match self.runner(&cmd.runner) {
+        let runner = self.runner(&cmd.runner);
+        self.run_on(runner, name, cmd, task_env, inputs, outputs, attempt, ctx)
+            .await
+    }
+
+    /// Runs a runner command with its final environment through `runner`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_on(
+        &self,
+        runner: Result<Arc<dyn Runner>, Error>,
+        name: &str,
+        cmd: &RunnerCommand,
+        task_env: BTreeMap<String, String>,
+        inputs: &[String],
+        outputs: &[String],
+        attempt: u32,
+        ctx: &Ctx,
+    ) -> Attempt {
+        let runner = match runner {
             Ok(r) => r,
             Err(e) => return e.into(),
         };

@@ -251,6 +251,7 @@ fn check_job(decl: &pipewright_config::Resource) -> pipewright_config::Job {
         disable_retry: true,
         inputs: Vec::new(),
         approve: None,
+        container: None,
         steps: vec![Step {
             name: decl.name.clone(),
             kind: StepKind::Get(GetStep {

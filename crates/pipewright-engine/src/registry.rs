@@ -7,6 +7,8 @@ use pipewright_core::{
 };
 #[cfg(feature = "docker")]
 use pipewright_runners::DockerRunner;
+#[cfg(feature = "podman")]
+use pipewright_runners::PodmanRunner;
 use pipewright_runners::{ExecRunner, ShellRunner, TemplateRunner};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -183,6 +185,9 @@ pub struct Registry {
     /// Built-in notification types this engine sends, with their params.
     notifications: BTreeMap<String, ParamSpec>,
     grace: Option<Duration>,
+    /// Starts the containers of jobs with a `container` block.
+    #[cfg(feature = "docker")]
+    job_containers: Option<Arc<DockerRunner>>,
 }
 
 impl fmt::Debug for Registry {
@@ -210,9 +215,9 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry with the runners `exec`, `shell` and `docker`, which stop a task with
-    /// `SIGTERM`, then `SIGKILL` after `grace`; the services `nats`, `postgres` and `docker`
-    /// (container images); and the secret
+    /// A registry with the runners `exec`, `shell`, `docker` and `podman`, which stop a task
+    /// with `SIGTERM`, then `SIGKILL` after `grace`; the services `nats`, `postgres` and
+    /// `docker` (container images); and the secret
     /// types `env`, `file` and `vault`.
     pub fn with_builtins(grace: Duration) -> Self {
         Self::builtins(&BuiltinOptions {
@@ -221,11 +226,11 @@ impl Registry {
         })
     }
 
-    /// Every built-in plug-in: the runners `exec`, `shell` and `docker`; the resource types
-    /// `git`, `cron`, `fs`, `artifact` and `registry-image` (feature `images`); the services
-    /// `nats` and `postgres` (also `postgresql`) and, with the `docker` feature, `docker` (a
-    /// service from a container image, `service "NAME" { image = "…" }`); the secret types
-    /// `env`, `file` and `vault`; the notification types of
+    /// Every built-in plug-in: the runners `exec`, `shell`, `docker` and `podman`; the
+    /// resource types `git`, `cron`, `fs`, `artifact` and `registry-image` (feature `images`);
+    /// the services `nats` and `postgres` (also `postgresql`) and, with the `docker` feature,
+    /// `docker` (a service from a container image, `service "NAME" { image = "…" }`); the
+    /// secret types `env`, `file` and `vault`; the notification types of
     /// `pipewright-notify` (feature `notify`). This is the one list of built-ins: validation uses [`Registry::catalog`], so what validates can run.
     pub fn builtins(opts: &BuiltinOptions) -> Self {
         let grace = opts.grace;
@@ -237,10 +242,20 @@ impl Registry {
         r.runner("shell", Arc::new(ShellRunner::new().with_grace(grace)));
         // Connects to the daemon on first use only, so a host without Docker is fine.
         #[cfg(feature = "docker")]
-        r.runner(
-            "docker",
-            Arc::new(
+        {
+            let docker = Arc::new(
                 DockerRunner::new()
+                    .with_grace(grace)
+                    .allow_privileged(opts.allow_privileged),
+            );
+            r.runner("docker", docker.clone());
+            r.job_containers(docker);
+        }
+        #[cfg(feature = "podman")]
+        r.runner(
+            "podman",
+            Arc::new(
+                PodmanRunner::new()
                     .with_grace(grace)
                     .allow_privileged(opts.allow_privileged),
             ),
@@ -269,6 +284,20 @@ impl Registry {
         #[cfg(feature = "notify")]
         r.builtin_notifications();
         r
+    }
+
+    /// Starts the containers of jobs with a `container` block with `docker` (the built-ins use
+    /// their `docker` runner, so both share one connection and one privileged policy).
+    #[cfg(feature = "docker")]
+    pub fn job_containers(&mut self, docker: Arc<DockerRunner>) -> &mut Self {
+        self.job_containers = Some(docker);
+        self
+    }
+
+    /// What starts job containers, if anything.
+    #[cfg(feature = "docker")]
+    pub(crate) fn job_container_runner(&self) -> Option<&Arc<DockerRunner>> {
+        self.job_containers.as_ref()
     }
 
     /// Registers the built-in notification types (`webhook`, `slack`, `discord`, `email`,

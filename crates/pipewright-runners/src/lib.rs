@@ -4,7 +4,11 @@ mod channel;
 mod cookie;
 #[cfg(feature = "docker")]
 mod docker;
+#[cfg(feature = "podman")]
+mod podman;
 mod process;
+#[cfg(any(feature = "docker", feature = "podman"))]
+mod settings;
 mod supervisor;
 mod template;
 
@@ -13,8 +17,12 @@ pub use cookie::{
     COOKIE_VAR, build_cookie_prefix, reap_cookie, reap_cookie_gracefully, reap_orphans,
 };
 #[cfg(feature = "docker")]
-pub use docker::{CONTAINER_WORKDIR, DockerRunner, LABEL_MANAGED, PullPolicy};
+pub use docker::{ContainerSession, DockerRunner};
+#[cfg(feature = "podman")]
+pub use podman::PodmanRunner;
 pub use process::{DEFAULT_GRACE, ProcessSpec, WITHHELD_ENV, run_process};
+#[cfg(any(feature = "docker", feature = "podman"))]
+pub use settings::{CONTAINER_WORKDIR, LABEL_MANAGED, PullPolicy};
 pub use supervisor::enable_task_supervisor;
 pub use template::{TemplateRunner, expand};
 

@@ -268,8 +268,8 @@ async fn containers_of_a_dead_engine_are_reaped() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(left(&build), 1);
-    // Connecting reaps; `reap` can also be called at any time.
+    // Connecting reaps; `reap` can also be called at any time. The other tests' runners reap
+    // when they connect too, so the container may be gone already.
     DockerRunner::new().reap().await.unwrap();
     assert_eq!(left(&build), 0);
     // A live owner's containers are left alone.
@@ -373,4 +373,65 @@ async fn a_relative_workspace_directory_is_mounted() {
         std::fs::read_to_string(dir.path().join("seen")).unwrap(),
         "here\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_container_carries_the_reaping_labels_and_stop_removes_it() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let build = unique("session");
+    let (c, cap) = ctx(&build);
+    let runner = DockerRunner::new().with_grace(Duration::from_secs(1));
+    let spec = task("container", &[("pull", "never")], &["-e", "FROM_FLAG=flag"]);
+    let session = runner
+        .start_session(&c, &spec, &ws(dir.path()))
+        .await
+        .unwrap();
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"io.pipewright.managed\"}} {{index .Config.Labels \"io.pipewright.owner\"}}",
+            session.id(),
+        ])
+        .output()
+        .unwrap();
+    let labels = String::from_utf8(out.stdout).unwrap();
+    let pid = std::process::id().to_string();
+    assert!(labels.starts_with("1 "), "{labels}");
+    assert!(
+        labels.split(':').nth(1) == Some(pid.as_str()),
+        "owned by this process: {labels}"
+    );
+    // Steps are execs: `exec` argv and `shell` scripts with `$1…`, both under /workdir.
+    let mut step = task(
+        "a",
+        &[("path", "sh")],
+        &["-c", "echo $FROM_FLAG $(pwd) > /tmp/a"],
+    );
+    step.params = Params::new();
+    step.params.insert("path", "sh");
+    assert!(
+        session
+            .run(&c, &step, &ws(dir.path()))
+            .await
+            .unwrap()
+            .success()
+    );
+    let mut step = task("b", &[], &["arg1"]);
+    step.params = Params::new();
+    step.params.insert("cmd", "cat /tmp/a; echo \"$1\"; exit 4");
+    let exit = session.run(&c, &step, &ws(dir.path())).await.unwrap();
+    assert_eq!(exit, pipewright_core::ExitStatus::Code(4));
+    assert_eq!(
+        String::from_utf8_lossy(&cap.0.lock().unwrap().0),
+        "flag /workdir\narg1\n"
+    );
+    assert_eq!(left(&build), 1);
+    session.stop().await;
+    assert_eq!(left(&build), 0, "stop removes the job container");
+    let err = session.run(&c, &step, &ws(dir.path())).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
 }
