@@ -374,9 +374,10 @@ impl DockerRunner {
             }
             None => -1,
         };
-        // 137: killed by SIGKILL, as the OOM killer does.
+        // 137: killed by SIGKILL, as the OOM killer does. A loaded engine records the OOM
+        // event late: give it up to 5 s.
         let tries = if code == 137 && s.memory.is_some() {
-            20
+            100
         } else {
             1
         };
