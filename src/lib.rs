@@ -11,8 +11,9 @@
 //! - [`engine`] (feature `engine`, on by default): run jobs and pipelines. Its
 //!   `Registry::builtins` holds every built-in plug-in, from the crates below, and
 //!   `Registry::catalog` gives validation the same list.
-//! - [`runners`] (`exec`, `shell`, `docker`, templates), [`resources`] (`git`, `cron`, `fs`,
-//!   `artifact`), [`services`] (`nats`, `postgres`), [`secrets`] (`env`, `file`, `vault` and the
+//! - [`runners`] (`exec`, `shell`, `docker`, `podman`, templates), [`resources`] (`git`,
+//!   `cron`, `fs`, `artifact`), [`images`] (`registry-image`), [`services`] (`nats`,
+//!   `postgres`, container images), [`secrets`] (`env`, `file`, `vault` and the
 //!   log masker), [`versions`] (version history and `passed`): feature `engine`.
 //! - [`notify`] (feature `notify`, part of `engine`): the built-in notification types
 //!   (`webhook`, `slack`, `discord`, `email`, `github-check`, `gitlab`, `gitea`) and the
@@ -41,6 +42,9 @@ pub use pipewright_runners as runners;
 
 #[cfg(feature = "engine")]
 pub use pipewright_resources as resources;
+
+#[cfg(feature = "images")]
+pub use pipewright_images as images;
 
 #[cfg(feature = "engine")]
 pub use pipewright_services as services;
