@@ -13,6 +13,7 @@ mod load;
 mod matrix;
 mod model;
 mod services;
+mod steps;
 mod validate;
 
 pub use catalog::{Catalog, ResourceOps, RunnerRule, TypeKind};
