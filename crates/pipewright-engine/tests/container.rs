@@ -363,3 +363,46 @@ job "j" {
     }
     assert_eq!(n, 0, "the dropped build's container is removed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_container_reaches_the_job_s_services_on_the_host_network() {
+    if !docker_ready() {
+        return;
+    }
+    let h = harness();
+    let b = h
+        .job(
+            r#"
+job "j" {
+  container {
+    image = "@IMAGE@"
+    pull  = "never"
+  }
+  service "web" {
+    image  = "@IMAGE@"
+    pull   = "never"
+    ports  = [8080]
+    cmd    = ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+    health = "wget -qO- http://127.0.0.1:8080/passwd"
+  }
+  task "fetch" {
+    run "shell" {
+      cmd = "wget -qO- http://$SERVICE_WEB_ADDR/passwd | head -n 1"
+    }
+  }
+}
+"#,
+            &h.opts(),
+        )
+        .await;
+    let log = h.log("fetch");
+    assert_eq!(b.status, BuildStatus::Succeeded, "{:?}\n{log}", b.reason);
+    // The service publishes on the host's 127.0.0.1; the job container shares the host's
+    // network because the job has a service, so the exported address works inside it.
+    assert!(log.contains("root:x:0:0"), "{log}");
+    assert_eq!(
+        left(&b.build_id),
+        0,
+        "the job container and the service are removed"
+    );
+}
