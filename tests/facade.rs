@@ -26,9 +26,9 @@ fn every_builtin_named_by_validation_is_in_the_default_registry() {
     let catalog = registry.catalog();
     assert_eq!(catalog, pipewright::config::Catalog::default());
     let names: Vec<&str> = catalog.runners.keys().map(String::as_str).collect();
-    assert_eq!(names, ["docker", "exec", "shell"]);
+    assert_eq!(names, ["docker", "exec", "podman", "shell"]);
     let names: Vec<&str> = catalog.resource_types.keys().map(String::as_str).collect();
-    assert_eq!(names, ["artifact", "cron", "fs", "git"]);
+    assert_eq!(names, ["artifact", "cron", "fs", "git", "registry-image"]);
     assert_eq!(catalog.secret_types, ["env", "file", "vault"]);
     // A resource of each built-in type is made from its declaration.
     let src = r#"
@@ -43,6 +43,9 @@ resource "fs" "f" {
 }
 resource "artifact" "a" {
   params { dir = "/tmp/pipewright-facade-artifacts" }
+}
+resource "registry-image" "i" {
+  params { repository = "registry.example.com/team/app" }
 }
 job "j" {
   task "t" {
