@@ -2,9 +2,9 @@
 # it, and roll back to the image that was live before when the smoke test fails.
 #
 # Needs a Docker engine, docker compose (the v2 plugin or Debian's docker-compose), the base image
-# from ci/docker-test-image.sh and a registry, e.g. Debian's docker-registry:
+# from ci/docker-test-image.sh and a registry on 127.0.0.1:5000 without a login (docs/images.md
+# shows a minimal config for Debian's docker-registry). From the repository root:
 #
-#   docker-registry serve /etc/docker/registry/config.yml      # listens on :5000
 #   pipewright run --pipeline examples/pipelines/deploy-compose.hcl
 #   curl http://127.0.0.1:18080/                                # hello from pipewright
 #

@@ -143,6 +143,21 @@ async fn gc(c: &GcCmd) -> Result<bool, String> {
         }
         _ => None,
     };
+    // A mistyped directory would look like an empty store.
+    let dir = match (&c.blobs.blobs, &nats) {
+        (Some(u), _) => match BlobUrl::parse(u) {
+            Ok(BlobUrl::Dir(d)) => Some(d),
+            _ => None,
+        },
+        (None, None) => Some(crate::run::default_cache_root().join("blobs")),
+        (None, Some(_)) => None,
+    };
+    if let Some(d) = dir.filter(|d| !d.is_dir()) {
+        return Err(format!(
+            "there is no blob store at {}: name the directory the server and workers use with --blobs",
+            d.display()
+        ));
+    }
     let store = open(&c.blobs, nats).await?;
     let report = pipewright_blobs::collect_garbage(
         store.as_ref(),

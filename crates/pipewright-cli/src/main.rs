@@ -277,8 +277,9 @@ pub(crate) fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub(crate) fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, LoadError> {
+    let registry = run::registry(pipewright_runners::DEFAULT_GRACE, false);
     let opts = LoadOptions {
-        catalog: run::registry(pipewright_runners::DEFAULT_GRACE, false).catalog(),
+        catalog: registry.catalog(),
         vars: vars.vars.clone(),
         vars_files: vars.vars_files.clone(),
         allow_sources_outside: vars.allow_sources_outside,
@@ -286,7 +287,18 @@ pub(crate) fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, Loa
             run::types_cache_dir(),
         ))),
     };
-    pipewright_config::load_file(file, &opts)
+    let loaded = pipewright_config::load_file(file, &opts)?;
+    // Param values a built-in type refuses are load errors too, at the resource's block.
+    let refused = registry.check_resources(&loaded.pipeline);
+    if refused.is_empty() {
+        return Ok(loaded);
+    }
+    let mut diagnostics = loaded.warnings;
+    diagnostics.extend(refused);
+    Err(LoadError {
+        diagnostics,
+        sources: loaded.sources,
+    })
 }
 
 /// Loads the pipeline, or prints its diagnostics and gives the exit code (1).

@@ -84,3 +84,12 @@ fn gc_removes_only_old_content_nothing_names_and_reports_dangling_pointers() {
     );
     assert!(root.join("caches/p/build/deps").exists());
 }
+
+#[test]
+fn gc_of_a_directory_that_does_not_exist_is_an_error_not_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gc(&dir.path().join("typo"), &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("there is no blob store at"), "{err}");
+}

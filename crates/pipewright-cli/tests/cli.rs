@@ -70,6 +70,43 @@ fn validate_refuses_git_values_that_git_would_read_as_options() {
 }
 
 #[test]
+fn validate_reports_param_values_a_builtin_type_refuses_at_the_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.hcl");
+    std::fs::write(
+        &file,
+        r#"resource "registry-image" "app" {
+  params {
+    repository = "registry.example.com/app"
+    tag        = "stable"
+    tag_regex  = "[0-9]+"
+  }
+}
+resource "cron" "tick" {
+  params { schedule = "every day" }
+}
+job "a" {
+  get "registry-image" "app" {}
+}
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(bin().arg("validate").arg(&file).args(["--color", "never"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("resource `registry-image.app`: set `tag`"),
+        "{err}"
+    );
+    assert!(err.contains("p.hcl:1:1"), "{err}");
+    assert!(
+        err.contains("resource `cron.tick`: cron `schedule`"),
+        "{err}"
+    );
+    assert!(err.contains("p.hcl:8:1"), "{err}");
+    assert!(err.contains("pipeline is invalid: 2 errors"), "{err}");
+}
+
+#[test]
 fn json_output_for_tools() {
     let (code, out, _) = run(bin()
         .arg("validate")

@@ -33,15 +33,17 @@ job "build" {{
     run "shell" {{
       cmd = <<-SH
         mkdir ctx
-        printf 'FROM {DOCKER_TEST_IMAGE}\nCOPY hello.txt /hello.txt\n' > ctx/Dockerfile
+        printf 'FROM {DOCKER_TEST_IMAGE}\nARG REF\nCOPY hello.txt /hello.txt\nRUN echo "ref=$REF" > /ref.txt\n' > ctx/Dockerfile
         echo hello-from-the-pushed-image > ctx/hello.txt
         echo 1.0.0 > tag
+        echo REF=from-an-earlier-step >> "$PIPEWRIGHT_OUTPUT"
       SH
     }}
   }}
   put "registry-image" "app" {{
-    build    = "ctx"
-    tag_file = "tag"
+    build      = "ctx"
+    tag_file   = "tag"
+    build_args = {{ REF = "$TASK_CONTEXT_REF" }}
   }}
 }}
 
@@ -54,7 +56,7 @@ job "use" {{
     run "docker" {{
       image = "{host}/cli/app:1.0.0"
       pull  = "never"
-      cmd   = "cat /hello.txt"
+      cmd   = "cat /hello.txt /ref.txt"
     }}
   }}
   task "leak" {{
@@ -101,6 +103,10 @@ fn an_image_is_pushed_with_a_secret_password_then_pulled_and_run() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("hello-from-the-pushed-image"), "{text}");
+    assert!(
+        text.contains("ref=from-an-earlier-step"),
+        "put params expand $TASK_*:\n{text}"
+    );
     assert!(text.contains("password: "), "{text}");
     assert!(!text.contains(PASSWORD), "the password leaked:\n{text}");
     let digest_line = text

@@ -490,6 +490,32 @@ impl Registry {
         })
     }
 
+    /// Makes each resource of a registered (built-in or Rust) type once, as a build would, so
+    /// a param value its type refuses (`format = "tar"`, a bad schedule) is reported at the
+    /// resource's block when the pipeline is loaded, not when a build runs. Types the
+    /// pipeline defines with commands are left alone. Nothing is contacted.
+    pub fn check_resources(&self, pipeline: &Pipeline) -> Vec<pipewright_config::Diagnostic> {
+        pipeline
+            .resources
+            .values()
+            .filter(|r| {
+                !pipeline
+                    .resource_types
+                    .get(&r.type_name)
+                    .is_some_and(|t| !t.commands.is_empty())
+                    && self.resources.contains_key(&r.type_name)
+            })
+            .filter_map(|r| {
+                self.resource(r).err().map(|e| {
+                    pipewright_config::Diagnostic::error(
+                        format!("resource `{}`: {}", r.id, e.message()),
+                        Some(r.loc),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The resource for a `resource` block, made by its type's factory.
     pub fn resource(&self, decl: &pipewright_config::Resource) -> Result<Arc<dyn Resource>> {
         match self.resources.get(&decl.type_name) {

@@ -27,6 +27,41 @@ impl Build<'_> {
     }
 }
 
+/// A `put` step's params with their strings expanded as `env` values are ([`expand_value`]),
+/// in maps and lists too; secret placeholders are kept whole, for the resource's own
+/// resolution.
+pub(crate) fn expand_params(
+    params: &pipewright_core::Params,
+    env: &BTreeMap<String, String>,
+) -> pipewright_core::Params {
+    fn walk(v: &serde_json::Value, env: &BTreeMap<String, String>) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(s) => {
+                let mut out = String::with_capacity(s.len());
+                for piece in pieces(s) {
+                    match piece {
+                        Piece::Text(t) => out.push_str(&expand_value(t, env)),
+                        Piece::Secret(p) => out.push_str(p),
+                    }
+                }
+                serde_json::Value::String(out)
+            }
+            serde_json::Value::Array(a) => {
+                serde_json::Value::Array(a.iter().map(|v| walk(v, env)).collect())
+            }
+            serde_json::Value::Object(m) => serde_json::Value::Object(
+                m.iter().map(|(k, v)| (k.clone(), walk(v, env))).collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let mut out = params.clone();
+    for v in out.0.values_mut() {
+        *v = walk(v, env);
+    }
+    out
+}
+
 /// Whether `$name` in a task's `env` value expands: the workspace, the build's metadata and
 /// inputs, and earlier steps' exports. Anything else (`$HOME`, `$PATH`) is left for the
 /// process, as before expansion existed.

@@ -44,17 +44,17 @@ impl Registry {
     /// The error for a failed call, naming the registry and who asked, never a secret.
     pub fn error(&self, what: &str, e: OciDistributionError) -> Error {
         let registry = &self.settings.registry;
-        let who = self.settings.credentials.who();
         match &e {
             OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => Error::new(
-                ErrorKind::Unauthorized,
-                format!(
-                    "registry {registry} refused {who} while trying to {what} \
-                     `{}`: check the username and password (or token) the resource is given",
-                    self.settings.repository
-                ),
-            ),
+            | OciDistributionError::AuthenticationFailure(_) => self.refused(what),
+            OciDistributionError::RequestError(r)
+                if matches!(r.status().map(|s| s.as_u16()), Some(401 | 403)) =>
+            {
+                self.refused(what)
+            }
+            OciDistributionError::ServerError {
+                code: 401 | 403, ..
+            } => self.refused(what),
             OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
                 let hint = if self.settings.insecure {
                     ""
@@ -63,7 +63,10 @@ impl Registry {
                 };
                 Error::new(
                     ErrorKind::Unavailable,
-                    format!("cannot reach registry {registry} to {what}{hint}: {r}"),
+                    format!(
+                        "cannot reach registry {registry} to {what} `{}`{hint}: {r}",
+                        self.settings.repository
+                    ),
                 )
             }
             _ => Error::new(
@@ -74,6 +77,19 @@ impl Registry {
                 ),
             ),
         }
+    }
+
+    fn refused(&self, what: &str) -> Error {
+        let registry = &self.settings.registry;
+        let who = self.settings.credentials.who();
+        Error::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "registry {registry} refused {who} while trying to {what} \
+                     `{}`: check the username and password (or token) the resource is given",
+                self.settings.repository
+            ),
+        )
     }
 
     fn not_found(e: &OciDistributionError) -> bool {

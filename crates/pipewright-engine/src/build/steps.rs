@@ -85,7 +85,9 @@ impl Build<'_> {
             )
         })?;
         let resource = self.resource(decl, ctx).await?;
-        let produced = resource.put(ctx, &self.workdir, &p.params).await?;
+        // `$GET_*`, `$TASK_*`… in put params, as in task `env` values.
+        let params = crate::task_env::expand_params(&p.params, &ctx.env);
+        let produced = resource.put(ctx, &self.workdir, &params).await?;
         for v in &produced {
             ctx.log_system(&format!("produced version {v} of `{}`", decl.name));
         }
