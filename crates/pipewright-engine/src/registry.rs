@@ -499,10 +499,10 @@ impl Registry {
             .resources
             .values()
             .filter(|r| {
-                !pipeline
+                pipeline
                     .resource_types
                     .get(&r.type_name)
-                    .is_some_and(|t| !t.commands.is_empty())
+                    .is_none_or(|t| t.commands.is_empty())
                     && self.resources.contains_key(&r.type_name)
             })
             .filter_map(|r| {
