@@ -179,12 +179,15 @@ async fn gc(c: &GcCmd) -> Result<bool, String> {
     for (pointer, key) in &report.dangling {
         eprintln!("warning: `{pointer}` names {key}, which is not stored");
     }
+    let n = |count: usize, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
     println!(
-        "{}: {} pointers, {} named blobs kept, {} unnamed kept for --grace, {} {done}",
+        "{}: {}, {} kept, {} kept for --grace, {} {done}",
         store.describe(),
-        report.pointers,
-        report.referenced,
-        report.young,
+        n(report.pointers, "pointer", "pointers"),
+        n(report.referenced, "named blob", "named blobs"),
+        n(report.young, "unnamed blob", "unnamed blobs"),
         report.removed.len()
     );
     Ok(report.dangling.is_empty())

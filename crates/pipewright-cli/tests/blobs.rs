@@ -44,7 +44,7 @@ fn gc_removes_only_old_content_nothing_names_and_reports_dangling_pointers() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("1 unnamed kept for --grace, 0 removed"),
+        text.contains("1 unnamed blob kept for --grace, 0 removed"),
         "{text}"
     );
 
