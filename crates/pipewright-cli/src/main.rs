@@ -288,8 +288,14 @@ pub(crate) fn load(file: &std::path::Path, vars: &VarArgs) -> Result<Loaded, Loa
         ))),
     };
     let loaded = pipewright_config::load_file(file, &opts)?;
-    // Param values a built-in type refuses are load errors too, at the resource's block.
-    let refused = registry.check_resources(&loaded.pipeline);
+    // Param values a built-in type refuses are load errors too, at the resource's block. An
+    // `artifact` needs `dir` only where no blob store is shared (a server or worker with
+    // `--blobs` or NATS takes none), so it is checked as over a blob store.
+    let mut check = registry;
+    check.artifacts_in(std::sync::Arc::new(pipewright_blobs::DirBlobStore::new(
+        run::default_cache_root().join("blobs"),
+    )));
+    let refused = check.check_resources(&loaded.pipeline);
     if refused.is_empty() {
         return Ok(loaded);
     }
