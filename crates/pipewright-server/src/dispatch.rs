@@ -78,7 +78,14 @@ impl Hub {
             inputs,
             build.input_values.clone(),
         );
-        plan.previous_status = self.previous_status(build).await?;
+        // Only `fixed` and `broken` read it: spare the query otherwise.
+        let compares = p
+            .notifications
+            .values()
+            .any(|n| n.on.iter().any(|o| o == "fixed" || o == "broken"));
+        if compares {
+            plan.previous_status = self.previous_status(build).await?;
+        }
         plan.url = self.page_url(build.id);
         if let Some(old) = build.rerun_of
             && build.trigger.contains(crate::rerun::FROM_FAILED)
@@ -284,7 +291,12 @@ impl Hub {
                     continue;
                 }
             };
-            let seq_base = self.store.last_event_seq(b.id).await?.map_or(0, |s| s + 1);
+            // Only workers write events, and only after a claim: a build never claimed has none.
+            let seq_base = if b.attempt == 0 {
+                0
+            } else {
+                self.store.last_event_seq(b.id).await?.map_or(0, |s| s + 1)
+            };
             let dispatch = Dispatch {
                 build: b.id,
                 attempt: b.attempt + 1,
@@ -414,13 +426,19 @@ impl Hub {
 /// Runs dispatch rounds when woken (a build was created, approved or ended) and every second,
 /// until `stop`.
 pub(crate) async fn dispatcher(hub: Arc<Hub>, stop: CancellationToken) {
+    let mut last_expiry: Option<std::time::Instant> = None;
     loop {
         if let Err(e) = hub.dispatch_round().await {
             tracing::warn!(error = %e, "dispatch round failed");
         }
         hub.expire_leases().await;
-        if let Err(e) = hub.expire_approvals().await {
-            tracing::warn!(error = %e, "approval expiry failed");
+        // Approval timeouts are whole seconds or more: a busy dispatcher (woken per build)
+        // need not read the waiting builds every round.
+        if last_expiry.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            last_expiry = Some(std::time::Instant::now());
+            if let Err(e) = hub.expire_approvals().await {
+                tracing::warn!(error = %e, "approval expiry failed");
+            }
         }
         // A memory store never makes this task wait: yield, so tasks it woke run (a woken
         // task waits in this thread's LIFO slot, which other threads cannot steal).
