@@ -111,14 +111,22 @@ export async function jobPage(p, j, params) {
       builds.length === PAGE ? el("a", { class: "button", href: `#/p/${encodeURIComponent(p)}/jobs/${encodeURIComponent(j)}?before=${last.number}` }, "Older") : null));
   if (before) return;
   const es = new EventSource(`/api/v1${base}/events`);
-  es.addEventListener("build", (ev) => {
-    const b = JSON.parse(ev.data);
+  const apply = (b) => {
     if (b.job !== j) return;
     const existing = tbody.querySelector(`tr[data-build="${b.id}"]`);
     const fresh = row(b, refresh);
     tbody.querySelector("tr.empty")?.remove();
     if (existing) existing.replaceWith(fresh);
     else tbody.prepend(fresh);
+  };
+  es.addEventListener("build", (ev) => apply(JSON.parse(ev.data)));
+  // What changed between the first fetch and the stream's start (or a reconnect) is fetched
+  // once more, oldest first so new builds are prepended in order.
+  es.addEventListener("open", async () => {
+    try {
+      const now = await api(`${base}/jobs/${encodeURIComponent(j)}/builds?limit=${PAGE}`);
+      for (const b of now.reverse()) apply(b);
+    } catch (_) { /* the next event repairs it */ }
   });
   onLeave(() => es.close());
 }

@@ -160,15 +160,22 @@ export async function pipelinePage(name) {
   loadFlow();
   let flowTimer = null;
   const es = new EventSource(`/api/v1${base}/events`);
-  es.addEventListener("build", (ev) => {
-    const b = JSON.parse(ev.data);
+  const apply = (b) => {
     const j = jobs.get(b.job);
-    if (!j || (j.latest && j.latest.id > b.id)) return;
+    if (!j || (j.latest && (j.latest.id > b.id || JSON.stringify(j.latest) === JSON.stringify(b)))) return;
     j.latest = b;
     updateNode(graph, b);
     jobsBox.replaceChildren(jobsTable(name, view));
     clearTimeout(flowTimer);
     flowTimer = setTimeout(loadFlow, 300);
+  };
+  es.addEventListener("build", (ev) => apply(JSON.parse(ev.data)));
+  // The stream sends changes from when it opens: what changed between the first fetch and
+  // then (or during a reconnect) is fetched once more.
+  es.addEventListener("open", async () => {
+    try {
+      for (const j of (await api(base)).jobs) if (j.latest) apply(j.latest);
+    } catch (_) { /* the next event or resync repairs it */ }
   });
   es.addEventListener("resync", () => pipelinePage(name));
   onLeave(() => { es.close(); clearTimeout(flowTimer); });
